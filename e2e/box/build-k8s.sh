@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes control-plane + kubelet binaries and etcd from their
-# published Go modules into ~/.cache/vpcnet/k8s-<version>/bin, once. A stamp file
-# written last marks a complete build, so an interrupted build is redone.
+# Builds the pinned Kubernetes control-plane + kubelet + kubectl binaries and etcd
+# from their published Go modules into ~/.cache/vpcnet/k8s-<version>/bin, once.
+# Each binary is built to a temporary name and renamed, so a present binary is a
+# complete one; the stamp file, written last, lists what a complete build holds.
+# Concurrent invocations wait on a lock instead of racing.
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CACHE="${VPCNET_CACHE:-$HOME/.cache/vpcnet}/k8s-${K8S_VERSION}"
 BIN="$CACHE/bin"
 STAMP="$CACHE/.complete"
-if [[ -f "$STAMP" ]]; then
-  exit 0
-fi
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+WANT="etcd ${COMPONENTS[*]}"
+
+complete() { [[ -f "$STAMP" && "$(<"$STAMP")" == "$WANT" ]]; }
+complete && exit 0
+
 mkdir -p "$CACHE/src" "$BIN"
+exec 9>"$CACHE.lock"
+flock 9
+complete && exit 0   # another invocation finished it while we waited
+
+if ! command -v go >/dev/null; then
+  if [[ -x /usr/local/go/bin/go ]]; then
+    PATH="/usr/local/go/bin:$PATH"
+  else
+    echo "build-k8s: a Go toolchain (go) is required to build Kubernetes $K8S_VERSION" >&2
+    exit 1
+  fi
+fi
+echo "build-k8s: building Kubernetes $K8S_VERSION into $BIN (once; ~10 min cold)" >&2
 cd "$CACHE/src"
 minor="${K8S_VERSION#v1.}"   # 34.4
 staging="v0.${minor}"
@@ -43,9 +61,14 @@ GO
 # etcd at exactly the version kubernetes' own go.mod names, so no dependency moves.
 etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$modfile")
 go get "k8s.io/kubernetes@${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${etcd_version}"
-go build -o "$BIN/etcd" .
-for c in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
-  echo "building $c"
-  go build -o "$BIN/$c" "k8s.io/kubernetes/cmd/$c"
+if [[ ! -x "$BIN/etcd" ]]; then
+  echo "building etcd $etcd_version" >&2
+  go build -o "$BIN/.etcd.tmp" . && mv "$BIN/.etcd.tmp" "$BIN/etcd"
+fi
+for c in "${COMPONENTS[@]}"; do
+  [[ -x "$BIN/$c" ]] && continue
+  echo "building $c" >&2
+  go build -o "$BIN/.$c.tmp" "k8s.io/kubernetes/cmd/$c"
+  mv "$BIN/.$c.tmp" "$BIN/$c"
 done
-touch "$STAMP"
+echo "$WANT" > "$STAMP"

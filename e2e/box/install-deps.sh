@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the cluster-in-a-box needs, only if some are missing.
+# Idempotent; takes well under a second when everything is already there.
+set -euo pipefail
+PACKAGES=(
+  openvswitch-switch ovn-central ovn-host          # OVN + OVS daemons and tools
+  iptables iproute2 ethtool iputils-ping curl conntrack arping
+  containernetworking-plugins                      # macvlan/static for NAD legs
+  containerd runc                                  # the node's container runtime
+  buildah debootstrap umoci                        # images without a registry
+  openssl
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  # dpkg -s succeeds for removed-but-configured packages too; require "installed".
+  if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: must run as root to install packages" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Go toolchain (for build-k8s.sh) is not a Debian package; build-k8s.sh checks it.

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Starts the cluster-in-a-box control plane on loopback: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler. State (certs, etcd data, logs, PIDs,
+# kubeconfig) lives in ${VPCNET_BOX_DIR:-/tmp/vpcnet-box}; down.sh removes it.
+#
+# Env: VPCNET_BOX_DIR   state dir (default /tmp/vpcnet-box)
+#      VPCNET_CRDS_DIR  CRDs to apply once the API is up (default <repo>/crds)
+#      VPCNET_CACHE, K8S_VERSION  where/which Kubernetes build to use
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+CRDS_DIR="${VPCNET_CRDS_DIR:-$REPO/crds}"
+PKI="$BOX/pki"
+
+# ---------------------------------------------------------------- helpers
+
+# start_daemon NAME EXE ARGS...: runs EXE in its own session, detached from this
+# shell, logging to $BOX/logs/NAME.log; records its PID and binary for down.sh.
+start_daemon() {
+  local name=$1 exe=$2
+  shift 2
+  setsid "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$BOX/pids/$name.pid"
+  echo "$exe" >"$BOX/pids/$name.exe"
+  echo "$name" >>"$BOX/pids/order"
+}
+
+# wait_for WHAT TIMEOUT_S DAEMON CMD...: polls CMD every 0.1 s; fails early if
+# DAEMON exited.
+wait_for() {
+  local what=$1 timeout=$2 daemon=$3
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n "$daemon" ]] && ! daemon_pid "$daemon" >/dev/null; then
+      die "$daemon exited while waiting for $what (see $BOX/logs/$daemon.log)"
+    fi
+    ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
+    sleep 0.1
+  done
+}
+
+# api PATH: GET against the apiserver as the admin.
+api() {
+  curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT$1"
+}
+
+port_free() { [[ -z "$(ss -Hltn "sport = :$1")" ]]; }
+
+# ---------------------------------------------------------------- certificates
+
+new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# sign NAME SUBJECT EXTENSIONS: key + certificate signed by the box CA.
+sign() {
+  local name=$1 subj=$2 ext=$3
+  new_key "$PKI/$name.key"
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" 2>/dev/null |
+    openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 12)" \
+      -days 3650 -extfile <(printf '%b' "$ext") -out "$PKI/$name.crt" 2>/dev/null
+}
+
+gen_certs() {
+  mkdir -p "$PKI"
+  new_key "$PKI/ca.key"
+  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=vpcnet-box-ca" -days 3650 \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/ca.crt" 2>/dev/null
+  local client='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'
+  local sans="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  sans+=",DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_API_IP"
+  sign apiserver "/CN=kube-apiserver" \
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=$sans\n"
+  sign admin "/O=system:masters/CN=vpcnet-box-admin" "$client"
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
+  sign controller-manager "/CN=system:kube-controller-manager" "$client"
+  sign scheduler "/CN=system:kube-scheduler" "$client"
+  # Service-account token signing key pair (ES256).
+  new_key "$PKI/sa.key"
+  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+}
+
+# write_kubeconfig FILE USER: kubeconfig for USER's client cert, certs embedded.
+write_kubeconfig() {
+  local file=$1 user=$2
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: vpcnet-box
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
+    client-key-data: $(base64 -w0 "$PKI/$user.key")
+contexts:
+- name: vpcnet-box
+  context: {cluster: vpcnet-box, user: $user}
+current-context: vpcnet-box
+EOF
+}
+
+# ---------------------------------------------------------------- daemons
+
+start_etcd() {
+  start_daemon etcd "$K8S_BIN/etcd" \
+    --name=box --data-dir="$BOX/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="box=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster-state=new \
+    --unsafe-no-fsync --log-level=warn
+  wait_for "etcd health" 30 etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+}
+
+start_apiserver() {
+  start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
+    --cert-dir="$PKI/apiserver-generated" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --allow-privileged=true \
+    --profiling=false
+  wait_for "kube-apiserver /readyz" 60 kube-apiserver api /readyz
+  write_kubeconfig "$BOX/kubeconfig" admin
+}
+
+start_controller_manager() {
+  write_kubeconfig "$BOX/controller-manager.kubeconfig" controller-manager
+  local kc="$BOX/controller-manager.kubeconfig"
+  # "*" already includes nodelifecycle (without it a node keeps its not-ready
+  # taint); named explicitly so that stays true if the list is narrowed.
+  start_daemon kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
+    --bind-address=127.0.0.1 --secure-port="$CONTROLLER_MANAGER_PORT" \
+    --cert-dir="$PKI/controller-manager-generated" \
+    --controllers='*,nodelifecycle' \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$PKI/sa.key" \
+    --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --leader-elect=false --profiling=false
+}
+
+start_scheduler() {
+  write_kubeconfig "$BOX/scheduler.kubeconfig" scheduler
+  local kc="$BOX/scheduler.kubeconfig"
+  start_daemon kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
+    --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" \
+    --leader-elect=false --profiling=false
+}
+
+apply_crds() {
+  if ! compgen -G "$CRDS_DIR/*.yaml" >/dev/null && ! compgen -G "$CRDS_DIR/*.yml" >/dev/null; then
+    log "no CRDs in $CRDS_DIR yet; skipping"
+    return 0
+  fi
+  "$KUBECTL" apply --server-side --field-manager=vpcnet-box -f "$CRDS_DIR" >/dev/null
+  "$KUBECTL" wait --for condition=established crd --all --timeout=60s >/dev/null
+  log "CRDs applied and established from $CRDS_DIR"
+}
+
+# The controller-manager's serviceaccount controller creates it: proves it works.
+wait_default_serviceaccount() {
+  wait_for "the default ServiceAccount" 60 kube-controller-manager \
+    api /api/v1/namespaces/default/serviceaccounts/default
+}
+
+summary() {
+  local elapsed=$1 total=0 name pid kb
+  echo "box up in ${elapsed}s (state: $BOX)"
+  while read -r name; do
+    pid=$(daemon_pid "$name") || die "$name is not running"
+    kb=$(rss_kb "$pid")
+    total=$((total + kb))
+    printf '  %-24s pid %-7s rss %4d MB\n' "$name" "$pid" $((kb / 1024))
+  done <"$BOX/pids/order"
+  printf '  %-24s             rss %4d MB\n' total $((total / 1024))
+  echo "export KUBECONFIG=$BOX/kubeconfig"
+  echo "export PATH=$BOX/bin:\$PATH   # kubectl $K8S_VERSION"
+}
+
+on_exit() {
+  local rc=$?
+  ((rc == 0)) && return 0
+  log "up failed (exit $rc); last log lines:"
+  for f in "$BOX"/logs/*.log; do
+    [[ -f "$f" ]] || continue
+    echo "--- $f" >&2
+    tail -n 15 "$f" >&2
+  done
+  log "stopping what was started"
+  "$BOX_SCRIPTS/down.sh" >&2 || true
+  exit "$rc"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+  "$BOX_SCRIPTS/install-deps.sh"
+  "$BOX_SCRIPTS/build-k8s.sh"
+  box_lock
+  if [[ -e "$BOX" ]]; then
+    log "found state of a previous box in $BOX; cleaning it up first"
+    "$BOX_SCRIPTS/down.sh"
+  fi
+  local port
+  for port in $ETCD_CLIENT_PORT $ETCD_PEER_PORT $APISERVER_PORT $CONTROLLER_MANAGER_PORT $SCHEDULER_PORT; do
+    port_free "$port" || die "port $port on loopback is taken (another box with a different VPCNET_BOX_DIR?)"
+  done
+
+  local t0=$EPOCHREALTIME
+  mkdir -p "$BOX/logs" "$BOX/pids" "$BOX/bin"
+  trap on_exit EXIT
+  KUBECTL="$K8S_BIN/kubectl"
+  ln -s "$KUBECTL" "$BOX/bin/kubectl"
+  export KUBECONFIG="$BOX/kubeconfig"
+
+  gen_certs
+  start_etcd
+  start_apiserver
+  start_controller_manager
+  start_scheduler
+  apply_crds
+  wait_default_serviceaccount
+  summary "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')"
+}
+
+# Sourcing this file (for tests) defines the functions without starting anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

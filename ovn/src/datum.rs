@@ -1,0 +1,277 @@
+//! OVSDB atoms and datums (RFC 7047 §5.1) and their Rust counterparts.
+//!
+//! Scalars map to plain Rust types, optional columns (`min 0, max 1`) to
+//! `Option<T>`, sets to `BTreeSet<T>` and maps to `BTreeMap<K, V>`, so that
+//! two rows compare equal exactly when OVSDB would consider them equal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::schema::ColumnType;
+
+/// A row reference: either a real UUID chosen by the server, or a
+/// `uuid-name` that refers to a row inserted earlier in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Uuid {
+    Real(String),
+    Named(String),
+}
+
+impl Uuid {
+    /// The all-zero UUID, used for rows not yet written.
+    pub const NIL: &'static str = "00000000-0000-0000-0000-000000000000";
+
+    /// A reference to the row inserted with `uuid-name` `name` in the same transaction.
+    pub fn named(name: impl Into<String>) -> Self {
+        Uuid::Named(name.into())
+    }
+
+    /// The UUID text (or the uuid-name for [`Uuid::Named`]).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Uuid::Real(s) | Uuid::Named(s) => s,
+        }
+    }
+
+    /// True for the placeholder UUID of a row that has not been written.
+    pub fn is_nil(&self) -> bool {
+        matches!(self, Uuid::Real(s) if s == Self::NIL)
+    }
+
+    pub fn to_json(&self) -> Value {
+        match self {
+            Uuid::Real(s) => json!(["uuid", s]),
+            Uuid::Named(s) => json!(["named-uuid", s]),
+        }
+    }
+}
+
+impl Default for Uuid {
+    fn default() -> Self {
+        Uuid::Real(Self::NIL.to_string())
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Conversion of a single OVSDB atom.
+pub trait Atom: Sized {
+    fn to_json(&self) -> Value;
+    fn from_json(v: &Value) -> Result<Self>;
+}
+
+impl Atom for i64 {
+    fn to_json(&self) -> Value {
+        json!(self)
+    }
+    fn from_json(v: &Value) -> Result<Self> {
+        v.as_i64()
+            .ok_or_else(|| Error::decode("integer", v.to_string()))
+    }
+}
+
+impl Atom for f64 {
+    fn to_json(&self) -> Value {
+        json!(self)
+    }
+    fn from_json(v: &Value) -> Result<Self> {
+        v.as_f64().ok_or_else(|| Error::decode("real", v.to_string()))
+    }
+}
+
+impl Atom for bool {
+    fn to_json(&self) -> Value {
+        json!(self)
+    }
+    fn from_json(v: &Value) -> Result<Self> {
+        v.as_bool()
+            .ok_or_else(|| Error::decode("boolean", v.to_string()))
+    }
+}
+
+impl Atom for String {
+    fn to_json(&self) -> Value {
+        json!(self)
+    }
+    fn from_json(v: &Value) -> Result<Self> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::decode("string", v.to_string()))
+    }
+}
+
+impl Atom for Uuid {
+    fn to_json(&self) -> Value {
+        Uuid::to_json(self)
+    }
+    fn from_json(v: &Value) -> Result<Self> {
+        match v.as_array().map(Vec::as_slice) {
+            Some([Value::String(tag), Value::String(s)]) if tag == "uuid" => {
+                Ok(Uuid::Real(s.clone()))
+            }
+            Some([Value::String(tag), Value::String(s)]) if tag == "named-uuid" => {
+                Ok(Uuid::Named(s.clone()))
+            }
+            _ => Err(Error::decode("uuid", v.to_string())),
+        }
+    }
+}
+
+/// The elements of a set datum, accepting both `["set", [...]]` and the
+/// bare-atom shorthand for one element.
+pub fn set_elements(v: &Value) -> Vec<&Value> {
+    match v.as_array().map(Vec::as_slice) {
+        Some([Value::String(tag), Value::Array(items)]) if tag == "set" => items.iter().collect(),
+        _ => vec![v],
+    }
+}
+
+/// The pairs of a map datum `["map", [[k, v], ...]]`.
+pub fn map_pairs(v: &Value) -> Result<Vec<(&Value, &Value)>> {
+    match v.as_array().map(Vec::as_slice) {
+        Some([Value::String(tag), Value::Array(items)]) if tag == "map" => items
+            .iter()
+            .map(|p| match p.as_array().map(Vec::as_slice) {
+                Some([k, v]) => Ok((k, v)),
+                _ => Err(Error::decode("map pair", p.to_string())),
+            })
+            .collect(),
+        _ => Err(Error::decode("map", v.to_string())),
+    }
+}
+
+pub fn scalar_to_json<T: Atom>(v: &T) -> Value {
+    v.to_json()
+}
+
+pub fn scalar_from_json<T: Atom>(v: &Value) -> Result<T> {
+    T::from_json(v)
+}
+
+pub fn optional_to_json<T: Atom>(v: &Option<T>) -> Value {
+    match v {
+        Some(x) => json!(["set", [x.to_json()]]),
+        None => json!(["set", []]),
+    }
+}
+
+pub fn optional_from_json<T: Atom>(v: &Value) -> Result<Option<T>> {
+    match set_elements(v).as_slice() {
+        [] => Ok(None),
+        [x] => Ok(Some(T::from_json(x)?)),
+        _ => Err(Error::decode("optional value", v.to_string())),
+    }
+}
+
+pub fn set_to_json<T: Atom>(v: &BTreeSet<T>) -> Value {
+    json!(["set", v.iter().map(Atom::to_json).collect::<Vec<_>>()])
+}
+
+pub fn set_from_json<T: Atom + Ord>(v: &Value) -> Result<BTreeSet<T>> {
+    set_elements(v).into_iter().map(T::from_json).collect()
+}
+
+/// Sets of reals cannot be `BTreeSet` (f64 is not `Ord`).
+pub fn vec_to_json<T: Atom>(v: &[T]) -> Value {
+    json!(["set", v.iter().map(Atom::to_json).collect::<Vec<_>>()])
+}
+
+pub fn vec_from_json<T: Atom>(v: &Value) -> Result<Vec<T>> {
+    set_elements(v).into_iter().map(T::from_json).collect()
+}
+
+pub fn map_to_json<K: Atom, V: Atom>(m: &BTreeMap<K, V>) -> Value {
+    json!([
+        "map",
+        m.iter()
+            .map(|(k, v)| json!([k.to_json(), v.to_json()]))
+            .collect::<Vec<_>>()
+    ])
+}
+
+pub fn map_from_json<K: Atom + Ord, V: Atom>(v: &Value) -> Result<BTreeMap<K, V>> {
+    map_pairs(v)?
+        .into_iter()
+        .map(|(k, v)| Ok((K::from_json(k)?, V::from_json(v)?)))
+        .collect()
+}
+
+/// A string-to-string map datum, the shape of every `external_ids` column.
+pub fn str_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Value {
+    json!([
+        "map",
+        pairs
+            .into_iter()
+            .map(|(k, v)| json!([k, v]))
+            .collect::<Vec<_>>()
+    ])
+}
+
+/// A set datum holding the given atoms.
+pub fn set_of(items: impl IntoIterator<Item = Value>) -> Value {
+    json!(["set", items.into_iter().collect::<Vec<_>>()])
+}
+
+/// Canonical form of a datum of type `ty`, so that equal datums compare equal
+/// as JSON whichever of the RFC's equivalent encodings each side used.
+pub fn normalize(v: &Value, ty: &ColumnType) -> Value {
+    if ty.is_map() {
+        let mut pairs: Vec<(&Value, &Value)> = map_pairs(v).unwrap_or_default();
+        pairs.sort_by_key(|(k, _)| k.to_string());
+        json!([
+            "map",
+            pairs.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()
+        ])
+    } else if ty.is_scalar() {
+        v.clone()
+    } else {
+        let mut items: Vec<&Value> = set_elements(v);
+        items.sort_by_key(|x| x.to_string());
+        items.dedup();
+        json!(["set", items])
+    }
+}
+
+/// Apply an `update2` "modify" diff for one column to the old datum
+/// (ovsdb-server(7)): scalars are replaced; for sets the diff is the
+/// symmetric difference; for maps a new key is added, a pair equal to the old
+/// one is removed and a key with another value is replaced.
+pub fn apply_diff(old: &Value, diff: &Value, ty: &ColumnType) -> Value {
+    if ty.is_map() {
+        let mut m: Vec<(Value, Value)> = map_pairs(old)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in map_pairs(diff).unwrap_or_default() {
+            match m.iter().position(|(ok, _)| ok == k) {
+                Some(i) if &m[i].1 == v => {
+                    m.remove(i);
+                }
+                Some(i) => m[i].1 = v.clone(),
+                None => m.push((k.clone(), v.clone())),
+            }
+        }
+        json!(["map", m.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()])
+    } else if ty.is_scalar() {
+        diff.clone()
+    } else {
+        let mut s: Vec<Value> = set_elements(old).into_iter().cloned().collect();
+        for x in set_elements(diff) {
+            match s.iter().position(|o| o == x) {
+                Some(i) => {
+                    s.remove(i);
+                }
+                None => s.push(x.clone()),
+            }
+        }
+        json!(["set", s])
+    }
+}

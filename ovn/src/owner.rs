@@ -1,0 +1,3 @@
+//! placeholder
+pub struct Owner;
+pub struct Desired;

@@ -1,0 +1,58 @@
+//! `IptablesFIPRule`: a floating IP, an EIP mapped 1:1 to one inside address.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A floating IP: every port of the EIP reaches `internalIp`, and
+/// `internalIp` leaves the VPC with the EIP as source. The EIP may not be
+/// used by any other rule.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "vpcnet.io",
+    doc = "A floating IP: the EIP maps 1:1 (all ports, both directions) to one address inside the VPC.",
+    version = "v1",
+    kind = "IptablesFIPRule",
+    plural = "iptablesfiprules",
+    shortname = "fip",
+    category = "vpcnet",
+    namespaced,
+    status = "IptablesFIPRuleStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"EIP","type":"string","jsonPath":".spec.eip"}"#,
+    printcolumn = r#"{"name":"V4IP","type":"string","jsonPath":".status.v4ip"}"#,
+    printcolumn = r#"{"name":"InternalIP","type":"string","jsonPath":".spec.internalIp"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IptablesFIPRuleSpec {
+    /// Name of an IptablesEIP in the same namespace, used by nothing else.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub eip: String,
+
+    /// The address inside the VPC the EIP maps to.
+    #[x_kube(validation = Rule::new(crate::cel::IS_IPV4).message("internalIp must be an IPv4 address"))]
+    #[schemars(length(max = 64))]
+    pub internal_ip: String,
+}
+
+/// Observed state of a FIP rule.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IptablesFIPRuleStatus {
+    /// `Ready` and kind-specific conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The EIP's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v4ip: Option<String>,
+    /// The gateway the rule is programmed on.
+    #[serde(rename = "natGwDp", default, skip_serializing_if = "Option::is_none")]
+    pub nat_gw_dp: Option<String>,
+}

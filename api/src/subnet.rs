@@ -1,0 +1,132 @@
+//! `Subnet`: an address range in a VPC (an OVN logical switch), or an
+//! IPAM-only external range served through a Multus network.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A subnet. With `provider` unset it is a logical switch attached to its
+/// VPC's router and pods in `namespaces` get addresses from it; with
+/// `provider` naming a NetworkAttachmentDefinition it is an external network
+/// from which NAT gateways and EIPs take their addresses.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "vpcnet.io",
+    doc = "An address range: a logical switch in a VPC, or an IPAM-only external network (spec.provider).",
+    version = "v1",
+    kind = "Subnet",
+    plural = "subnets",
+    shortname = "subnet",
+    category = "vpcnet",
+    status = "SubnetStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"VPC","type":"string","jsonPath":".spec.vpc"}"#,
+    printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidrBlock"}"#,
+    printcolumn = r#"{"name":"Gateway","type":"string","jsonPath":".spec.gateway"}"#,
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".spec.provider","priority":1}"#,
+    printcolumn = r#"{"name":"Used","type":"integer","jsonPath":".status.v4usingIPs"}"#,
+    printcolumn = r#"{"name":"Available","type":"integer","jsonPath":".status.v4availableIPs"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || cidr(self.cidrBlock).containsIP(self.gateway)").message("gateway must be an address inside cidrBlock").field_path(".gateway"))]
+#[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || ip(self.gateway) != cidr(self.cidrBlock).ip()").message("gateway must not be the network address of cidrBlock").field_path(".gateway"))]
+#[x_kube(validation = Rule::new("!has(self.excludeIps) || !isCIDR(self.cidrBlock) || self.excludeIps.all(r, r.split('..').all(a, !isIP(a) || cidr(self.cidrBlock).containsIP(a)))").message("every excludeIps address must lie inside cidrBlock").field_path(".excludeIps"))]
+#[x_kube(validation = Rule::new("!has(self.protocol) || !isCIDR(self.cidrBlock) || (self.protocol == 'IPv4') == (cidr(self.cidrBlock).ip().family() == 4)").message("protocol does not match the address family of cidrBlock").field_path(".protocol"))]
+#[x_kube(validation = Rule::new("has(self.vpc) == has(oldSelf.vpc)").message("vpc cannot be added or removed after creation").field_path(".vpc"))]
+pub struct SubnetSpec {
+    /// The VPC this subnet belongs to. Unset for an external (provider)
+    /// subnet, and for subnets of the default VPC. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(crate::cel::IMMUTABLE).message("vpc is immutable"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub vpc: Option<String>,
+
+    /// The subnet's range, e.g. `10.0.1.0/24`; host bits must be zero. Two
+    /// subnets of one VPC may not overlap; subnets of different VPCs may.
+    /// Immutable.
+    #[x_kube(validation = Rule::new(crate::cel::IS_NETWORK_CIDR).message("cidrBlock must be a network CIDR such as 10.0.1.0/24 (host bits zero)"))]
+    #[x_kube(validation = Rule::new(crate::cel::IMMUTABLE).message("cidrBlock is immutable"))]
+    #[schemars(length(max = 64))]
+    pub cidr_block: String,
+
+    /// The router address on this subnet. Defaults to the first address of
+    /// `cidrBlock`. Never allocated to a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("gateway must be an IP address"))]
+    #[x_kube(validation = Rule::new(crate::cel::IMMUTABLE).message("gateway is immutable"))]
+    #[schemars(length(max = 64))]
+    pub gateway: Option<String>,
+
+    /// Address family: `IPv4` or `IPv6`. Defaults to the family of `cidrBlock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+
+    /// Namespaces whose pods get their address from this subnet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        inner(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Addresses never handed out: single addresses (`10.0.1.7`) or inclusive
+    /// ranges (`172.16.3.1..172.16.3.100`), all inside `cidrBlock`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 130)))]
+    #[x_kube(validation = Rule::new("self.all(r, r.split('..').size() <= 2 && r.split('..').all(a, isIP(a)))").message("excludeIps entries must be an address or a range 'first..last' of addresses"))]
+    #[x_kube(validation = Rule::new("self.all(r, r.split('..').size() != 2 || !isIP(r.split('..')[0]) || !isIP(r.split('..')[1]) || ip(r.split('..')[0]).family() == ip(r.split('..')[1]).family())").message("excludeIps range ends must be of the same address family"))]
+    pub exclude_ips: Vec<String>,
+
+    /// `<name>.<namespace>` of a Multus NetworkAttachmentDefinition. When set,
+    /// this subnet is IPAM-only: an external network for NAT gateways and EIPs.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(crate::cel::IMMUTABLE).message("provider is immutable"))]
+    #[schemars(
+        length(max = 317),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub provider: Option<String>,
+}
+
+/// Address family of a subnet.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Protocol {
+    /// IPv4 only.
+    IPv4,
+    /// IPv6 only.
+    IPv6,
+}
+
+/// Observed state of a subnet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubnetStatus {
+    /// `Ready` and kind-specific conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Addresses still free for allocation.
+    #[serde(
+        rename = "v4availableIPs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub v4_available_ips: Option<u64>,
+    /// Addresses allocated to pods, gateways or EIPs.
+    #[serde(
+        rename = "v4usingIPs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub v4_using_ips: Option<u64>,
+    /// The OVN Logical_Switch implementing this subnet (none for a provider subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_switch: Option<String>,
+}

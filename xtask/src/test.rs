@@ -1,0 +1,76 @@
+//! `cargo xtask test`: the whole suite, in the order CI runs it, with a
+//! timing table at the end.
+
+use std::time::Instant;
+
+use crate::shell;
+
+struct Phase {
+    name: &'static str,
+    secs: f64,
+}
+
+/// Runs every check; the box is always stopped again, also on failure.
+pub fn run() -> Result<(), String> {
+    let mut phases: Vec<Phase> = Vec::new();
+    let mut timed = |name: &'static str, f: &dyn Fn() -> Result<(), String>| {
+        let t = Instant::now();
+        let r = f();
+        phases.push(Phase {
+            name,
+            secs: t.elapsed().as_secs_f64(),
+        });
+        r
+    };
+
+    timed("install system packages", &|| {
+        shell::box_script("install-deps.sh", &[])
+    })?;
+    timed("build kubernetes (go, cached)", &|| {
+        shell::box_script("build-k8s.sh", &[])
+    })?;
+    timed("cargo fmt --check", &|| {
+        shell::cargo(&["fmt", "--all", "--check"])
+    })?;
+    timed("cargo build (all targets)", &|| {
+        shell::cargo(&["build", "--workspace", "--all-targets", "--locked"])
+    })?;
+    timed("cargo clippy -D warnings", &|| {
+        shell::cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    timed("unit + integration tests", &|| {
+        shell::cargo(&["test", "--workspace", "--locked", "--exclude", "vpcnet-e2e"])
+    })?;
+    let up = timed("box up", &|| shell::box_script("up.sh", &[]));
+    let e2e = match up {
+        Ok(()) => timed("e2e tests on the box", &|| {
+            shell::cargo(&[
+                "test",
+                "-p",
+                "vpcnet-e2e",
+                "--locked",
+                "--",
+                "--test-threads=1",
+            ])
+        }),
+        Err(e) => Err(e),
+    };
+    let down = timed("box down", &|| shell::box_script("down.sh", &[]));
+
+    println!("\n{:<34} {:>9}", "phase", "seconds");
+    let mut total = 0.0;
+    for p in &phases {
+        println!("{:<34} {:>9.1}", p.name, p.secs);
+        total += p.secs;
+    }
+    println!("{:<34} {:>9.1}", "total", total);
+    e2e.and(down)
+}

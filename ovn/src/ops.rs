@@ -208,7 +208,8 @@ impl Txn {
         self.push(json!({"op": "comment", "comment": text}))
     }
 
-    /// `assert`: fails unless this client holds `lock`.
+    /// `assert`: fails with `not owner` unless this client holds `lock` (an
+    /// OVSDB id: letters, digits and `_`).
     pub fn assert(&mut self, lock: &str) -> usize {
         self.push(json!({"op": "assert", "lock": lock}))
     }

@@ -1,0 +1,89 @@
+mod common;
+
+use common::Server;
+use ovn::{Client, Error, nb};
+
+#[tokio::test]
+async fn list_dbs_get_schema_and_echo() {
+    let s = Server::start();
+    let c = common::client(&s).await;
+    let dbs = c.list_dbs().await.unwrap();
+    assert!(dbs.contains(&"OVN_Northbound".to_string()), "{dbs:?}");
+    let schema = c.get_schema(nb::SCHEMA_NAME).await.unwrap();
+    assert_eq!(schema.version, nb::SCHEMA_VERSION);
+    let cols = |s: &ovn::DatabaseSchema| -> Vec<String> {
+        s.tables.iter().flat_map(|(t, ts)| ts.columns.keys().map(move |c| format!("{t}.{c}"))).collect()
+    };
+    assert_eq!(cols(&schema), cols(nb::schema()));
+    assert_eq!(schema.tables.len(), nb::TABLES.len());
+    c.echo().await.unwrap();
+    c.check_schema(nb::schema()).await.unwrap();
+}
+
+#[tokio::test]
+async fn rpc_errors_carry_the_ovsdb_error() {
+    let s = Server::start();
+    let c = common::client(&s).await;
+    let e = c.get_schema("No_Such_DB").await.unwrap_err();
+    assert_eq!(e.ovsdb_error(), Some("unknown database"), "{e}");
+    assert!(matches!(e, Error::Rpc { .. }));
+}
+
+#[tokio::test]
+async fn schema_mismatch_is_a_clear_error() {
+    // A server serving the Open_vSwitch database instead of the NB.
+    let vs = "/usr/share/openvswitch/vswitch.ovsschema";
+    let s = Server::start_with(vs, false);
+    let c = common::client(&s).await;
+    let e = c.check_schema(nb::schema()).await.unwrap_err();
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+    // The generic client still works with that schema.
+    let sch = c.get_schema("Open_vSwitch").await.unwrap();
+    assert!(sch.tables.contains_key("Bridge"));
+
+    // A newer major version than compiled in is refused, an older minor accepted.
+    let s2 = Server::start();
+    let c2 = common::client(&s2).await;
+    let mut model = nb::schema().clone();
+    model.version = "8.0.0".into();
+    let e = c2.check_schema(&model).await.unwrap_err();
+    assert!(e.to_string().contains("incompatible"), "{e}");
+    model.version = "7.0.0".into();
+    let ty = model.tables["ACL"].columns["name"].clone();
+    model.tables.get_mut("ACL").unwrap().columns.insert("no_such_column".into(), ty);
+    let e = c2.check_schema(&model).await.unwrap_err();
+    assert!(e.to_string().contains("no_such_column"), "{e}");
+}
+
+#[tokio::test]
+async fn bad_targets_fail_cleanly() {
+    assert!(matches!(Client::connect("ssl:1.2.3.4:1").await, Err(Error::InvalidTarget(_))));
+    let dir = common::TempDir::new();
+    let e = Client::connect(&format!("unix:{}/none.sock", dir.0.display())).await.err().unwrap();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn tcp_transport() {
+    let s = Server::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Open a TCP remote at run time through ovsdb-server's unixctl.
+    let out = std::process::Command::new(common::tool("ovs-appctl"))
+        .arg("-t")
+        .arg(s.dir.0.join("ctl"))
+        .arg("ovsdb-server/add-remote")
+        .arg(format!("ptcp:{port}:127.0.0.1"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = None;
+    for _ in 0..50 {
+        if let Ok(x) = Client::connect(&format!("tcp:127.0.0.1:{port}")).await {
+            c = Some(x);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let c = c.expect("connect over TCP");
+    assert!(c.list_dbs().await.unwrap().contains(&"OVN_Northbound".to_string()));
+}

@@ -240,9 +240,10 @@ pub fn normalize(v: &Value, ty: &ColumnType) -> Value {
 }
 
 /// Apply an `update2` "modify" diff for one column to the old datum
-/// (ovsdb-server(7)): scalars are replaced; for sets the diff is the
-/// symmetric difference; for maps a new key is added, a pair equal to the old
-/// one is removed and a key with another value is replaced.
+/// (ovsdb-server(7)): columns holding at most one value (scalars and
+/// optionals) carry the new value; for larger sets the diff is the symmetric
+/// difference; for maps a new key is added, a pair equal to the old one is
+/// removed and a key with another value is replaced.
 pub fn apply_diff(old: &Value, diff: &Value, ty: &ColumnType) -> Value {
     if ty.is_map() {
         let mut m: Vec<(Value, Value)> = map_pairs(old)
@@ -260,7 +261,7 @@ pub fn apply_diff(old: &Value, diff: &Value, ty: &ColumnType) -> Value {
             }
         }
         json!(["map", m.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()])
-    } else if ty.is_scalar() {
+    } else if ty.max == Some(1) {
         diff.clone()
     } else {
         let mut s: Vec<Value> = set_elements(old).into_iter().cloned().collect();
@@ -273,5 +274,23 @@ pub fn apply_diff(old: &Value, diff: &Value, ty: &ColumnType) -> Value {
             }
         }
         json!(["set", s])
+    }
+}
+
+/// The default datum of a column type (RFC 7047 §5.1), which `update2`
+/// leaves out of inserted rows.
+pub fn default_datum(ty: &ColumnType) -> Value {
+    if ty.is_map() {
+        json!(["map", []])
+    } else if ty.min == 0 || !ty.is_scalar() {
+        json!(["set", []])
+    } else {
+        match ty.key.atomic.as_str() {
+            "integer" => json!(0),
+            "real" => json!(0.0),
+            "boolean" => json!(false),
+            "uuid" => json!(["uuid", Uuid::NIL]),
+            _ => json!(""),
+        }
     }
 }

@@ -96,12 +96,9 @@ impl MonitorState {
     pub(crate) fn since_params(&self) -> Value {
         let requests: serde_json::Map<String, Value> =
             self.requests.iter().map(|r| (r.table.clone(), r.to_json())).collect();
-        let last = self.data.read().unwrap().last_txn_id.clone();
-        let mut p = json!([self.db, self.id, requests]);
-        if let Some(l) = last {
-            p.as_array_mut().unwrap().push(json!(l));
-        }
-        p
+        // The all-zero ID asks for everything (the first load).
+        let last = self.data.read().unwrap().last_txn_id.clone().unwrap_or_else(|| crate::Uuid::NIL.to_string());
+        json!([self.db, self.id, requests, last])
     }
 
     /// Apply a `monitor_cond_since` reply: `[found, last-txn-id, updates]`.
@@ -149,6 +146,14 @@ impl MonitorState {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    /// The columns monitored in `table`: the requested ones, else all.
+    fn columns_of(&self, table: &str) -> Vec<&String> {
+        match self.requests.iter().find(|r| r.table == table).and_then(|r| r.columns.as_ref()) {
+            Some(cols) => cols.iter().collect(),
+            None => self.schema.tables.get(table).map(|t| t.columns.keys().filter(|c| !c.starts_with('_')).collect()).unwrap_or_default(),
+        }
+    }
+
     /// Apply `table-updates2` (ovsdb-server(7)).
     fn apply(&self, d: &mut Data, updates: &Value) -> Result<()> {
         let Some(updates) = updates.as_object() else {
@@ -166,6 +171,16 @@ impl MonitorState {
                     "initial" | "insert" => {
                         let mut row = body.as_object().cloned().unwrap_or_default();
                         row.insert("_uuid".into(), json!(["uuid", uuid]));
+                        // Columns at their default value are left out of the update.
+                        if let Some(ts) = tschema {
+                            for col in self.columns_of(table) {
+                                if !row.contains_key(col)
+                                    && let Some(ty) = ts.columns.get(col)
+                                {
+                                    row.insert(col.clone(), datum::default_datum(ty));
+                                }
+                            }
+                        }
                         cache.insert(uuid.clone(), row);
                     }
                     "modify" => {

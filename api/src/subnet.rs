@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || cidr(self.cidrBlock).containsIP(self.gateway)").message("gateway must be an address inside cidrBlock").field_path(".gateway"))]
-#[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || ip(self.gateway) != cidr(self.cidrBlock).ip()").message("gateway must not be the network address of cidrBlock").field_path(".gateway"))]
+#[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || self.gateway != self.cidrBlock.split('/')[0]").message("gateway must not be the network address of cidrBlock").field_path(".gateway"))]
 #[x_kube(validation = Rule::new("!has(self.excludeIps) || !isCIDR(self.cidrBlock) || self.excludeIps.all(r, r.split('..').all(a, !isIP(a) || cidr(self.cidrBlock).containsIP(a)))").message("every excludeIps address must lie inside cidrBlock").field_path(".excludeIps"))]
 #[x_kube(validation = Rule::new("!has(self.protocol) || !isCIDR(self.cidrBlock) || (self.protocol == 'IPv4') == (cidr(self.cidrBlock).ip().family() == 4)").message("protocol does not match the address family of cidrBlock").field_path(".protocol"))]
 #[x_kube(validation = Rule::new("has(self.vpc) == has(oldSelf.vpc)").message("vpc cannot be added or removed after creation").field_path(".vpc"))]
@@ -76,7 +76,7 @@ pub struct SubnetSpec {
     /// Addresses never handed out: single addresses (`10.0.1.7`) or inclusive
     /// ranges (`172.16.3.1..172.16.3.100`), all inside `cidrBlock`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256), inner(length(max = 130)))]
+    #[schemars(length(max = 64), inner(length(max = 80)))]
     #[x_kube(validation = Rule::new("self.all(r, r.split('..').size() <= 2 && r.split('..').all(a, isIP(a)))").message("excludeIps entries must be an address or a range 'first..last' of addresses"))]
     #[x_kube(validation = Rule::new("self.all(r, r.split('..').size() != 2 || !isIP(r.split('..')[0]) || !isIP(r.split('..')[1]) || ip(r.split('..')[0]).family() == ip(r.split('..')[1]).family())").message("excludeIps range ends must be of the same address family"))]
     pub exclude_ips: Vec<String>,

@@ -77,12 +77,13 @@ pub struct VpcNatGatewaySpec {
 }
 
 /// Observed state of a NAT gateway.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VpcNatGatewayStatus {
     /// `Ready` (the gateway pod is running and its agent reports ready) and
     /// kind-specific conditions such as `DefaultRoute`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -47,9 +47,19 @@ fn ident(name: &str) -> String {
 fn upper(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.starts_with(|c: char| c.is_ascii_digit()) { format!("_{s}") } else { s }
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{s}")
+    } else {
+        s
+    }
 }
 
 struct Base {
@@ -59,7 +69,10 @@ struct Base {
 
 fn base(v: &Value) -> Base {
     match v {
-        Value::String(s) => Base { atomic: s.clone(), enumeration: vec![] },
+        Value::String(s) => Base {
+            atomic: s.clone(),
+            enumeration: vec![],
+        },
         Value::Object(o) => {
             let enumeration = match o.get("enum") {
                 Some(Value::Array(a)) if a.first() == Some(&Value::String("set".into())) => a[1]
@@ -71,7 +84,10 @@ fn base(v: &Value) -> Base {
                 Some(Value::String(s)) => vec![s.clone()],
                 _ => vec![],
             };
-            Base { atomic: o["type"].as_str().unwrap().to_string(), enumeration }
+            Base {
+                atomic: o["type"].as_str().unwrap().to_string(),
+                enumeration,
+            }
         }
         _ => panic!("bad base type {v}"),
     }
@@ -99,24 +115,47 @@ fn main() {
     let mut out = String::new();
     let w = &mut out;
     writeln!(w, "/// Name of the database the model was generated from.").unwrap();
-    writeln!(w, "pub const SCHEMA_NAME: &str = {:?};", schema["name"].as_str().unwrap()).unwrap();
+    writeln!(
+        w,
+        "pub const SCHEMA_NAME: &str = {:?};",
+        schema["name"].as_str().unwrap()
+    )
+    .unwrap();
     writeln!(w, "/// Version of the schema the model was generated from.").unwrap();
-    writeln!(w, "pub const SCHEMA_VERSION: &str = {:?};", schema["version"].as_str().unwrap()).unwrap();
+    writeln!(
+        w,
+        "pub const SCHEMA_VERSION: &str = {:?};",
+        schema["version"].as_str().unwrap()
+    )
+    .unwrap();
     writeln!(w, "/// The schema file the model was generated from.").unwrap();
-    writeln!(w, "pub const SCHEMA_JSON: &str = include_str!({:?});", schema_path.display().to_string()).unwrap();
+    writeln!(
+        w,
+        "pub const SCHEMA_JSON: &str = include_str!({:?});",
+        schema_path.display().to_string()
+    )
+    .unwrap();
 
     let tables = schema["tables"].as_object().unwrap();
     writeln!(w, "/// Every table of the schema.").unwrap();
-    writeln!(w, "pub const TABLES: &[&str] = &[{}];",
-        tables.keys().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")).unwrap();
+    writeln!(
+        w,
+        "pub const TABLES: &[&str] = &[{}];",
+        tables
+            .keys()
+            .map(|t| format!("{t:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+    .unwrap();
 
     for (tname, t) in tables {
         let sname = camel(tname);
         let mname = ident(&tname.to_ascii_lowercase());
         let columns = t["columns"].as_object().unwrap();
-        let has_ext = columns.get("external_ids").is_some_and(|c| {
-            c["type"].get("value").is_some()
-        });
+        let has_ext = columns
+            .get("external_ids")
+            .is_some_and(|c| c["type"].get("value").is_some());
 
         // Name constants.
         writeln!(w, "\n/// Table and column names of `{tname}`.").unwrap();
@@ -131,7 +170,11 @@ fn main() {
             writeln!(w, "    /// Column `{cname}`.").unwrap();
             writeln!(w, "    pub const {cu}: &str = {cname:?};").unwrap();
             let ty = &c["type"];
-            let key = if ty.is_object() { base(&ty["key"]) } else { base(ty) };
+            let key = if ty.is_object() {
+                base(&ty["key"])
+            } else {
+                base(ty)
+            };
             if !key.enumeration.is_empty() {
                 writeln!(w, "    /// Values allowed in `{cname}`.").unwrap();
                 writeln!(w, "    pub mod {} {{", ident(cname)).unwrap();
@@ -142,8 +185,16 @@ fn main() {
             }
         }
         writeln!(w, "    /// Every column, `_uuid` excluded.").unwrap();
-        writeln!(w, "    pub const COLUMNS: &[&str] = &[{}];",
-            columns.keys().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")).unwrap();
+        writeln!(
+            w,
+            "    pub const COLUMNS: &[&str] = &[{}];",
+            columns
+                .keys()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .unwrap();
         writeln!(w, "}}").unwrap();
 
         // Row struct.
@@ -167,18 +218,32 @@ fn main() {
             let (rty, enc, dec) = match (&value, min, max) {
                 (Some(v), _, _) => {
                     let v = rust_atom(v);
-                    (format!("BTreeMap<{k}, {v}>"), "map_to_json", "map_from_json")
+                    (
+                        format!("BTreeMap<{k}, {v}>"),
+                        "map_to_json",
+                        "map_from_json",
+                    )
                 }
                 (None, 1, Some(1)) => (k.to_string(), "scalar_to_json", "scalar_from_json"),
-                (None, 0, Some(1)) => (format!("Option<{k}>"), "optional_to_json", "optional_from_json"),
-                (None, _, _) if k == "f64" => ("Vec<f64>".to_string(), "vec_to_json", "vec_from_json"),
+                (None, 0, Some(1)) => (
+                    format!("Option<{k}>"),
+                    "optional_to_json",
+                    "optional_from_json",
+                ),
+                (None, _, _) if k == "f64" => {
+                    ("Vec<f64>".to_string(), "vec_to_json", "vec_from_json")
+                }
                 (None, _, _) => (format!("BTreeSet<{k}>"), "set_to_json", "set_from_json"),
             };
             let f = ident(cname);
             let doc = c.get("type").map(|t| t.to_string()).unwrap_or_default();
             writeln!(fields, "    /// `{cname}`: `{doc}`").unwrap();
             writeln!(fields, "    pub {f}: {rty},").unwrap();
-            writeln!(to_row, "        row.insert({cname:?}.to_string(), datum::{enc}(&self.{f}));").unwrap();
+            writeln!(
+                to_row,
+                "        row.insert({cname:?}.to_string(), datum::{enc}(&self.{f}));"
+            )
+            .unwrap();
             writeln!(from_row,
                 "            {f}: match row.get({cname:?}) {{ Some(v) => datum::{dec}(v).map_err(|e| ctx(e, {cname:?}))?, None => Default::default() }},").unwrap();
         }
@@ -192,7 +257,11 @@ fn main() {
 
         writeln!(w, "impl Table for {sname} {{").unwrap();
         writeln!(w, "    const TABLE: &'static str = {mname}::TABLE;").unwrap();
-        writeln!(w, "    const COLUMNS: &'static [&'static str] = {mname}::COLUMNS;").unwrap();
+        writeln!(
+            w,
+            "    const COLUMNS: &'static [&'static str] = {mname}::COLUMNS;"
+        )
+        .unwrap();
         writeln!(w, "    fn uuid(&self) -> &Uuid {{ &self.uuid }}").unwrap();
         writeln!(w, "    fn to_row(&self) -> Row {{").unwrap();
         writeln!(w, "        let mut row = Row::new();").unwrap();

@@ -40,7 +40,10 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn port_name(i: usize) -> String {
@@ -50,7 +53,15 @@ fn switch_name(s: usize) -> String {
     format!("ls{s}")
 }
 fn mac(i: usize) -> String {
-    format!("0a:00:00:{:02x}:{:02x}:{:02x} 10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255, i >> 16 & 255, i >> 8 & 255, i & 255)
+    format!(
+        "0a:00:00:{:02x}:{:02x}:{:02x} 10.{}.{}.{}",
+        i >> 16 & 255,
+        i >> 8 & 255,
+        i & 255,
+        i >> 16 & 255,
+        i >> 8 & 255,
+        i & 255
+    )
 }
 
 async fn count_ports(c: &Client) -> usize {
@@ -63,7 +74,11 @@ fn nbctl(srv: &common::Server, args: &[String]) {
     let mut c = Command::new(common::tool("ovn-nbctl"));
     c.arg(format!("--db={}", srv.target())).args(args);
     let out = c.output().expect("run ovn-nbctl");
-    assert!(out.status.success(), "ovn-nbctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ovn-nbctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct Row {
@@ -90,7 +105,10 @@ async fn main() {
     // The switches, shared by all variants.
     let mut t = Txn::nb();
     for s in 0..switches {
-        t.insert_row(&LogicalSwitch { name: switch_name(s), ..Default::default() });
+        t.insert_row(&LogicalSwitch {
+            name: switch_name(s),
+            ..Default::default()
+        });
     }
     let r = c.transact(t).await.unwrap();
     let sw: Vec<Uuid> = r.results.iter().map(|x| x.uuid().unwrap()).collect();
@@ -105,27 +123,63 @@ async fn main() {
         let mut per_switch: BTreeMap<usize, Vec<serde_json::Value>> = BTreeMap::new();
         let mut named = Vec::new();
         for i in start..(start + batch).min(n) {
-            let p = t.insert_row(&LogicalSwitchPort { name: port_name(i), addresses: [mac(i)].into(), ..Default::default() });
-            per_switch.entry(i % switches).or_default().push(p.to_json());
+            let p = t.insert_row(&LogicalSwitchPort {
+                name: port_name(i),
+                addresses: [mac(i)].into(),
+                ..Default::default()
+            });
+            per_switch
+                .entry(i % switches)
+                .or_default()
+                .push(p.to_json());
             named.push((i % switches, p));
         }
         for (s, ports) in per_switch {
-            t.mutate(logical_switch::TABLE, &[Cond::uuid(&sw[s])], &[Mutation::insert(logical_switch::PORTS, datum::set_of(ports))]);
+            t.mutate(
+                logical_switch::TABLE,
+                &[Cond::uuid(&sw[s])],
+                &[Mutation::insert(
+                    logical_switch::PORTS,
+                    datum::set_of(ports),
+                )],
+            );
         }
         let c = c.clone();
         pending.push(async move {
             let r = c.transact(t).await.unwrap();
-            named.into_iter().map(|(s, p)| (s, r.uuid(&p).unwrap())).collect::<Vec<_>>()
+            named
+                .into_iter()
+                .map(|(s, p)| (s, r.uuid(&p).unwrap()))
+                .collect::<Vec<_>>()
         });
     }
-    let port_uuids: Vec<(usize, Uuid)> = futures::future::join_all(pending).await.into_iter().flatten().collect();
+    let port_uuids: Vec<(usize, Uuid)> = futures::future::join_all(pending)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, n);
-    rows.push(Row { op: format!("create {n} LSPs / {switches} LS"), variant: "(a) ovn crate, pipelined txns", ports: n, wall, full: wall });
+    rows.push(Row {
+        op: format!("create {n} LSPs / {switches} LS"),
+        variant: "(a) ovn crate, pipelined txns",
+        ports: n,
+        wall,
+        full: wall,
+    });
 
     // Client memory of a monitor cache holding every port (and switch).
     let before = LIVE.load(Ordering::Relaxed);
-    let m = c.monitor(nb::SCHEMA_NAME, vec![MonitorRequest::of::<LogicalSwitch>(), MonitorRequest::of::<LogicalSwitchPort>()]).await.unwrap();
+    let m = c
+        .monitor(
+            nb::SCHEMA_NAME,
+            vec![
+                MonitorRequest::of::<LogicalSwitch>(),
+                MonitorRequest::of::<LogicalSwitchPort>(),
+            ],
+        )
+        .await
+        .unwrap();
     let cache_bytes = LIVE.load(Ordering::Relaxed) - before;
     assert_eq!(m.len(logical_switch_port::TABLE), n);
     let typed_before = LIVE.load(Ordering::Relaxed);
@@ -145,7 +199,14 @@ async fn main() {
             per_switch.entry(*s).or_default().push(u.to_json());
         }
         for (s, ports) in per_switch {
-            t.mutate(logical_switch::TABLE, &[Cond::uuid(&sw[s])], &[Mutation::delete(logical_switch::PORTS, datum::set_of(ports))]);
+            t.mutate(
+                logical_switch::TABLE,
+                &[Cond::uuid(&sw[s])],
+                &[Mutation::delete(
+                    logical_switch::PORTS,
+                    datum::set_of(ports),
+                )],
+            );
         }
         let c = c.clone();
         pending.push(async move { c.transact(t).await.unwrap() });
@@ -153,29 +214,67 @@ async fn main() {
     futures::future::join_all(pending).await;
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, 0);
-    rows.push(Row { op: format!("delete {n} LSPs"), variant: "(a) ovn crate, pipelined txns", ports: n, wall, full: wall });
+    rows.push(Row {
+        op: format!("delete {n} LSPs"),
+        variant: "(a) ovn crate, pipelined txns",
+        ports: n,
+        wall,
+        full: wall,
+    });
 
     // (b) one ovn-nbctl process per port.
     let scale = n as f64 / nb_ports as f64;
     let t0 = Instant::now();
     for i in 0..nb_ports {
-        nbctl(&srv, &["lsp-add".into(), switch_name(i % switches), port_name(i), "--".into(), "lsp-set-addresses".into(), port_name(i), mac(i)]);
+        nbctl(
+            &srv,
+            &[
+                "lsp-add".into(),
+                switch_name(i % switches),
+                port_name(i),
+                "--".into(),
+                "lsp-set-addresses".into(),
+                port_name(i),
+                mac(i),
+            ],
+        );
     }
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, nb_ports);
-    rows.push(Row { op: String::new(), variant: "(b) ovn-nbctl, 1 process/port", ports: nb_ports, wall, full: wall.mul_f64(scale) });
+    rows.push(Row {
+        op: String::new(),
+        variant: "(b) ovn-nbctl, 1 process/port",
+        ports: nb_ports,
+        wall,
+        full: wall.mul_f64(scale),
+    });
     let t0 = Instant::now();
     for i in 0..nb_ports {
         nbctl(&srv, &["lsp-del".into(), port_name(i)]);
     }
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, 0);
-    let b_delete = Row { op: String::new(), variant: "(b) ovn-nbctl, 1 process/port", ports: nb_ports, wall, full: wall.mul_f64(scale) };
+    let b_delete = Row {
+        op: String::new(),
+        variant: "(b) ovn-nbctl, 1 process/port",
+        ports: nb_ports,
+        wall,
+        full: wall.mul_f64(scale),
+    };
 
     // (c) one ovn-nbctl invocation, commands chained with `--`.
     let mut args: Vec<String> = Vec::new();
     for i in 0..n {
-        for a in ["--".to_string(), "lsp-add".into(), switch_name(i % switches), port_name(i), "--".into(), "lsp-set-addresses".into(), port_name(i), mac(i)] {
+        for a in [
+            "--".to_string(),
+            "lsp-add".into(),
+            switch_name(i % switches),
+            port_name(i),
+            "--".into(),
+            "lsp-set-addresses".into(),
+            port_name(i),
+            mac(i),
+        ] {
             args.push(a);
         }
     }
@@ -183,7 +282,13 @@ async fn main() {
     nbctl(&srv, &args[1..]);
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, n);
-    rows.push(Row { op: String::new(), variant: "(c) ovn-nbctl, one invocation", ports: n, wall, full: wall });
+    rows.push(Row {
+        op: String::new(),
+        variant: "(c) ovn-nbctl, one invocation",
+        ports: n,
+        wall,
+        full: wall,
+    });
     let mut args: Vec<String> = Vec::new();
     for i in 0..n {
         args.extend(["--".to_string(), "lsp-del".into(), port_name(i)]);
@@ -192,15 +297,28 @@ async fn main() {
     nbctl(&srv, &args[1..]);
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, 0);
-    let c_delete = Row { op: String::new(), variant: "(c) ovn-nbctl, one invocation", ports: n, wall, full: wall };
+    let c_delete = Row {
+        op: String::new(),
+        variant: "(c) ovn-nbctl, one invocation",
+        ports: n,
+        wall,
+        full: wall,
+    };
     let a_delete = rows.remove(1);
     rows.push(a_delete);
     rows.push(b_delete);
     rows.push(c_delete);
 
     println!();
-    println!("ovsdb-server {} (standalone, unix socket), OVN_Northbound {}", ovs_version(), nb::SCHEMA_VERSION);
-    println!("{:<28} | {:<31} | {:>6} | {:>10} | {:>11} | {:>10} | {:>9}", "operation", "variant", "ports", "wall", "per port", "full N", "vs (a)");
+    println!(
+        "ovsdb-server {} (standalone, unix socket), OVN_Northbound {}",
+        ovs_version(),
+        nb::SCHEMA_VERSION
+    );
+    println!(
+        "{:<28} | {:<31} | {:>6} | {:>10} | {:>11} | {:>10} | {:>9}",
+        "operation", "variant", "ports", "wall", "per port", "full N", "vs (a)"
+    );
     println!("{}", "-".repeat(124));
     for group in rows.chunks(3) {
         let a = group[0].full;
@@ -220,9 +338,13 @@ async fn main() {
         }
     }
     if nb_ports != n {
-        println!("* (b) ran {nb_ports} processes (OVN_BENCH_NBCTL_PORTS); \"full N\" extrapolates per port to {n}.");
+        println!(
+            "* (b) ran {nb_ports} processes (OVN_BENCH_NBCTL_PORTS); \"full N\" extrapolates per port to {n}."
+        );
     }
-    println!("(a) uses {batch} ports per transaction; \"vs (a)\" is wall(variant) / wall(a) at full N.");
+    println!(
+        "(a) uses {batch} ports per transaction; \"vs (a)\" is wall(variant) / wall(a) at full N."
+    );
     println!(
         "client memory, monitor cache of {n} ports + {switches} switches: {:.1} MiB live heap ({:.0} B/port); decoded typed Vec<LogicalSwitchPort>: {:.1} MiB",
         cache_bytes as f64 / 1048576.0,
@@ -232,6 +354,16 @@ async fn main() {
 }
 
 fn ovs_version() -> String {
-    let out = Command::new(common::tool("ovsdb-server")).arg("--version").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").rsplit(' ').next().unwrap_or("").to_string()
+    let out = Command::new(common::tool("ovsdb-server"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .rsplit(' ')
+        .next()
+        .unwrap_or("")
+        .to_string()
 }

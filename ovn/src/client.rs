@@ -67,6 +67,8 @@ impl Drop for AbortOnDrop {
 /// it fails with [`Error::Disconnected`] (the caller decides whether to retry;
 /// an idempotent reconciler simply runs again). Requests made while
 /// reconnecting wait for the new connection up to the request timeout.
+/// A `transact` whose future is dropped, or that times out, is cancelled
+/// on the server with `cancel`.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -80,7 +82,9 @@ fn notify_handler(monitors: Monitors) -> Notify {
             return;
         }
         let Some(p) = params.as_array() else { return };
-        let Some(id) = p.first().and_then(Value::as_str) else { return };
+        let Some(id) = p.first().and_then(Value::as_str) else {
+            return;
+        };
         let state = monitors.lock().unwrap().get(id).cloned();
         if let Some(state) = state
             && let Err(e) = state.apply_notification(method, p)
@@ -102,7 +106,10 @@ impl Client {
         let monitors: Monitors = Arc::default();
         let conn = Conn::connect(&t, notify_handler(monitors.clone()), opts.inactivity_probe)
             .await
-            .map_err(|source| Error::Io { target: target.to_string(), source })?;
+            .map_err(|source| Error::Io {
+                target: target.to_string(),
+                source,
+            })?;
         let inner = Arc::new(Inner {
             target: t,
             opts,
@@ -113,7 +120,10 @@ impl Client {
             connects: AtomicU64::new(1),
         });
         let sup = tokio::spawn(supervise(inner.clone()));
-        Ok(Client { inner, _supervisor: Arc::new(AbortOnDrop(sup)) })
+        Ok(Client {
+            inner,
+            _supervisor: Arc::new(AbortOnDrop(sup)),
+        })
     }
 
     /// Number of successful connections so far (1 + reconnections).
@@ -123,7 +133,11 @@ impl Client {
 
     /// True while a connection is up.
     pub fn is_connected(&self) -> bool {
-        self.inner.conn.borrow().as_ref().is_some_and(|c| !c.is_closed())
+        self.inner
+            .conn
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
     }
 
     /// Drop the current connection (a reconnection follows), e.g. after
@@ -140,7 +154,10 @@ impl Client {
         match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(c)) => Ok(c.clone().expect("checked above")),
             Ok(Err(_)) => Err(Error::Disconnected),
-            Err(_) => Err(Error::Timeout { method: method.into(), timeout: self.inner.opts.request_timeout }),
+            Err(_) => Err(Error::Timeout {
+                method: method.into(),
+                timeout: self.inner.opts.request_timeout,
+            }),
         }
     }
 
@@ -170,7 +187,11 @@ impl Client {
         }
         let v = self.call("get_schema", json!([db])).await?;
         let s = Arc::new(DatabaseSchema::from_json(&v)?);
-        self.inner.schemas.lock().unwrap().insert(db.to_string(), s.clone());
+        self.inner
+            .schemas
+            .lock()
+            .unwrap()
+            .insert(db.to_string(), s.clone());
         Ok(s)
     }
 
@@ -212,13 +233,6 @@ impl Client {
         self.call("unlock", json!([id])).await.map(|_| ())
     }
 
-    /// `cancel` (a notification: the server replies to the cancelled
-    /// request, if it supports cancellation, with an error).
-    pub async fn cancel(&self, request_id: u64) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.inner.opts.request_timeout;
-        self.conn(deadline, "cancel").await?.notify("cancel", json!([request_id]))
-    }
-
     /// Start a monitor over `requests` in `db` and wait for its initial contents.
     pub async fn monitor(&self, db: &str, requests: Vec<MonitorRequest>) -> Result<Monitor> {
         let schema = self.get_schema(db).await?;
@@ -227,22 +241,42 @@ impl Client {
                 return Err(Error::Invalid(format!("{db} has no table {}", r.table)));
             }
         }
-        let id = format!("m{}", self.inner.next_monitor.fetch_add(1, Ordering::Relaxed));
-        let state = Arc::new(MonitorState::new(id.clone(), db.to_string(), schema, requests));
-        self.inner.monitors.lock().unwrap().insert(id.clone(), state.clone());
+        let id = format!(
+            "m{}",
+            self.inner.next_monitor.fetch_add(1, Ordering::Relaxed)
+        );
+        let state = Arc::new(MonitorState::new(
+            id.clone(),
+            db.to_string(),
+            schema,
+            requests,
+        ));
+        self.inner
+            .monitors
+            .lock()
+            .unwrap()
+            .insert(id.clone(), state.clone());
         let deadline = tokio::time::Instant::now() + self.inner.opts.request_timeout;
         let res = async {
             let conn = self.conn(deadline, "monitor_cond_since").await?;
             let st = state.clone();
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            conn.request("monitor_cond_since", state.since_params(), left, Some(Box::new(move |r| st.apply_since_reply(r))))
-                .await
+            conn.request(
+                "monitor_cond_since",
+                state.since_params(),
+                left,
+                Some(Box::new(move |r| st.apply_since_reply(r))),
+            )
+            .await
         }
         .await;
         match res {
             // A drop during the initial load is healed by the reconnection,
             // which re-sends every registered monitor.
-            Ok(_) | Err(Error::Disconnected) => Ok(Monitor { state, client: self.clone() }),
+            Ok(_) | Err(Error::Disconnected) => Ok(Monitor {
+                state,
+                client: self.clone(),
+            }),
             Err(e) => {
                 self.unregister_monitor(&id);
                 Err(e)
@@ -255,19 +289,14 @@ impl Client {
     }
 }
 
-impl Conn {
-    /// Send a JSON-RPC notification (no reply expected).
-    pub(crate) fn notify(&self, method: &str, params: Value) -> Result<()> {
-        self.send_raw(&json!({"id": null, "method": method, "params": params}))
-    }
-}
-
 /// Waits for the connection to drop, then reconnects with exponential
 /// backoff and re-establishes every monitor before publishing the new
 /// connection, so callers see either the old cache or a resumed one.
 async fn supervise(inner: Arc<Inner>) {
     loop {
-        let Some(conn) = inner.conn.borrow().clone() else { return };
+        let Some(conn) = inner.conn.borrow().clone() else {
+            return;
+        };
         conn.closed().await;
         inner.conn.send_replace(None);
         drop(conn);
@@ -275,7 +304,13 @@ async fn supervise(inner: Arc<Inner>) {
         inner.schemas.lock().unwrap().clear();
         let mut delay = inner.opts.backoff_min;
         loop {
-            match Conn::connect(&inner.target, notify_handler(inner.monitors.clone()), inner.opts.inactivity_probe).await {
+            match Conn::connect(
+                &inner.target,
+                notify_handler(inner.monitors.clone()),
+                inner.opts.inactivity_probe,
+            )
+            .await
+            {
                 Ok(c) => match resubscribe(&inner, &c).await {
                     Ok(()) => {
                         inner.connects.fetch_add(1, Ordering::Relaxed);

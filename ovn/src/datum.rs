@@ -82,7 +82,8 @@ impl Atom for f64 {
         json!(self)
     }
     fn from_json(v: &Value) -> Result<Self> {
-        v.as_f64().ok_or_else(|| Error::decode("real", v.to_string()))
+        v.as_f64()
+            .ok_or_else(|| Error::decode("real", v.to_string()))
     }
 }
 
@@ -227,7 +228,10 @@ pub fn normalize(v: &Value, ty: &ColumnType) -> Value {
         pairs.sort_by_key(|(k, _)| k.to_string());
         json!([
             "map",
-            pairs.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()
+            pairs
+                .into_iter()
+                .map(|(k, v)| json!([k, v]))
+                .collect::<Vec<_>>()
         ])
     } else if ty.is_scalar() {
         v.clone()
@@ -260,7 +264,12 @@ pub fn apply_diff(old: &Value, diff: &Value, ty: &ColumnType) -> Value {
                 None => m.push((k.clone(), v.clone())),
             }
         }
-        json!(["map", m.into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()])
+        json!([
+            "map",
+            m.into_iter()
+                .map(|(k, v)| json!([k, v]))
+                .collect::<Vec<_>>()
+        ])
     } else if ty.max == Some(1) {
         diff.clone()
     } else {

@@ -3,7 +3,8 @@
 //!
 //! * [`Client`] speaks JSON-RPC over `unix:<path>` or `tcp:<host>:<port>`:
 //!   `list_dbs`, `get_schema`, `transact` (built with [`Txn`]), `lock`,
-//!   `monitor_cond_since` into a [`Monitor`] cache, and `cancel`.
+//!   `monitor_cond_since` into a [`Monitor`] cache, `monitor_cancel`, and
+//!   `cancel` (sent for a `transact` whose caller gave up).
 //! * [`nb`] holds one generated struct per Northbound table; [`Txn`] accepts
 //!   them directly ([`Txn::insert_row`]).
 //! * [`owner`] implements the ownership convention
@@ -25,7 +26,7 @@ pub use client::{Client, ClientOptions};
 pub use datum::Uuid;
 pub use error::{Error, Result};
 pub use monitor::{Monitor, MonitorRequest};
-pub use ops::{Cond, Mutation, OpResult, TxnResult, Txn};
+pub use ops::{Cond, Mutation, OpResult, Txn, TxnResult};
 pub use owner::{Desired, Owner};
 pub use schema::DatabaseSchema;
 pub use table::{Row, Table};

@@ -27,7 +27,11 @@ pub struct MonitorRequest {
 impl MonitorRequest {
     /// Every row and column of `table`.
     pub fn table(table: &str) -> Self {
-        MonitorRequest { table: table.to_string(), columns: None, conditions: None }
+        MonitorRequest {
+            table: table.to_string(),
+            columns: None,
+            conditions: None,
+        }
     }
     /// Every row and column of a typed table.
     pub fn of<T: Table>() -> Self {
@@ -75,7 +79,12 @@ pub(crate) struct MonitorState {
 }
 
 impl MonitorState {
-    pub(crate) fn new(id: String, db: String, schema: Arc<DatabaseSchema>, requests: Vec<MonitorRequest>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        db: String,
+        schema: Arc<DatabaseSchema>,
+        requests: Vec<MonitorRequest>,
+    ) -> Self {
         let mut data = Data::default();
         for r in &requests {
             data.tables.entry(r.table.clone()).or_default();
@@ -94,18 +103,35 @@ impl MonitorState {
 
     /// Params of `monitor_cond_since`, resuming from the last transaction seen.
     pub(crate) fn since_params(&self) -> Value {
-        let requests: serde_json::Map<String, Value> =
-            self.requests.iter().map(|r| (r.table.clone(), r.to_json())).collect();
+        let requests: serde_json::Map<String, Value> = self
+            .requests
+            .iter()
+            .map(|r| (r.table.clone(), r.to_json()))
+            .collect();
         // The all-zero ID asks for everything (the first load).
-        let last = self.data.read().unwrap().last_txn_id.clone().unwrap_or_else(|| crate::Uuid::NIL.to_string());
+        let last = self
+            .data
+            .read()
+            .unwrap()
+            .last_txn_id
+            .clone()
+            .unwrap_or_else(|| crate::Uuid::NIL.to_string());
         json!([self.db, self.id, requests, last])
     }
 
     /// Apply a `monitor_cond_since` reply: `[found, last-txn-id, updates]`.
     pub(crate) fn apply_since_reply(&self, reply: &Value) -> Result<()> {
         let (found, last, updates) = match reply.as_array().map(Vec::as_slice) {
-            Some([f, l, u]) => (f.as_bool().unwrap_or(false), l.as_str().map(str::to_string), u),
-            _ => return Err(Error::Protocol(format!("bad monitor_cond_since reply: {reply}"))),
+            Some([f, l, u]) => (
+                f.as_bool().unwrap_or(false),
+                l.as_str().map(str::to_string),
+                u,
+            ),
+            _ => {
+                return Err(Error::Protocol(format!(
+                    "bad monitor_cond_since reply: {reply}"
+                )));
+            }
         };
         let mut d = self.data.write().unwrap();
         if found {
@@ -148,9 +174,19 @@ impl MonitorState {
 
     /// The columns monitored in `table`: the requested ones, else all.
     fn columns_of(&self, table: &str) -> Vec<&String> {
-        match self.requests.iter().find(|r| r.table == table).and_then(|r| r.columns.as_ref()) {
+        match self
+            .requests
+            .iter()
+            .find(|r| r.table == table)
+            .and_then(|r| r.columns.as_ref())
+        {
             Some(cols) => cols.iter().collect(),
-            None => self.schema.tables.get(table).map(|t| t.columns.keys().filter(|c| !c.starts_with('_')).collect()).unwrap_or_default(),
+            None => self
+                .schema
+                .tables
+                .get(table)
+                .map(|t| t.columns.keys().filter(|c| !c.starts_with('_')).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -162,7 +198,9 @@ impl MonitorState {
         for (table, rows) in updates {
             let tschema = self.schema.tables.get(table);
             let cache = d.tables.entry(table.clone()).or_default();
-            let Some(rows) = rows.as_object() else { continue };
+            let Some(rows) = rows.as_object() else {
+                continue;
+            };
             for (uuid, change) in rows {
                 let Some((kind, body)) = change.as_object().and_then(|o| o.iter().next()) else {
                     continue;
@@ -185,7 +223,9 @@ impl MonitorState {
                     }
                     "modify" => {
                         let Some(row) = cache.get_mut(uuid) else {
-                            return Err(Error::Protocol(format!("modify of unknown row {table} {uuid}")));
+                            return Err(Error::Protocol(format!(
+                                "modify of unknown row {table} {uuid}"
+                            )));
                         };
                         for (col, diff) in body.as_object().into_iter().flatten() {
                             let Some(ty) = tschema.and_then(|t| t.columns.get(col)) else {
@@ -226,12 +266,20 @@ impl Monitor {
 
     /// A copy of every cached row of `table`.
     pub fn rows(&self, table: &str) -> Vec<Row> {
-        self.with(|t| t.get(table).map(|m| m.values().cloned().collect()).unwrap_or_default())
+        self.with(|t| {
+            t.get(table)
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default()
+        })
     }
 
     /// Every cached row of a typed table.
     pub fn get<T: Table>(&self) -> Result<Vec<T>> {
-        self.with(|t| t.get(T::TABLE).map(|m| m.values().map(T::from_row).collect()).unwrap_or(Ok(Vec::new())))
+        self.with(|t| {
+            t.get(T::TABLE)
+                .map(|m| m.values().map(T::from_row).collect())
+                .unwrap_or(Ok(Vec::new()))
+        })
     }
 
     /// Number of cached rows of `table`.
@@ -257,7 +305,11 @@ impl Monitor {
     }
 
     /// Wait until `pred` holds over the cache, re-checking after every update.
-    pub async fn wait_until(&self, timeout: Duration, mut pred: impl FnMut(&Tables) -> bool) -> Result<()> {
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&Tables) -> bool,
+    ) -> Result<()> {
         let mut rx = self.state.generation.subscribe();
         let fut = async {
             loop {
@@ -271,12 +323,18 @@ impl Monitor {
         };
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| Error::Timeout { method: "monitor wait".into(), timeout })
+            .map_err(|_| Error::Timeout {
+                method: "monitor wait".into(),
+                timeout,
+            })
     }
 
     /// Stop the monitor on the server (`monitor_cancel`) and drop the cache.
     pub async fn cancel(self) -> Result<()> {
         self.client.unregister_monitor(&self.state.id);
-        self.client.call("monitor_cancel", json!([self.state.id])).await.map(|_| ())
+        self.client
+            .call("monitor_cancel", json!([self.state.id]))
+            .await
+            .map(|_| ())
     }
 }

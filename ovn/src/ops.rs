@@ -98,7 +98,12 @@ pub struct Txn {
 
 impl Txn {
     pub fn new(db: impl Into<String>) -> Self {
-        Txn { db: db.into(), ops: Vec::new(), names: HashMap::new(), next_name: 0 }
+        Txn {
+            db: db.into(),
+            ops: Vec::new(),
+            names: HashMap::new(),
+            next_name: 0,
+        }
     }
 
     /// A transaction on OVN_Northbound.
@@ -139,7 +144,8 @@ impl Txn {
 
     /// `insert` with the given `uuid-name`.
     pub fn insert_named(&mut self, table: &str, row: Row, uuid_name: &str) -> Uuid {
-        let i = self.push(json!({"op": "insert", "table": table, "row": row, "uuid-name": uuid_name}));
+        let i =
+            self.push(json!({"op": "insert", "table": table, "row": row, "uuid-name": uuid_name}));
         self.names.insert(uuid_name.to_string(), i);
         Uuid::Named(uuid_name.to_string())
     }
@@ -189,7 +195,15 @@ impl Txn {
 
     /// `wait` until the `columns` of the rows matching `w` are (or are not)
     /// exactly `rows`; `timeout_ms: Some(0)` fails at once instead of waiting.
-    pub fn wait(&mut self, table: &str, w: &[Cond], columns: &[&str], until: WaitUntil, rows: Vec<Row>, timeout_ms: Option<u64>) -> usize {
+    pub fn wait(
+        &mut self,
+        table: &str,
+        w: &[Cond],
+        columns: &[&str],
+        until: WaitUntil,
+        rows: Vec<Row>,
+        timeout_ms: Option<u64>,
+    ) -> usize {
         let mut op = json!({
             "op": "wait", "table": table, "where": conds(w), "columns": columns,
             "until": match until { WaitUntil::Equal => "==", WaitUntil::NotEqual => "!=" },
@@ -238,7 +252,11 @@ impl OpResult {
     }
     /// The rows of a `select`.
     pub fn rows(&self) -> &[Value] {
-        self.0.get("rows").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+        self.0
+            .get("rows")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
     /// The row count of `update`, `mutate` and `delete`.
     pub fn count(&self) -> Option<u64> {
@@ -264,11 +282,17 @@ impl TxnResult {
 
     /// Decode the rows of the `select` at operation `op`.
     pub fn rows<T: Table>(&self, op: usize) -> Result<Vec<T>> {
-        let r = self.results.get(op).ok_or_else(|| Error::Invalid(format!("no operation {op}")))?;
+        let r = self
+            .results
+            .get(op)
+            .ok_or_else(|| Error::Invalid(format!("no operation {op}")))?;
         r.rows()
             .iter()
             .map(|v| {
-                T::from_row(v.as_object().ok_or_else(|| Error::decode("row", v.to_string()))?)
+                T::from_row(
+                    v.as_object()
+                        .ok_or_else(|| Error::decode("row", v.to_string()))?,
+                )
             })
             .collect()
     }
@@ -277,30 +301,53 @@ impl TxnResult {
     pub fn raw_rows(&self, op: usize) -> Vec<Row> {
         self.results
             .get(op)
-            .map(|r| r.rows().iter().filter_map(|v| v.as_object().cloned()).collect())
+            .map(|r| {
+                r.rows()
+                    .iter()
+                    .filter_map(|v| v.as_object().cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Turn the raw reply into a result, or the first error it reports.
-    pub(crate) fn from_reply(ops: &[Value], reply: Value, names: HashMap<String, usize>) -> Result<Self> {
+    pub(crate) fn from_reply(
+        ops: &[Value],
+        reply: Value,
+        names: HashMap<String, usize>,
+    ) -> Result<Self> {
         let arr = match reply {
             Value::Array(a) => a,
-            other => return Err(Error::Protocol(format!("transact reply is not an array: {other}"))),
+            other => {
+                return Err(Error::Protocol(format!(
+                    "transact reply is not an array: {other}"
+                )));
+            }
         };
         for (i, r) in arr.iter().enumerate() {
             if let Some(err) = r.get("error").and_then(Value::as_str) {
                 let op_index = (i < ops.len()).then_some(i);
                 return Err(Error::Transaction {
                     op_index,
-                    op: op_index.and_then(|i| ops[i].get("op")).and_then(Value::as_str).map(str::to_string),
+                    op: op_index
+                        .and_then(|i| ops[i].get("op"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     error: err.to_string(),
                     details: r.get("details").and_then(Value::as_str).map(str::to_string),
                 });
             }
         }
         if arr.len() < ops.len() {
-            return Err(Error::Protocol(format!("{} results for {} operations", arr.len(), ops.len())));
+            return Err(Error::Protocol(format!(
+                "{} results for {} operations",
+                arr.len(),
+                ops.len()
+            )));
         }
-        Ok(TxnResult { results: arr.into_iter().map(OpResult).collect(), names })
+        Ok(TxnResult {
+            results: arr.into_iter().map(OpResult).collect(),
+            names,
+        })
     }
 }

@@ -39,7 +39,12 @@ pub struct Owner {
 impl Owner {
     /// A namespaced owner.
     pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
-        Owner { kind: kind.into(), namespace: namespace.into(), name: name.into(), vpc: None }
+        Owner {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            vpc: None,
+        }
     }
     /// A cluster-scoped owner (empty namespace).
     pub fn cluster(kind: &str, name: &str) -> Self {
@@ -56,7 +61,10 @@ impl Owner {
     }
     /// The `where` clause matching this owner's rows.
     pub fn condition(&self) -> Cond {
-        Cond::includes(EXTERNAL_IDS, datum::str_map([(OWNER_KEY, self.id().as_str())]))
+        Cond::includes(
+            EXTERNAL_IDS,
+            datum::str_map([(OWNER_KEY, self.id().as_str())]),
+        )
     }
     /// Add the ownership keys to a row's `external_ids`.
     pub fn stamp(&self, ids: &mut BTreeMap<String, String>) {
@@ -80,12 +88,24 @@ pub struct Desired {
 impl Desired {
     /// Want `row` (its `uuid` is ignored).
     pub fn new<T: Table>(row: &T) -> Self {
-        Desired { table: T::TABLE.into(), row: row.to_row(), name: None, parent: None, manage: Vec::new() }
+        Desired {
+            table: T::TABLE.into(),
+            row: row.to_row(),
+            name: None,
+            parent: None,
+            manage: Vec::new(),
+        }
     }
 
     /// An untyped row of `table`.
     pub fn raw(table: &str, row: Row) -> Self {
-        Desired { table: table.into(), row, name: None, parent: None, manage: Vec::new() }
+        Desired {
+            table: table.into(),
+            row,
+            name: None,
+            parent: None,
+            manage: Vec::new(),
+        }
     }
 
     /// Let other desired rows refer to this one as `Uuid::named(name)`,
@@ -141,7 +161,9 @@ fn norm(t: &TableSchema, col: &str, v: &Value) -> Value {
 }
 
 fn external_ids(row: &Row) -> BTreeMap<String, String> {
-    row.get(EXTERNAL_IDS).and_then(|v| datum::map_from_json(v).ok()).unwrap_or_default()
+    row.get(EXTERNAL_IDS)
+        .and_then(|v| datum::map_from_json(v).ok())
+        .unwrap_or_default()
 }
 
 /// Identity of a row among one owner's rows of a table: an explicit
@@ -152,7 +174,10 @@ fn row_key(t: &TableSchema, row: &Row) -> String {
         return format!("k:{k}");
     }
     if let Some(ix) = t.indexes.first() {
-        let vals: Vec<Value> = ix.iter().map(|c| row.get(c).map(|v| norm(t, c, v)).unwrap_or(Value::Null)).collect();
+        let vals: Vec<Value> = ix
+            .iter()
+            .map(|c| row.get(c).map(|v| norm(t, c, v)).unwrap_or(Value::Null))
+            .collect();
         return format!("i:{}", Value::Array(vals));
     }
     if let Some(Value::String(n)) = row.get("name")
@@ -188,19 +213,35 @@ fn resolve(v: &mut Value, existing: &HashMap<String, Uuid>) {
 }
 
 fn row_uuid(row: &Row) -> Result<Uuid> {
-    datum::scalar_from_json(row.get("_uuid").ok_or_else(|| Error::decode("row", "no _uuid"))?)
+    datum::scalar_from_json(
+        row.get("_uuid")
+            .ok_or_else(|| Error::decode("row", "no _uuid"))?,
+    )
 }
 
 /// Read every row of `owner` in `db`, table by table, in one transaction.
-pub async fn list_owned_in(client: &Client, db: &str, owner: &Owner) -> Result<BTreeMap<String, Vec<Row>>> {
+pub async fn list_owned_in(
+    client: &Client,
+    db: &str,
+    owner: &Owner,
+) -> Result<BTreeMap<String, Vec<Row>>> {
     let schema = client.get_schema(db).await?;
-    let tables: Vec<&String> = schema.tables.iter().filter(|(_, t)| has_external_ids(t)).map(|(n, _)| n).collect();
+    let tables: Vec<&String> = schema
+        .tables
+        .iter()
+        .filter(|(_, t)| has_external_ids(t))
+        .map(|(n, _)| n)
+        .collect();
     let mut txn = Txn::new(db);
     for t in &tables {
         txn.select(t, &[owner.condition()], None);
     }
     let res = client.transact(txn).await?;
-    Ok(tables.into_iter().enumerate().map(|(i, t)| (t.clone(), res.raw_rows(i))).collect())
+    Ok(tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), res.raw_rows(i)))
+        .collect())
 }
 
 /// Every OVN_Northbound row of `owner`, by table.
@@ -216,18 +257,28 @@ fn delete_ops(txn: &mut Txn, schema: &DatabaseSchema, table: &str, uuid: &Uuid) 
         if schema.column(pt, pc).is_some_and(|c| c.is_map()) {
             continue;
         }
-        txn.mutate(pt, &[Cond::includes(pc, set.clone())], &[Mutation::delete(pc, set)]);
+        txn.mutate(
+            pt,
+            &[Cond::includes(pc, set.clone())],
+            &[Mutation::delete(pc, set)],
+        );
     }
     txn.delete(table, &[Cond::uuid(uuid)]);
 }
 
 /// Delete every OVN_Northbound row of `owner` in one transaction; returns how many.
 pub async fn delete_owned(client: &Client, owner: &Owner) -> Result<usize> {
-    ensure_owned(client, owner, Vec::new()).await.map(|r| r.deleted)
+    ensure_owned(client, owner, Vec::new())
+        .await
+        .map(|r| r.deleted)
 }
 
 /// Make `owner`'s rows in OVN_Northbound exactly `desired`: see [`ensure_owned_in`].
-pub async fn ensure_owned(client: &Client, owner: &Owner, desired: Vec<Desired>) -> Result<EnsureReport> {
+pub async fn ensure_owned(
+    client: &Client,
+    owner: &Owner,
+    desired: Vec<Desired>,
+) -> Result<EnsureReport> {
     ensure_owned_in(client, crate::nb::SCHEMA_NAME, owner, desired).await
 }
 
@@ -237,12 +288,23 @@ pub async fn ensure_owned(client: &Client, owner: &Owner, desired: Vec<Desired>)
 /// changes nothing the second time. The transaction carries `wait`
 /// operations on the owner's row set, so a concurrent writer makes it fail
 /// and it is re-planned (up to three times) instead of duplicating rows.
-pub async fn ensure_owned_in(client: &Client, db: &str, owner: &Owner, desired: Vec<Desired>) -> Result<EnsureReport> {
+pub async fn ensure_owned_in(
+    client: &Client,
+    db: &str,
+    owner: &Owner,
+    desired: Vec<Desired>,
+) -> Result<EnsureReport> {
     let schema = client.get_schema(db).await?;
     for d in &desired {
-        let t = schema.tables.get(&d.table).ok_or_else(|| Error::Invalid(format!("no table {}", d.table)))?;
+        let t = schema
+            .tables
+            .get(&d.table)
+            .ok_or_else(|| Error::Invalid(format!("no table {}", d.table)))?;
         if !has_external_ids(t) {
-            return Err(Error::Invalid(format!("table {} has no external_ids to record an owner", d.table)));
+            return Err(Error::Invalid(format!(
+                "table {} has no external_ids to record an owner",
+                d.table
+            )));
         }
     }
     for _attempt in 0..3 {
@@ -259,7 +321,9 @@ pub async fn ensure_owned_in(client: &Client, db: &str, owner: &Owner, desired: 
                 }
                 return Ok(report);
             }
-            Err(Error::Transaction { op_index: Some(i), .. }) if i < wait_ops => {
+            Err(Error::Transaction {
+                op_index: Some(i), ..
+            }) if i < wait_ops => {
                 tracing::debug!(owner = %owner.id(), "owned rows changed underneath; re-planning");
             }
             Err(e) => return Err(e),
@@ -270,13 +334,24 @@ pub async fn ensure_owned_in(client: &Client, db: &str, owner: &Owner, desired: 
 
 type Plan = (Option<Txn>, EnsureReport, Vec<(String, Uuid)>);
 
-fn plan(schema: &DatabaseSchema, db: &str, owner: &Owner, desired: &[Desired], current: &BTreeMap<String, Vec<Row>>) -> Result<Plan> {
+fn plan(
+    schema: &DatabaseSchema,
+    db: &str,
+    owner: &Owner,
+    desired: &[Desired],
+    current: &BTreeMap<String, Vec<Row>>,
+) -> Result<Plan> {
     let mut report = EnsureReport::default();
     let mut txn = Txn::new(db);
 
     // Guard: the owner's rows of every table we touch are what we read.
     let mut touched: Vec<&str> = desired.iter().map(|d| d.table.as_str()).collect();
-    touched.extend(current.iter().filter(|(_, r)| !r.is_empty()).map(|(t, _)| t.as_str()));
+    touched.extend(
+        current
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(t, _)| t.as_str()),
+    );
     touched.sort();
     touched.dedup();
     for t in &touched {
@@ -284,9 +359,19 @@ fn plan(schema: &DatabaseSchema, db: &str, owner: &Owner, desired: &[Desired], c
             .get(*t)
             .into_iter()
             .flatten()
-            .filter_map(|r| r.get("_uuid").map(|u| Row::from_iter([("_uuid".to_string(), u.clone())])))
+            .filter_map(|r| {
+                r.get("_uuid")
+                    .map(|u| Row::from_iter([("_uuid".to_string(), u.clone())]))
+            })
             .collect();
-        txn.wait(t, &[owner.condition()], &["_uuid"], WaitUntil::Equal, rows, Some(0));
+        txn.wait(
+            t,
+            &[owner.condition()],
+            &["_uuid"],
+            WaitUntil::Equal,
+            rows,
+            Some(0),
+        );
     }
     let guard_ops = txn.len();
 
@@ -295,7 +380,10 @@ fn plan(schema: &DatabaseSchema, db: &str, owner: &Owner, desired: &[Desired], c
     for (t, rows) in current {
         let ts = &schema.tables[t];
         for r in rows {
-            by_key.entry((t.as_str(), row_key(ts, r))).or_default().push(r);
+            by_key
+                .entry((t.as_str(), row_key(ts, r)))
+                .or_default()
+                .push(r);
         }
     }
     let mut rows: Vec<Row> = Vec::with_capacity(desired.len());
@@ -308,7 +396,9 @@ fn plan(schema: &DatabaseSchema, db: &str, owner: &Owner, desired: &[Desired], c
         let mut ids = external_ids(&row);
         owner.stamp(&mut ids);
         row.insert(EXTERNAL_IDS.into(), datum::map_to_json(&ids));
-        let hit = by_key.get_mut(&(d.table.as_str(), row_key(ts, &row))).and_then(|v| v.pop());
+        let hit = by_key
+            .get_mut(&(d.table.as_str(), row_key(ts, &row)))
+            .and_then(|v| v.pop());
         if let Some(h) = hit {
             let u = row_uuid(h)?;
             kept.insert(u.as_str().to_string());
@@ -325,7 +415,9 @@ fn plan(schema: &DatabaseSchema, db: &str, owner: &Owner, desired: &[Desired], c
         let ts = &schema.tables[&d.table];
         let mut v = Value::Object(std::mem::take(&mut row));
         resolve(&mut v, &existing);
-        let Value::Object(row) = v else { unreachable!() };
+        let Value::Object(row) = v else {
+            unreachable!()
+        };
         match hit {
             Some(cur) => {
                 let changed: Row = row
@@ -349,7 +441,11 @@ fn plan(schema: &DatabaseSchema, db: &str, owner: &Owner, desired: &[Desired], c
                     let mut target = target.to_json();
                     resolve(&mut target, &existing);
                     let set = datum::set_of([u.to_json()]);
-                    txn.mutate(pt, &[Cond::new("_uuid", "==", target)], &[Mutation::insert(pc, set)]);
+                    txn.mutate(
+                        pt,
+                        &[Cond::new("_uuid", "==", target)],
+                        &[Mutation::insert(pc, set)],
+                    );
                 }
                 if d.name.is_some() {
                     names.push((name, u));

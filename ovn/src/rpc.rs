@@ -42,7 +42,13 @@ impl Shared {
         self.closed.send_replace(true);
         // In-flight requests fail now rather than hang; they are never
         // re-sent, since the server may already have applied them.
-        let drained: Vec<Pending> = self.pending.lock().unwrap().drain().map(|(_, p)| p).collect();
+        let drained: Vec<Pending> = self
+            .pending
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
         for p in drained {
             let _ = p.tx.send(Err(Error::Disconnected));
         }
@@ -66,7 +72,11 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    pub(crate) async fn connect(target: &Target, notify: Notify, probe: Option<Duration>) -> std::io::Result<Arc<Conn>> {
+    pub(crate) async fn connect(
+        target: &Target,
+        notify: Notify,
+        probe: Option<Duration>,
+    ) -> std::io::Result<Arc<Conn>> {
         let (reader, writer) = target.connect().await?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
@@ -88,17 +98,46 @@ impl Conn {
     }
 
     /// Send a request and wait for its reply, at most `timeout`.
-    pub(crate) async fn request(&self, method: &str, params: Value, timeout: Duration, on_reply: Option<OnReply>) -> Result<Value> {
-        let rx = send_request(&self.out, &self.shared, method, params, on_reply)?;
-        let id = rx.0;
-        match tokio::time::timeout(timeout, rx.1).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(Error::Disconnected),
-            Err(_) => {
-                self.shared.pending.lock().unwrap().remove(&id);
-                Err(Error::Timeout { method: method.to_string(), timeout })
+    ///
+    /// If the reply has not arrived when this future is dropped or times
+    /// out, a `transact` is cancelled on the server (RFC 7047 §4.1.4), so a
+    /// transaction blocked in a `wait` is not applied after its caller gave up.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+        on_reply: Option<OnReply>,
+    ) -> Result<Value> {
+        let (id, rx) = send_request(&self.out, &self.shared, method, params, on_reply)?;
+        let mut guard = CancelOnDrop {
+            conn: self,
+            id,
+            armed: method == "transact",
+        };
+        let r = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => {
+                guard.armed = false;
+                r
             }
-        }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(Error::Disconnected)
+            }
+            Err(_) => Err(Error::Timeout {
+                method: method.to_string(),
+                timeout,
+            }),
+        };
+        drop(guard);
+        r
+    }
+
+    /// Send a JSON-RPC notification (no reply expected).
+    pub(crate) fn notify(&self, method: &str, params: Value) -> Result<()> {
+        let bytes = serde_json::to_vec(&json!({"id": null, "method": method, "params": params}))
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        self.out.send(bytes).map_err(|_| Error::Disconnected)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -113,10 +152,28 @@ impl Conn {
     pub(crate) fn close(&self) {
         self.shared.close();
     }
+}
 
-    pub(crate) fn send_raw(&self, msg: &Value) -> Result<()> {
-        let bytes = serde_json::to_vec(msg).map_err(|e| Error::Protocol(e.to_string()))?;
-        self.out.send(bytes).map_err(|_| Error::Disconnected)
+struct CancelOnDrop<'a> {
+    conn: &'a Conn,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self
+            .conn
+            .shared
+            .pending
+            .lock()
+            .unwrap()
+            .remove(&self.id)
+            .is_some()
+            && self.armed
+        {
+            let _ = self.conn.notify("cancel", json!([self.id]));
+        }
     }
 }
 
@@ -136,7 +193,14 @@ fn send_request(
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
-    shared.pending.lock().unwrap().insert(id, Pending { method: method.to_string(), tx, on_reply });
+    shared.pending.lock().unwrap().insert(
+        id,
+        Pending {
+            method: method.to_string(),
+            tx,
+            on_reply,
+        },
+    );
     let msg = serde_json::to_vec(&json!({"id": id, "method": method, "params": params}))
         .map_err(|e| Error::Protocol(e.to_string()))?;
     if out.send(msg).is_err() {
@@ -168,7 +232,12 @@ async fn write_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, sha
     let _ = w.shutdown().await;
 }
 
-async fn read_loop(mut r: Reader, out: mpsc::UnboundedSender<Vec<u8>>, shared: Arc<Shared>, notify: Notify) {
+async fn read_loop(
+    mut r: Reader,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    shared: Arc<Shared>,
+    notify: Notify,
+) {
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 256 * 1024];
     let mut closed = shared.closed.subscribe();
@@ -185,7 +254,9 @@ async fn read_loop(mut r: Reader, out: mpsc::UnboundedSender<Vec<u8>>, shared: A
                 break;
             }
         }
-        shared.last_rx.store(shared.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        shared
+            .last_rx
+            .store(shared.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         loop {
             match framer.next_message() {
                 Ok(Some(msg)) => {
@@ -205,7 +276,12 @@ async fn read_loop(mut r: Reader, out: mpsc::UnboundedSender<Vec<u8>>, shared: A
     shared.close();
 }
 
-fn dispatch(msg: Value, out: &mpsc::UnboundedSender<Vec<u8>>, shared: &Shared, notify: &Notify) -> Result<()> {
+fn dispatch(
+    msg: Value,
+    out: &mpsc::UnboundedSender<Vec<u8>>,
+    shared: &Shared,
+    notify: &Notify,
+) -> Result<()> {
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     if let Some(method) = msg.get("method").and_then(Value::as_str) {
         let params = msg.get("params").cloned().unwrap_or(Value::Null);
@@ -221,7 +297,9 @@ fn dispatch(msg: Value, out: &mpsc::UnboundedSender<Vec<u8>>, shared: &Shared, n
         return Ok(());
     }
     let Some(id) = id.as_u64() else {
-        return Err(Error::Protocol(format!("reply without a request id: {msg}")));
+        return Err(Error::Protocol(format!(
+            "reply without a request id: {msg}"
+        )));
     };
     let Some(p) = shared.pending.lock().unwrap().remove(&id) else {
         // A reply to a request that already timed out.
@@ -247,7 +325,8 @@ fn dispatch(msg: Value, out: &mpsc::UnboundedSender<Vec<u8>>, shared: &Shared, n
 async fn probe_loop(interval: Duration, out: mpsc::UnboundedSender<Vec<u8>>, shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(interval).await;
-        let idle = shared.epoch.elapsed().as_millis() as u64 - shared.last_rx.load(Ordering::Relaxed);
+        let idle =
+            shared.epoch.elapsed().as_millis() as u64 - shared.last_rx.load(Ordering::Relaxed);
         if idle < interval.as_millis() as u64 {
             continue;
         }

@@ -74,7 +74,10 @@ fn base_type(v: &Value) -> Result<BaseType> {
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::decode("base type", v.to_string()))?
                 .to_string(),
-            ref_table: o.get("refTable").and_then(Value::as_str).map(str::to_string),
+            ref_table: o
+                .get("refTable")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             ref_strong: o.get("refType").and_then(Value::as_str) != Some("weak"),
             enumeration: o
                 .get("enum")
@@ -94,13 +97,19 @@ fn column_type(v: &Value, mutable: bool) -> Result<ColumnType> {
             mutable,
         }),
         Value::Object(o) => Ok(ColumnType {
-            key: base_type(o.get("key").ok_or_else(|| Error::decode("column type", v.to_string()))?)?,
+            key: base_type(
+                o.get("key")
+                    .ok_or_else(|| Error::decode("column type", v.to_string()))?,
+            )?,
             value: o.get("value").map(base_type).transpose()?,
             min: o.get("min").and_then(Value::as_u64).unwrap_or(1),
             max: match o.get("max") {
                 None => Some(1),
                 Some(Value::String(s)) if s == "unlimited" => None,
-                Some(m) => Some(m.as_u64().ok_or_else(|| Error::decode("max", m.to_string()))?),
+                Some(m) => Some(
+                    m.as_u64()
+                        .ok_or_else(|| Error::decode("max", m.to_string()))?,
+                ),
             },
             mutable,
         }),
@@ -112,7 +121,10 @@ impl DatabaseSchema {
     /// Parse the JSON schema object of `get_schema` or an `.ovsschema` file.
     pub fn from_json(v: &Value) -> Result<Self> {
         let bad = |what: &str| Error::decode("schema", what.to_string());
-        let name = v.get("name").and_then(Value::as_str).ok_or_else(|| bad("no name"))?;
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no name"))?;
         let version = v.get("version").and_then(Value::as_str).unwrap_or("0.0.0");
         let mut tables = BTreeMap::new();
         for (tname, t) in v
@@ -149,7 +161,12 @@ impl DatabaseSchema {
                 .map(|ix| {
                     ix.iter()
                         .filter_map(Value::as_array)
-                        .map(|cols| cols.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .map(|cols| {
+                            cols.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -221,12 +238,16 @@ impl DatabaseSchema {
             for (c, ct) in &ts.columns {
                 match st.columns.get(c) {
                     None => return Err(mismatch(format!("server has no column {t}.{c}"))),
-                    Some(sc) if sc.key.atomic != ct.key.atomic
-                        || sc.value.as_ref().map(|v| &v.atomic) != ct.value.as_ref().map(|v| &v.atomic)
-                        || sc.is_scalar() != ct.is_scalar()
-                        || sc.is_optional() != ct.is_optional() =>
+                    Some(sc)
+                        if sc.key.atomic != ct.key.atomic
+                            || sc.value.as_ref().map(|v| &v.atomic)
+                                != ct.value.as_ref().map(|v| &v.atomic)
+                            || sc.is_scalar() != ct.is_scalar()
+                            || sc.is_optional() != ct.is_optional() =>
                     {
-                        return Err(mismatch(format!("column {t}.{c} has a different type on the server")));
+                        return Err(mismatch(format!(
+                            "column {t}.{c} has a different type on the server"
+                        )));
                     }
                     Some(_) => {}
                 }
@@ -239,5 +260,9 @@ impl DatabaseSchema {
 /// Parse `x.y.z` leniently; missing parts are 0.
 pub fn parse_version(v: &str) -> (u64, u64, u64) {
     let mut it = v.split('.').map(|p| p.parse().unwrap_or(0));
-    (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0))
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
 }

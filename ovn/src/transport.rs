@@ -25,7 +25,10 @@ impl Target {
             }
         } else if let Some(hp) = s.strip_prefix("tcp:") {
             // `tcp:[v6addr]:port` keeps its brackets, which tokio accepts.
-            if hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+            if hp
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
                 return Ok(Target::Tcp(hp.to_string()));
             }
         }
@@ -137,8 +140,14 @@ mod tests {
 
     #[test]
     fn parses_targets() {
-        assert_eq!(Target::parse("unix:/a/b").unwrap(), Target::Unix("/a/b".into()));
-        assert_eq!(Target::parse("tcp:127.0.0.1:6641").unwrap(), Target::Tcp("127.0.0.1:6641".into()));
+        assert_eq!(
+            Target::parse("unix:/a/b").unwrap(),
+            Target::Unix("/a/b".into())
+        );
+        assert_eq!(
+            Target::parse("tcp:127.0.0.1:6641").unwrap(),
+            Target::Tcp("127.0.0.1:6641".into())
+        );
         assert!(Target::parse("ssl:1.2.3.4:5").is_err());
         assert!(Target::parse("tcp:host").is_err());
     }

@@ -10,11 +10,24 @@ use ovn::owner::{self, Desired, Owner};
 use ovn::{Client, ClientOptions, Cond, Error, MonitorRequest, Table, Txn, Uuid};
 
 fn desired(n: usize) -> Vec<Desired> {
-    let mut d = vec![Desired::new(&LogicalSwitch { name: "sw".into(), ..Default::default() }).named("sw")];
+    let mut d = vec![
+        Desired::new(&LogicalSwitch {
+            name: "sw".into(),
+            ..Default::default()
+        })
+        .named("sw"),
+    ];
     for i in 0..n {
         d.push(
-            Desired::new(&LogicalSwitchPort { name: format!("p{i}"), ..Default::default() })
-                .child_of(logical_switch::TABLE, logical_switch::PORTS, Uuid::named("sw")),
+            Desired::new(&LogicalSwitchPort {
+                name: format!("p{i}"),
+                ..Default::default()
+            })
+            .child_of(
+                logical_switch::TABLE,
+                logical_switch::PORTS,
+                Uuid::named("sw"),
+            ),
         );
     }
     d
@@ -31,13 +44,27 @@ async fn names<T: Table>(c: &Client, name: impl Fn(&T) -> String) -> BTreeMap<St
 }
 
 async fn kill_restart_mid_stream(clustered: bool) {
-    let mut srv = if clustered { Server::start_clustered() } else { Server::start() };
-    let opts = ClientOptions { request_timeout: Duration::from_secs(10), inactivity_probe: Some(Duration::from_millis(500)), ..Default::default() };
+    let mut srv = if clustered {
+        Server::start_clustered()
+    } else {
+        Server::start()
+    };
+    let opts = ClientOptions {
+        request_timeout: Duration::from_secs(10),
+        inactivity_probe: Some(Duration::from_millis(500)),
+        ..Default::default()
+    };
     let c = Client::connect_with(&srv.target(), opts).await.unwrap();
     let owner = Owner::cluster("Vpc", "v");
     owner::ensure_owned(&c, &owner, desired(50)).await.unwrap();
     let m = c
-        .monitor(nb::SCHEMA_NAME, vec![MonitorRequest::of::<LogicalSwitch>(), MonitorRequest::of::<LogicalSwitchPort>()])
+        .monitor(
+            nb::SCHEMA_NAME,
+            vec![
+                MonitorRequest::of::<LogicalSwitch>(),
+                MonitorRequest::of::<LogicalSwitchPort>(),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(m.len(logical_switch_port::TABLE), 50);
@@ -45,8 +72,18 @@ async fn kill_restart_mid_stream(clustered: bool) {
 
     // A transaction that blocks in the server (a wait that cannot hold yet).
     let mut t = Txn::nb();
-    t.wait(logical_switch::TABLE, &[Cond::eq(logical_switch::NAME, "never")], &[logical_switch::NAME], WaitUntil::NotEqual, vec![], Some(60_000));
-    t.insert_row(&LogicalSwitch { name: "in-flight".into(), ..Default::default() });
+    t.wait(
+        logical_switch::TABLE,
+        &[Cond::eq(logical_switch::NAME, "never")],
+        &[logical_switch::NAME],
+        WaitUntil::NotEqual,
+        vec![],
+        Some(60_000),
+    );
+    t.insert_row(&LogicalSwitch {
+        name: "in-flight".into(),
+        ..Default::default()
+    });
     let c2 = c.clone();
     let blocked = tokio::spawn(async move { c2.transact(t).await });
 
@@ -56,7 +93,10 @@ async fn kill_restart_mid_stream(clustered: bool) {
         let mut outcomes = Vec::new();
         for i in 0..60 {
             let mut t = Txn::nb();
-            t.insert_row(&AddressSet { name: format!("s{i}"), ..Default::default() });
+            t.insert_row(&AddressSet {
+                name: format!("s{i}"),
+                ..Default::default()
+            });
             outcomes.push((format!("s{i}"), c3.transact(t).await.is_ok()));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -65,7 +105,10 @@ async fn kill_restart_mid_stream(clustered: bool) {
     tokio::time::sleep(Duration::from_millis(150)).await;
 
     srv.kill();
-    let r = tokio::time::timeout(Duration::from_secs(3), blocked).await.expect("in-flight transaction must not hang").unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(3), blocked)
+        .await
+        .expect("in-flight transaction must not hang")
+        .unwrap();
     assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     srv.restart();
@@ -75,14 +118,26 @@ async fn kill_restart_mid_stream(clustered: bool) {
 
     // Changes made by someone else after the restart reach the cache.
     srv.nbctl(&["ls-add", "after-restart"]);
-    m.wait_until(Duration::from_secs(10), |t| t[logical_switch::TABLE].values().any(|r| r["name"] == "after-restart"))
-        .await
-        .unwrap();
+    m.wait_until(Duration::from_secs(10), |t| {
+        t[logical_switch::TABLE]
+            .values()
+            .any(|r| r["name"] == "after-restart")
+    })
+    .await
+    .unwrap();
     assert_eq!(c.connections(), 2, "exactly one reconnection");
     if clustered {
-        assert_eq!((m.full_loads(), m.resumes()), (1, 1), "a clustered server resumes the monitor from its last txn id");
+        assert_eq!(
+            (m.full_loads(), m.resumes()),
+            (1, 1),
+            "a clustered server resumes the monitor from its last txn id"
+        );
     } else {
-        assert_eq!((m.full_loads(), m.resumes()), (2, 0), "a standalone server has no history: full reload");
+        assert_eq!(
+            (m.full_loads(), m.resumes()),
+            (2, 0),
+            "a standalone server has no history: full reload"
+        );
     }
     // Cache equals the database.
     let mut t = Txn::nb();
@@ -94,7 +149,10 @@ async fn kill_restart_mid_stream(clustered: bool) {
     fresh.sort_by(|a, b| a.uuid.cmp(&b.uuid));
     cached.sort_by(|a, b| a.uuid.cmp(&b.uuid));
     assert_eq!(cached, fresh);
-    assert_eq!(m.len(logical_switch::TABLE), r.rows::<LogicalSwitch>(j).unwrap().len());
+    assert_eq!(
+        m.len(logical_switch::TABLE),
+        r.rows::<LogicalSwitch>(j).unwrap().len()
+    );
 
     // Nothing was applied twice, the blocked transaction not at all.
     let sw = names::<LogicalSwitch>(&c, |r| r.name.clone()).await;
@@ -130,12 +188,18 @@ async fn kill_and_restart_standalone_server_reloads_monitor() {
 #[tokio::test]
 async fn requests_while_down_time_out_instead_of_hanging() {
     let mut srv = Server::start();
-    let opts = ClientOptions { request_timeout: Duration::from_millis(500), ..Default::default() };
+    let opts = ClientOptions {
+        request_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
     let c = Client::connect_with(&srv.target(), opts).await.unwrap();
     srv.kill();
     let t0 = std::time::Instant::now();
     let e = c.list_dbs().await.unwrap_err();
-    assert!(matches!(e, Error::Timeout { .. } | Error::Disconnected), "{e}");
+    assert!(
+        matches!(e, Error::Timeout { .. } | Error::Disconnected),
+        "{e}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(3));
     srv.restart();
     // The client recovers by itself.

@@ -12,7 +12,10 @@ async fn list_dbs_get_schema_and_echo() {
     let schema = c.get_schema(nb::SCHEMA_NAME).await.unwrap();
     assert_eq!(schema.version, nb::SCHEMA_VERSION);
     let cols = |s: &ovn::DatabaseSchema| -> Vec<String> {
-        s.tables.iter().flat_map(|(t, ts)| ts.columns.keys().map(move |c| format!("{t}.{c}"))).collect()
+        s.tables
+            .iter()
+            .flat_map(|(t, ts)| ts.columns.keys().map(move |c| format!("{t}.{c}")))
+            .collect()
     };
     assert_eq!(cols(&schema), cols(nb::schema()));
     assert_eq!(schema.tables.len(), nb::TABLES.len());
@@ -50,23 +53,38 @@ async fn schema_mismatch_is_a_clear_error() {
     assert!(e.to_string().contains("incompatible"), "{e}");
     model.version = "7.0.0".into();
     let ty = model.tables["ACL"].columns["name"].clone();
-    model.tables.get_mut("ACL").unwrap().columns.insert("no_such_column".into(), ty);
+    model
+        .tables
+        .get_mut("ACL")
+        .unwrap()
+        .columns
+        .insert("no_such_column".into(), ty);
     let e = c2.check_schema(&model).await.unwrap_err();
     assert!(e.to_string().contains("no_such_column"), "{e}");
 }
 
 #[tokio::test]
 async fn bad_targets_fail_cleanly() {
-    assert!(matches!(Client::connect("ssl:1.2.3.4:1").await, Err(Error::InvalidTarget(_))));
+    assert!(matches!(
+        Client::connect("ssl:1.2.3.4:1").await,
+        Err(Error::InvalidTarget(_))
+    ));
     let dir = common::TempDir::new();
-    let e = Client::connect(&format!("unix:{}/none.sock", dir.0.display())).await.err().unwrap();
+    let e = Client::connect(&format!("unix:{}/none.sock", dir.0.display()))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
 
 #[tokio::test]
 async fn tcp_transport() {
     let s = Server::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     // Open a TCP remote at run time through ovsdb-server's unixctl.
     let out = std::process::Command::new(common::tool("ovs-appctl"))
         .arg("-t")
@@ -75,7 +93,11 @@ async fn tcp_transport() {
         .arg(format!("ptcp:{port}:127.0.0.1"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut c = None;
     for _ in 0..50 {
         if let Ok(x) = Client::connect(&format!("tcp:127.0.0.1:{port}")).await {
@@ -85,5 +107,10 @@ async fn tcp_transport() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let c = c.expect("connect over TCP");
-    assert!(c.list_dbs().await.unwrap().contains(&"OVN_Northbound".to_string()));
+    assert!(
+        c.list_dbs()
+            .await
+            .unwrap()
+            .contains(&"OVN_Northbound".to_string())
+    );
 }

@@ -33,7 +33,11 @@ async fn insert_with_uuid_name_references_then_select() {
         addresses: BTreeSet::from([s("00:00:00:00:00:01 10.0.0.2")]),
         ..Default::default()
     });
-    let ls = t.insert_row(&LogicalSwitch { name: s("sw"), ports: BTreeSet::from([lsp.clone()]), ..Default::default() });
+    let ls = t.insert_row(&LogicalSwitch {
+        name: s("sw"),
+        ports: BTreeSet::from([lsp.clone()]),
+        ..Default::default()
+    });
     let res = c.transact(t).await.unwrap();
     let (ls_uuid, lsp_uuid) = (res.uuid(&ls).unwrap(), res.uuid(&lsp).unwrap());
     assert!(matches!(ls_uuid, Uuid::Real(_)) && !ls_uuid.is_nil());
@@ -44,13 +48,23 @@ async fn insert_with_uuid_name_references_then_select() {
     assert_eq!(switches[0].ports, BTreeSet::from([lsp_uuid.clone()]));
     let ports: Vec<LogicalSwitchPort> = select_all(&c).await;
     assert_eq!(ports[0].uuid, lsp_uuid);
-    assert_eq!(ports[0].addresses, BTreeSet::from([s("00:00:00:00:00:01 10.0.0.2")]));
+    assert_eq!(
+        ports[0].addresses,
+        BTreeSet::from([s("00:00:00:00:00:01 10.0.0.2")])
+    );
 
     // Select with a where clause and a column subset.
     let mut t = Txn::nb();
-    let i = t.select(logical_switch_port::TABLE, &[Cond::eq(logical_switch_port::NAME, "p1")], Some(&[logical_switch_port::NAME]));
+    let i = t.select(
+        logical_switch_port::TABLE,
+        &[Cond::eq(logical_switch_port::NAME, "p1")],
+        Some(&[logical_switch_port::NAME]),
+    );
     let rows = c.transact(t).await.unwrap().raw_rows(i);
-    assert_eq!(rows, vec![serde_json::from_value(json!({"name": "p1"})).unwrap()]);
+    assert_eq!(
+        rows,
+        vec![serde_json::from_value(json!({"name": "p1"})).unwrap()]
+    );
 }
 
 #[tokio::test]
@@ -58,27 +72,58 @@ async fn update_mutate_delete_round_trip() {
     let srv = Server::start();
     let c = common::client(&srv).await;
     let mut t = Txn::nb();
-    t.insert_row(&NbGlobal { nb_cfg: 5, ..Default::default() });
-    t.insert_row(&AddressSet { name: s("as1"), addresses: BTreeSet::from([s("10.0.0.1")]), ..Default::default() });
+    t.insert_row(&NbGlobal {
+        nb_cfg: 5,
+        ..Default::default()
+    });
+    t.insert_row(&AddressSet {
+        name: s("as1"),
+        addresses: BTreeSet::from([s("10.0.0.1")]),
+        ..Default::default()
+    });
     c.transact(t).await.unwrap();
 
     let by_name = [Cond::eq(address_set::NAME, "as1")];
     let mut t = Txn::nb();
-    let u = t.update(address_set::TABLE, &by_name, serde_json::from_value(json!({"external_ids": datum::str_map([("a", "1")])})).unwrap());
+    let u = t.update(
+        address_set::TABLE,
+        &by_name,
+        serde_json::from_value(json!({"external_ids": datum::str_map([("a", "1")])})).unwrap(),
+    );
     let m = t.mutate(
         address_set::TABLE,
         &by_name,
         &[
-            Mutation::insert(address_set::ADDRESSES, datum::set_of([json!("10.0.0.2"), json!("10.0.0.3")])),
+            Mutation::insert(
+                address_set::ADDRESSES,
+                datum::set_of([json!("10.0.0.2"), json!("10.0.0.3")]),
+            ),
             Mutation::delete(address_set::ADDRESSES, json!("10.0.0.1")),
         ],
     );
-    let n = t.mutate(nb_global::TABLE, &[], &[Mutation::add(nb_global::NB_CFG, 10), Mutation::mul(nb_global::SB_CFG, 3)]);
+    let n = t.mutate(
+        nb_global::TABLE,
+        &[],
+        &[
+            Mutation::add(nb_global::NB_CFG, 10),
+            Mutation::mul(nb_global::SB_CFG, 3),
+        ],
+    );
     let r = c.transact(t).await.unwrap();
-    assert_eq!((r.results[u].count(), r.results[m].count(), r.results[n].count()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (
+            r.results[u].count(),
+            r.results[m].count(),
+            r.results[n].count()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
 
     let sets: Vec<AddressSet> = select_all(&c).await;
-    assert_eq!(sets[0].addresses, BTreeSet::from([s("10.0.0.2"), s("10.0.0.3")]));
+    assert_eq!(
+        sets[0].addresses,
+        BTreeSet::from([s("10.0.0.2"), s("10.0.0.3")])
+    );
     assert_eq!(sets[0].external_ids, ids(&[("a", "1")]));
     let g: Vec<NbGlobal> = select_all(&c).await;
     assert_eq!(g[0].nb_cfg, 15);
@@ -92,7 +137,11 @@ async fn update_mutate_delete_round_trip() {
     c.transact(t).await.unwrap();
     let got: Vec<AddressSet> = select_all(&c).await;
     assert_eq!(got[0].addresses.len(), 3);
-    assert_eq!(got[0].external_ids, ids(&[("a", "1")]), "only the named column was written");
+    assert_eq!(
+        got[0].external_ids,
+        ids(&[("a", "1")]),
+        "only the named column was written"
+    );
 
     let mut t = Txn::nb();
     let d = t.delete(address_set::TABLE, &by_name);
@@ -105,39 +154,85 @@ async fn wait_semantics() {
     let srv = Server::start();
     let c = common::client(&srv).await;
     let mut t = Txn::nb();
-    t.insert_row(&LogicalRouter { name: s("r1"), ..Default::default() });
+    t.insert_row(&LogicalRouter {
+        name: s("r1"),
+        ..Default::default()
+    });
     c.transact(t).await.unwrap();
     let by_name = [Cond::eq(logical_router::NAME, "r1")];
     let row = |n: &str| serde_json::from_value(json!({"name": n})).unwrap();
 
     // "==" holds: the transaction proceeds.
     let mut t = Txn::nb();
-    t.wait(logical_router::TABLE, &by_name, &[logical_router::NAME], WaitUntil::Equal, vec![row("r1")], Some(0));
-    t.insert_row(&LogicalRouter { name: s("r2"), ..Default::default() });
+    t.wait(
+        logical_router::TABLE,
+        &by_name,
+        &[logical_router::NAME],
+        WaitUntil::Equal,
+        vec![row("r1")],
+        Some(0),
+    );
+    t.insert_row(&LogicalRouter {
+        name: s("r2"),
+        ..Default::default()
+    });
     c.transact(t).await.unwrap();
 
     // "!=" does not hold and timeout 0: fails with "timed out", nothing applied.
     let mut t = Txn::nb();
-    t.wait(logical_router::TABLE, &by_name, &[logical_router::NAME], WaitUntil::NotEqual, vec![row("r1")], Some(0));
-    t.insert_row(&LogicalRouter { name: s("r3"), ..Default::default() });
+    t.wait(
+        logical_router::TABLE,
+        &by_name,
+        &[logical_router::NAME],
+        WaitUntil::NotEqual,
+        vec![row("r1")],
+        Some(0),
+    );
+    t.insert_row(&LogicalRouter {
+        name: s("r3"),
+        ..Default::default()
+    });
     let e = c.transact(t).await.unwrap_err();
-    assert!(matches!(&e, Error::Transaction { op_index: Some(0), error, .. } if error == "timed out"), "{e}");
+    assert!(
+        matches!(&e, Error::Transaction { op_index: Some(0), error, .. } if error == "timed out"),
+        "{e}"
+    );
     assert_eq!(select_all::<LogicalRouter>(&c).await.len(), 2);
 
     // A blocking wait completes once another client makes it true.
     let c2 = common::client(&srv).await;
     let mut t = Txn::nb();
-    t.wait(logical_router::TABLE, &by_name, &[logical_router::NAME], WaitUntil::NotEqual, vec![row("r1")], Some(10_000));
-    t.insert_row(&LogicalRouter { name: s("after-wait"), ..Default::default() });
+    t.wait(
+        logical_router::TABLE,
+        &by_name,
+        &[logical_router::NAME],
+        WaitUntil::NotEqual,
+        vec![row("r1")],
+        Some(10_000),
+    );
+    t.insert_row(&LogicalRouter {
+        name: s("after-wait"),
+        ..Default::default()
+    });
     let waiter = tokio::spawn(async move { c2.transact(t).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiter.is_finished(), "wait must block while the condition is false");
+    assert!(
+        !waiter.is_finished(),
+        "wait must block while the condition is false"
+    );
     let mut t = Txn::nb();
     t.update(logical_router::TABLE, &by_name, row("renamed"));
     c.transact(t).await.unwrap();
     waiter.await.unwrap().unwrap();
-    let names: BTreeSet<String> = select_all::<LogicalRouter>(&c).await.into_iter().map(|r| r.name).collect();
-    assert_eq!(names, BTreeSet::from([s("renamed"), s("r2"), s("after-wait")]));
+    let names: BTreeSet<String> = select_all::<LogicalRouter>(&c)
+        .await
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([s("renamed"), s("r2"), s("after-wait")])
+    );
 }
 
 #[tokio::test]
@@ -155,11 +250,17 @@ async fn assert_requires_the_lock() {
     assert!(!c2.lock("vpcnet_leader").await.unwrap());
     let mut t = Txn::nb();
     t.assert("vpcnet_leader");
-    t.insert_row(&LogicalSwitch { name: s("locked"), ..Default::default() });
+    t.insert_row(&LogicalSwitch {
+        name: s("locked"),
+        ..Default::default()
+    });
     c.transact(t).await.unwrap();
     let mut t = Txn::nb();
     t.assert("vpcnet_leader");
-    assert_eq!(c2.transact(t).await.unwrap_err().ovsdb_error(), Some("not owner"));
+    assert_eq!(
+        c2.transact(t).await.unwrap_err().ovsdb_error(),
+        Some("not owner")
+    );
     c.unlock("vpcnet_leader").await.unwrap();
     assert_eq!(select_all::<LogicalSwitch>(&c).await.len(), 1);
 }
@@ -169,10 +270,23 @@ async fn failure_on_third_op_leaves_nothing_applied() {
     let srv = Server::start();
     let c = common::client(&srv).await;
     let mut t = Txn::nb();
-    t.insert_row(&LogicalSwitch { name: s("a"), ..Default::default() });
-    t.insert_row(&AddressSet { name: s("as"), ..Default::default() });
-    t.update(logical_switch::TABLE, &[], serde_json::from_value(json!({"no_such_column": 1})).unwrap());
-    t.insert_row(&LogicalSwitch { name: s("d"), ..Default::default() });
+    t.insert_row(&LogicalSwitch {
+        name: s("a"),
+        ..Default::default()
+    });
+    t.insert_row(&AddressSet {
+        name: s("as"),
+        ..Default::default()
+    });
+    t.update(
+        logical_switch::TABLE,
+        &[],
+        serde_json::from_value(json!({"no_such_column": 1})).unwrap(),
+    );
+    t.insert_row(&LogicalSwitch {
+        name: s("d"),
+        ..Default::default()
+    });
     let e = c.transact(t).await.unwrap_err();
     match &e {
         Error::Transaction { op_index, op, .. } => {
@@ -186,11 +300,23 @@ async fn failure_on_third_op_leaves_nothing_applied() {
 
     // A failure found only at commit (duplicate index value) is atomic too.
     let mut t = Txn::nb();
-    t.insert_row(&LogicalSwitch { name: s("b"), ..Default::default() });
-    t.insert_row(&AddressSet { name: s("dup"), ..Default::default() });
-    t.insert_row(&AddressSet { name: s("dup"), ..Default::default() });
+    t.insert_row(&LogicalSwitch {
+        name: s("b"),
+        ..Default::default()
+    });
+    t.insert_row(&AddressSet {
+        name: s("dup"),
+        ..Default::default()
+    });
+    t.insert_row(&AddressSet {
+        name: s("dup"),
+        ..Default::default()
+    });
     let e = c.transact(t).await.unwrap_err();
-    assert!(matches!(&e, Error::Transaction { op_index: None, error, .. } if error == "constraint violation"), "{e}");
+    assert!(
+        matches!(&e, Error::Transaction { op_index: None, error, .. } if error == "constraint violation"),
+        "{e}"
+    );
     assert!(select_all::<LogicalSwitch>(&c).await.is_empty());
 }
 
@@ -199,16 +325,30 @@ async fn comment_and_abort() {
     let srv = Server::start();
     let c = common::client(&srv).await;
     let mut t = Txn::nb();
-    t.insert_row(&LogicalSwitch { name: s("x"), ..Default::default() });
+    t.insert_row(&LogicalSwitch {
+        name: s("x"),
+        ..Default::default()
+    });
     t.comment("vpcnet: test comment");
     t.commit(true);
     c.transact(t).await.unwrap();
-    assert!(std::fs::read_to_string(&srv.db).unwrap().contains("vpcnet: test comment"), "comment is in the log");
+    assert!(
+        std::fs::read_to_string(&srv.db)
+            .unwrap()
+            .contains("vpcnet: test comment"),
+        "comment is in the log"
+    );
 
     let mut t = Txn::nb();
-    t.insert_row(&LogicalSwitch { name: s("y"), ..Default::default() });
+    t.insert_row(&LogicalSwitch {
+        name: s("y"),
+        ..Default::default()
+    });
     t.abort();
-    assert_eq!(c.transact(t).await.unwrap_err().ovsdb_error(), Some("aborted"));
+    assert_eq!(
+        c.transact(t).await.unwrap_err().ovsdb_error(),
+        Some("aborted")
+    );
     assert_eq!(select_all::<LogicalSwitch>(&c).await.len(), 1);
 }
 
@@ -243,7 +383,12 @@ async fn every_modelled_table_round_trips() {
         ..Default::default()
     };
     let acl_u = t.insert_row(&acl_in);
-    let hc_in = LoadBalancerHealthCheck { vip: s("10.96.0.10:80"), options: ids(&[("interval", "5")]), external_ids: e.clone(), ..Default::default() };
+    let hc_in = LoadBalancerHealthCheck {
+        vip: s("10.96.0.10:80"),
+        options: ids(&[("interval", "5")]),
+        external_ids: e.clone(),
+        ..Default::default()
+    };
     let hc = t.insert_row(&hc_in);
     let lb_in = LoadBalancer {
         name: s("lb1"),
@@ -255,7 +400,11 @@ async fn every_modelled_table_round_trips() {
         ..Default::default()
     };
     let lb = t.insert_row(&lb_in);
-    let dns_in = Dns { records: ids(&[("svc.ns", "10.96.0.10")]), external_ids: e.clone(), ..Default::default() };
+    let dns_in = Dns {
+        records: ids(&[("svc.ns", "10.96.0.10")]),
+        external_ids: e.clone(),
+        ..Default::default()
+    };
     let dns = t.insert_row(&dns_in);
     let ls_in = LogicalSwitch {
         name: s("ls1"),
@@ -311,15 +460,34 @@ async fn every_modelled_table_round_trips() {
         ..Default::default()
     };
     let lr = t.insert_row(&lr_in);
-    let pg_in = PortGroup { name: s("pg1"), ports: BTreeSet::from([lsp.clone()]), external_ids: e.clone(), ..Default::default() };
+    let pg_in = PortGroup {
+        name: s("pg1"),
+        ports: BTreeSet::from([lsp.clone()]),
+        external_ids: e.clone(),
+        ..Default::default()
+    };
     let pg = t.insert_row(&pg_in);
-    let as_in = AddressSet { name: s("as1"), addresses: BTreeSet::from([s("10.0.0.2"), s("10.0.0.3")]), external_ids: e.clone(), ..Default::default() };
+    let as_in = AddressSet {
+        name: s("as1"),
+        addresses: BTreeSet::from([s("10.0.0.2"), s("10.0.0.3")]),
+        external_ids: e.clone(),
+        ..Default::default()
+    };
     let asu = t.insert_row(&as_in);
-    let g_in = NbGlobal { name: s("global"), options: ids(&[("mac_prefix", "0a:00:00")]), external_ids: e.clone(), ..Default::default() };
+    let g_in = NbGlobal {
+        name: s("global"),
+        options: ids(&[("mac_prefix", "0a:00:00")]),
+        external_ids: e.clone(),
+        ..Default::default()
+    };
     let g = t.insert_row(&g_in);
     let res = c.transact(t).await.unwrap();
     let real = |u: &Uuid| res.uuid(u).unwrap();
-    let reals = |set: &BTreeSet<Uuid>| set.iter().map(|u| res.uuid(u).unwrap()).collect::<BTreeSet<_>>();
+    let reals = |set: &BTreeSet<Uuid>| {
+        set.iter()
+            .map(|u| res.uuid(u).unwrap())
+            .collect::<BTreeSet<_>>()
+    };
 
     macro_rules! check {
         ($ty:ty, $input:expr, $named:expr, $($refcol:ident),*) => {{
@@ -335,14 +503,91 @@ async fn every_modelled_table_round_trips() {
     check!(LoadBalancerHealthCheck, hc_in, hc,);
     check!(LoadBalancer, lb_in, lb, health_check);
     check!(Dns, dns_in, dns,);
-    check!(LogicalSwitch, ls_in, ls, ports, acls, load_balancer, dns_records);
+    check!(
+        LogicalSwitch,
+        ls_in,
+        ls,
+        ports,
+        acls,
+        load_balancer,
+        dns_records
+    );
     check!(LogicalRouterPort, lrp_in, lrp,);
     check!(LogicalRouterStaticRoute, route_in, route,);
     check!(LogicalRouterPolicy, pol_in, pol,);
     check!(Nat, nat_in, natu,);
-    check!(LogicalRouter, lr_in, lr, ports, static_routes, policies, nat);
+    check!(
+        LogicalRouter,
+        lr_in,
+        lr,
+        ports,
+        static_routes,
+        policies,
+        nat
+    );
     check!(PortGroup, pg_in, pg, ports);
     check!(AddressSet, as_in, asu,);
     check!(NbGlobal, g_in, g,);
     assert_eq!(nb::TABLES.len(), 30);
+}
+
+/// A transaction blocked in `wait` whose caller gives up is cancelled on the
+/// server: it is not applied when the condition later becomes true.
+#[tokio::test]
+async fn abandoned_blocked_transaction_is_cancelled() {
+    let srv = Server::start();
+    let c = common::client(&srv).await;
+    let mut t = Txn::nb();
+    t.wait(
+        logical_switch::TABLE,
+        &[Cond::eq(logical_switch::NAME, "gate")],
+        &[logical_switch::NAME],
+        WaitUntil::NotEqual,
+        vec![],
+        Some(30_000),
+    );
+    t.insert_row(&AddressSet {
+        name: s("too-late"),
+        ..Default::default()
+    });
+    let r = tokio::time::timeout(Duration::from_millis(200), c.transact(t)).await;
+    assert!(r.is_err(), "the wait blocks");
+    // Open the gate; a cancelled transaction must not run now.
+    let mut t = Txn::nb();
+    t.insert_row(&LogicalSwitch {
+        name: s("gate"),
+        ..Default::default()
+    });
+    c.transact(t).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        select_all::<AddressSet>(&c).await.is_empty(),
+        "cancelled transaction was applied"
+    );
+
+    // Control: the same transaction not abandoned does complete.
+    let mut t = Txn::nb();
+    t.wait(
+        logical_switch::TABLE,
+        &[Cond::eq(logical_switch::NAME, "gate2")],
+        &[logical_switch::NAME],
+        WaitUntil::NotEqual,
+        vec![],
+        Some(30_000),
+    );
+    t.insert_row(&AddressSet {
+        name: s("in-time"),
+        ..Default::default()
+    });
+    let c2 = c.clone();
+    let h = tokio::spawn(async move { c2.transact(t).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut t = Txn::nb();
+    t.insert_row(&LogicalSwitch {
+        name: s("gate2"),
+        ..Default::default()
+    });
+    c.transact(t).await.unwrap();
+    h.await.unwrap().unwrap();
+    assert_eq!(select_all::<AddressSet>(&c).await.len(), 1);
 }

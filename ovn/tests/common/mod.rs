@@ -12,7 +12,11 @@ pub const NB_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/ovn-nb.
 
 /// Locate an OVS/OVN binary or fail loudly: these tests need the real tools.
 pub fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/bin", "/sbin"]) {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+    ]) {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return p;
@@ -29,7 +33,10 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         let p = std::env::temp_dir().join(format!(
             "ovnt-{}-{}-{nanos:x}",
             std::process::id(),
@@ -55,13 +62,24 @@ pub struct Server {
 }
 
 fn ovs_env(cmd: &mut Command, dir: &Path) {
-    for var in ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR", "OVN_SYSCONFDIR"] {
+    for var in [
+        "OVS_RUNDIR",
+        "OVS_LOGDIR",
+        "OVS_DBDIR",
+        "OVS_SYSCONFDIR",
+        "OVN_RUNDIR",
+        "OVN_LOGDIR",
+        "OVN_DBDIR",
+        "OVN_SYSCONFDIR",
+    ] {
         cmd.env(var, dir);
     }
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}{}",
@@ -72,7 +90,11 @@ fn run(cmd: &mut Command) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -93,13 +115,22 @@ impl Server {
         let mut c = Command::new(tool("ovsdb-tool"));
         ovs_env(&mut c, &dir.0);
         if clustered {
-            c.arg("create-cluster").arg(&db).arg(schema).arg(format!("tcp:127.0.0.1:{}", free_port()));
+            c.arg("create-cluster")
+                .arg(&db)
+                .arg(schema)
+                .arg(format!("tcp:127.0.0.1:{}", free_port()));
         } else {
             c.arg("create").arg(&db).arg(schema);
         }
         run(&mut c);
         let sock = dir.0.join("nb.sock");
-        let mut s = Server { child: None, dir, db, sock, clustered };
+        let mut s = Server {
+            child: None,
+            dir,
+            db,
+            sock,
+            clustered,
+        };
         s.spawn();
         s
     }
@@ -123,7 +154,11 @@ impl Server {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("ovsdb-server exited with {st}: {}", self.log());
             }
-            assert!(t0.elapsed() < Duration::from_secs(10), "ovsdb-server did not listen: {}", self.log());
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "ovsdb-server did not listen: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         // A clustered server listens before it has elected itself leader.
@@ -157,7 +192,9 @@ impl Server {
     pub fn nbctl(&self, args: &[&str]) -> String {
         let mut c = Command::new(tool("ovn-nbctl"));
         ovs_env(&mut c, &self.dir.0);
-        c.arg(format!("--db={}", self.target())).arg("--no-leader-only").args(args);
+        c.arg(format!("--db={}", self.target()))
+            .arg("--no-leader-only")
+            .args(args);
         run(&mut c)
     }
 }
@@ -169,5 +206,7 @@ impl Drop for Server {
 }
 
 pub async fn client(s: &Server) -> ovn::Client {
-    ovn::Client::connect(&s.target()).await.expect("connect to the test ovsdb-server")
+    ovn::Client::connect(&s.target())
+        .await
+        .expect("connect to the test ovsdb-server")
 }

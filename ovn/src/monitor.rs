@@ -190,6 +190,15 @@ impl MonitorState {
         }
     }
 
+    /// The default datum of every monitored column of `table`.
+    fn defaults(&self, table: &str) -> Vec<(String, Value)> {
+        let Some(ts) = self.schema.tables.get(table) else { return Vec::new() };
+        self.columns_of(table)
+            .into_iter()
+            .filter_map(|c| Some((c.clone(), datum::default_datum(ts.columns.get(c)?))))
+            .collect()
+    }
+
     /// Apply `table-updates2` (ovsdb-server(7)).
     fn apply(&self, d: &mut Data, updates: &Value) -> Result<()> {
         let Some(updates) = updates.as_object() else {
@@ -207,18 +216,10 @@ impl MonitorState {
                 };
                 match kind.as_str() {
                     "initial" | "insert" => {
+                        // Like update2 itself, the cache leaves out columns at
+                        // their default value: most are, and that keeps it small.
                         let mut row = body.as_object().cloned().unwrap_or_default();
                         row.insert("_uuid".into(), json!(["uuid", uuid]));
-                        // Columns at their default value are left out of the update.
-                        if let Some(ts) = tschema {
-                            for col in self.columns_of(table) {
-                                if !row.contains_key(col)
-                                    && let Some(ty) = ts.columns.get(col)
-                                {
-                                    row.insert(col.clone(), datum::default_datum(ty));
-                                }
-                            }
-                        }
                         cache.insert(uuid.clone(), row);
                     }
                     "modify" => {
@@ -232,11 +233,13 @@ impl MonitorState {
                                 row.insert(col.clone(), diff.clone());
                                 continue;
                             };
-                            let new = match row.get(col) {
-                                Some(old) => datum::apply_diff(old, diff, ty),
-                                None => datum::apply_diff(&json!(["set", []]), diff, ty),
-                            };
-                            row.insert(col.clone(), new);
+                            let default = datum::default_datum(ty);
+                            let new = datum::apply_diff(row.get(col).unwrap_or(&default), diff, ty);
+                            if new == default {
+                                row.remove(col);
+                            } else {
+                                row.insert(col.clone(), new);
+                            }
                         }
                     }
                     "delete" => {
@@ -250,6 +253,16 @@ impl MonitorState {
     }
 }
 
+fn with_defaults(row: &Row, defaults: &[(String, Value)]) -> Row {
+    let mut r = row.clone();
+    for (c, d) in defaults {
+        if !r.contains_key(c) {
+            r.insert(c.clone(), d.clone());
+        }
+    }
+    r
+}
+
 /// A live, self-healing replica of some tables. It follows reconnections
 /// (resuming with `monitor_cond_since` from the last transaction seen) until
 /// [`Monitor::cancel`] or until the client and all monitors are dropped.
@@ -259,18 +272,27 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Run `f` over the cached tables (read-locked; keep it short).
+    /// Run `f` over the cached tables (read-locked; keep it short). Rows
+    /// there hold only the columns that differ from their default value;
+    /// [`Monitor::rows`] and [`Monitor::get`] return complete rows.
     pub fn with<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
         f(&self.state.data.read().unwrap().tables)
     }
 
-    /// A copy of every cached row of `table`.
+    /// A copy of every cached row of `table`, with every monitored column.
     pub fn rows(&self, table: &str) -> Vec<Row> {
+        let defaults = self.state.defaults(table);
         self.with(|t| {
             t.get(table)
-                .map(|m| m.values().cloned().collect())
+                .map(|m| m.values().map(|r| with_defaults(r, &defaults)).collect())
                 .unwrap_or_default()
         })
+    }
+
+    /// One cached row by `_uuid`, with every monitored column.
+    pub fn row(&self, table: &str, uuid: &str) -> Option<Row> {
+        let defaults = self.state.defaults(table);
+        self.with(|t| t.get(table)?.get(uuid).map(|r| with_defaults(r, &defaults)))
     }
 
     /// Every cached row of a typed table.

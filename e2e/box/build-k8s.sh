@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes control-plane + kubelet + kubectl binaries and etcd
 # from their published Go modules into ~/.cache/vpcnet/k8s-<version>/bin, once.
-# Each binary is built to a temporary name and renamed, so a present binary is a
-# complete one; the stamp file, written last, lists what a complete build holds.
+# Each binary is built to a temporary name and renamed, so a running box keeps
+# its binaries; the stamp file, written last, names the recipe and what it built.
 # Concurrent invocations wait on a lock instead of racing.
 set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
@@ -10,7 +10,9 @@ CACHE="${VPCNET_CACHE:-$HOME/.cache/vpcnet}/k8s-${K8S_VERSION}"
 BIN="$CACHE/bin"
 STAMP="$CACHE/.complete"
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
-WANT="etcd ${COMPONENTS[*]}"
+# Bump the recipe when the way binaries are built changes: a stamp that differs
+# relinks them (cheap with a warm Go build cache).
+WANT="recipe 2: etcd ${COMPONENTS[*]}"
 
 complete() { [[ -f "$STAMP" && "$(<"$STAMP")" == "$WANT" ]]; }
 complete && exit 0
@@ -65,10 +67,17 @@ if [[ ! -x "$BIN/etcd" ]]; then
   echo "building etcd $etcd_version" >&2
   go build -o "$BIN/.etcd.tmp" . && mv "$BIN/.etcd.tmp" "$BIN/etcd"
 fi
+# Stamp the release into the binaries as Kubernetes' own build does (otherwise
+# /version and kubelets report v0.0.0-master and kubectl rejects that).
+release_minor="${minor%%.*}"   # 34
+ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=${K8S_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${release_minor}"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+done
 for c in "${COMPONENTS[@]}"; do
-  [[ -x "$BIN/$c" ]] && continue
   echo "building $c" >&2
-  go build -o "$BIN/.$c.tmp" "k8s.io/kubernetes/cmd/$c"
+  go build -ldflags "$ldflags" -o "$BIN/.$c.tmp" "k8s.io/kubernetes/cmd/$c"
   mv "$BIN/.$c.tmp" "$BIN/$c"
 done
 echo "$WANT" > "$STAMP"

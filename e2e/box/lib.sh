@@ -16,6 +16,11 @@ CONTROLLER_MANAGER_PORT=36257
 SCHEDULER_PORT=36259
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_API_IP=10.96.0.1
+# The address the apiserver advertises for the "kubernetes" Service. The API
+# refuses loopback Endpoints, so with 127.0.0.1 that Service has no endpoints:
+# enough for clients on the host, not for in-cluster clients (pods). A node in
+# its own network namespace will set a non-loopback (veth) address here.
+ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-127.0.0.1}"
 
 log() { echo "box: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -26,7 +31,7 @@ box_lock() {
   [[ -n "${VPCNET_BOX_LOCKED:-}" ]] && return 0
   mkdir -p "$(dirname "$BOX")"
   exec 8>"$BOX.lock"
-  flock 8
+  flock -w 120 8 || die "another up/down of $BOX still holds $BOX.lock after 120s"
   export VPCNET_BOX_LOCKED=1
 }
 

@@ -6,6 +6,7 @@
 # Env: VPCNET_BOX_DIR   state dir (default /tmp/vpcnet-box)
 #      VPCNET_CRDS_DIR  CRDs to apply once the API is up (default <repo>/crds)
 #      VPCNET_CACHE, K8S_VERSION  where/which Kubernetes build to use
+#      VPCNET_BOX_ADVERTISE_IP  apiserver advertise address (default 127.0.0.1)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CRDS_DIR="${VPCNET_CRDS_DIR:-$REPO/crds}"
@@ -18,7 +19,8 @@ PKI="$BOX/pki"
 start_daemon() {
   local name=$1 exe=$2
   shift 2
-  setsid "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 &
+  # fd 8 is the box lock: a daemon must not hold it.
+  setsid "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 8>&- &
   local pid=$!
   echo "$pid" >"$BOX/pids/$name.pid"
   echo "$exe" >"$BOX/pids/$name.exe"
@@ -52,29 +54,39 @@ port_free() { [[ -z "$(ss -Hltn "sport = :$1")" ]]; }
 
 new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
-# sign NAME SUBJECT EXTENSIONS: key + certificate signed by the box CA.
+# new_ca NAME CN: self-signed CA key + certificate.
+new_ca() {
+  new_key "$PKI/$1.key"
+  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/$1.crt" 2>/dev/null
+}
+
+# sign NAME SUBJECT EXTENSIONS [CA]: key + certificate signed by CA (default: ca).
 sign() {
-  local name=$1 subj=$2 ext=$3
+  local name=$1 subj=$2 ext=$3 ca=${4:-ca}
   new_key "$PKI/$name.key"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" 2>/dev/null |
-    openssl x509 -req -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -set_serial "0x$(openssl rand -hex 12)" \
+    openssl x509 -req -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -set_serial "0x$(openssl rand -hex 12)" \
       -days 3650 -extfile <(printf '%b' "$ext") -out "$PKI/$name.crt" 2>/dev/null
 }
 
 gen_certs() {
   mkdir -p "$PKI"
-  new_key "$PKI/ca.key"
-  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=vpcnet-box-ca" -days 3650 \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/ca.crt" 2>/dev/null
+  new_ca ca vpcnet-box-ca
+  # Front proxy (request-header authentication): aggregated APIs, and what the
+  # controller-manager and scheduler read to delegate authentication.
+  new_ca front-proxy-ca vpcnet-box-front-proxy-ca
   local client='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'
   local sans="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   sans+=",DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_API_IP"
+  [[ "$ADVERTISE_IP" == 127.0.0.1 ]] || sans+=",IP:$ADVERTISE_IP"
   sign apiserver "/CN=kube-apiserver" \
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=$sans\n"
   sign admin "/O=system:masters/CN=vpcnet-box-admin" "$client"
   sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
   sign controller-manager "/CN=system:kube-controller-manager" "$client"
   sign scheduler "/CN=system:kube-scheduler" "$client"
+  sign front-proxy-client "/CN=front-proxy-client" "$client" front-proxy-ca
   # Service-account token signing key pair (ES256).
   new_key "$PKI/sa.key"
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -121,10 +133,17 @@ start_etcd() {
 start_apiserver() {
   start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
+    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_IP" \
     --cert-dir="$PKI/apiserver-generated" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --authorization-mode=Node,RBAC \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" \
@@ -148,12 +167,13 @@ start_controller_manager() {
     --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
     --bind-address=127.0.0.1 --secure-port="$CONTROLLER_MANAGER_PORT" \
     --cert-dir="$PKI/controller-manager-generated" \
-    --controllers='*,nodelifecycle' \
+    --controllers='*,node-lifecycle-controller' \
     --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" \
     --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
+    --kube-api-qps=200 --kube-api-burst=400 \
     --leader-elect=false --profiling=false
 }
 

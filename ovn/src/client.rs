@@ -26,7 +26,13 @@ pub struct ClientOptions {
     pub inactivity_probe: Option<Duration>,
     /// First reconnection delay; doubles up to `backoff_max`.
     pub backoff_min: Duration,
+    /// Longest reconnection delay.
     pub backoff_max: Duration,
+    /// A compiled-in model the server must stay compatible with: checked at
+    /// connect and again after every reconnection (the server may have been
+    /// upgraded meanwhile); while it does not match, requests fail with
+    /// [`Error::SchemaMismatch`].
+    pub required_schema: Option<Arc<DatabaseSchema>>,
 }
 
 impl Default for ClientOptions {
@@ -36,6 +42,7 @@ impl Default for ClientOptions {
             inactivity_probe: Some(Duration::from_secs(5)),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(4),
+            required_schema: None,
         }
     }
 }
@@ -50,6 +57,8 @@ struct Inner {
     next_monitor: AtomicU64,
     schemas: Mutex<HashMap<String, Arc<DatabaseSchema>>>,
     connects: AtomicU64,
+    /// Why the last reconnection was refused, if it was (db, reason).
+    refused: Mutex<Option<(String, String)>>,
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -118,12 +127,17 @@ impl Client {
             next_monitor: AtomicU64::new(1),
             schemas: Mutex::default(),
             connects: AtomicU64::new(1),
+            refused: Mutex::new(None),
         });
         let sup = tokio::spawn(supervise(inner.clone()));
-        Ok(Client {
+        let client = Client {
             inner,
             _supervisor: Arc::new(AbortOnDrop(sup)),
-        })
+        };
+        if let Some(model) = &client.inner.opts.required_schema {
+            client.check_schema(model).await?;
+        }
+        Ok(client)
     }
 
     /// Number of successful connections so far (1 + reconnections).
@@ -154,10 +168,13 @@ impl Client {
         match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(c)) => Ok(c.clone().expect("checked above")),
             Ok(Err(_)) => Err(Error::Disconnected),
-            Err(_) => Err(Error::Timeout {
-                method: method.into(),
-                timeout: self.inner.opts.request_timeout,
-            }),
+            Err(_) => match self.inner.refused.lock().unwrap().clone() {
+                Some((db, reason)) => Err(Error::SchemaMismatch { db, reason }),
+                None => Err(Error::Timeout {
+                    method: method.into(),
+                    timeout: self.inner.opts.request_timeout,
+                }),
+            },
         }
     }
 
@@ -313,13 +330,17 @@ async fn supervise(inner: Arc<Inner>) {
             {
                 Ok(c) => match resubscribe(&inner, &c).await {
                     Ok(()) => {
+                        *inner.refused.lock().unwrap() = None;
                         inner.connects.fetch_add(1, Ordering::Relaxed);
                         inner.conn.send_replace(Some(c));
                         tracing::info!(target = ?inner.target, "OVSDB connection re-established");
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "re-establishing monitors failed");
+                        tracing::warn!(error = %e, "re-establishing the session failed");
+                        if let Error::SchemaMismatch { db, reason } = &e {
+                            *inner.refused.lock().unwrap() = Some((db.clone(), reason.clone()));
+                        }
                         c.close();
                     }
                 },
@@ -332,6 +353,31 @@ async fn supervise(inner: Arc<Inner>) {
 }
 
 async fn resubscribe(inner: &Inner, conn: &Conn) -> Result<()> {
+    // A socket that accepts is not yet a server that answers (it may be
+    // stopped, or still loading its database).
+    let probe = inner
+        .opts
+        .inactivity_probe
+        .unwrap_or(inner.opts.request_timeout);
+    conn.request("echo", json!(["hello"]), probe, None).await?;
+    if let Some(model) = &inner.opts.required_schema {
+        let t = inner.opts.request_timeout;
+        let dbs: Vec<String> =
+            serde_json::from_value(conn.request("list_dbs", json!([]), t, None).await?)
+                .unwrap_or_default();
+        if !dbs.contains(&model.name) {
+            return Err(Error::SchemaMismatch {
+                db: model.name.clone(),
+                reason: format!("server serves only {dbs:?}"),
+            });
+        }
+        let s = DatabaseSchema::from_json(
+            &conn
+                .request("get_schema", json!([model.name]), t, None)
+                .await?,
+        )?;
+        s.check_compatible(model)?;
+    }
     let states: Vec<Arc<MonitorState>> = inner.monitors.lock().unwrap().values().cloned().collect();
     for st in states {
         let s = st.clone();

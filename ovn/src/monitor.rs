@@ -192,7 +192,9 @@ impl MonitorState {
 
     /// The default datum of every monitored column of `table`.
     fn defaults(&self, table: &str) -> Vec<(String, Value)> {
-        let Some(ts) = self.schema.tables.get(table) else { return Vec::new() };
+        let Some(ts) = self.schema.tables.get(table) else {
+            return Vec::new();
+        };
         self.columns_of(table)
             .into_iter()
             .filter_map(|c| Some((c.clone(), datum::default_datum(ts.columns.get(c)?))))

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+use crate::client::{Client, ClientOptions};
 use crate::datum::{self, Uuid};
 use crate::error::{Error, Result};
 use crate::schema::DatabaseSchema;
@@ -23,4 +24,16 @@ pub fn schema() -> &'static DatabaseSchema {
             serde_json::from_str(SCHEMA_JSON).expect("the checked-in schema is valid JSON");
         DatabaseSchema::from_json(&v).expect("the checked-in schema is a valid OVSDB schema")
     })
+}
+
+/// Connect to an OVN Northbound server, requiring a schema compatible with
+/// the compiled-in model now and after every reconnection.
+pub async fn connect(target: &str) -> Result<Client> {
+    connect_with(target, ClientOptions::default()).await
+}
+
+/// [`connect`] with options; `required_schema` is set to the NB model.
+pub async fn connect_with(target: &str, mut opts: ClientOptions) -> Result<Client> {
+    opts.required_schema = Some(std::sync::Arc::new(schema().clone()));
+    Client::connect_with(target, opts).await
 }

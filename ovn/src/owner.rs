@@ -133,6 +133,12 @@ impl Desired {
     }
 }
 
+impl<T: Table> From<T> for Desired {
+    fn from(row: T) -> Self {
+        Desired::new(&row)
+    }
+}
+
 /// What [`ensure_owned`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnsureReport {

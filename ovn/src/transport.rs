@@ -104,6 +104,11 @@ impl Framer {
                                 .map_err(|e| Error::Protocol(format!("bad JSON from server: {e}")));
                             self.buf.drain(..=i);
                             self.scanned = 0;
+                            // A large reply (a monitor's initial contents) must not
+                            // pin its buffer for the life of the connection.
+                            if self.buf.capacity() > 1 << 20 && self.buf.len() < 1 << 16 {
+                                self.buf.shrink_to(1 << 16);
+                            }
                             return msg.map(Some);
                         }
                     }

@@ -212,3 +212,53 @@ async fn requests_while_down_time_out_instead_of_hanging() {
     }
     assert!(ok, "client reconnected after restart");
 }
+
+#[tokio::test]
+async fn schema_is_rechecked_after_reconnection() {
+    let mut srv = Server::start();
+    let opts = ClientOptions {
+        request_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let c = nb::connect_with(&srv.target(), opts).await.unwrap();
+    c.echo().await.unwrap();
+    // The server comes back serving another database.
+    srv.restart_with_schema("/usr/share/openvswitch/vswitch.ovsschema");
+    // A request already on the old connection may fail with Disconnected;
+    // after that the refusal is reported as such.
+    let mut e = c.list_dbs().await.unwrap_err();
+    if matches!(e, Error::Disconnected) {
+        e = c.list_dbs().await.unwrap_err();
+    }
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+    // A fresh connection is refused at once.
+    let e = nb::connect(&srv.target()).await.err().unwrap();
+    assert!(matches!(e, Error::SchemaMismatch { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn hung_server_is_detected_by_the_inactivity_probe() {
+    let srv = Server::start();
+    let opts = ClientOptions {
+        inactivity_probe: Some(Duration::from_millis(200)),
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let c = Client::connect_with(&srv.target(), opts).await.unwrap();
+    c.echo().await.unwrap();
+    // Idle but healthy: probes are answered, the connection stays.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!((c.connections(), c.is_connected()), (1, true));
+    srv.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let down = !c.is_connected();
+    let connections = c.connections();
+    srv.signal("CONT");
+    assert!(down, "a server that stops answering echo is dropped");
+    assert_eq!(
+        connections, 1,
+        "a stopped server does not count as reconnected"
+    );
+    c.echo().await.unwrap();
+    assert_eq!(c.connections(), 2);
+}

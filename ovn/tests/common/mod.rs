@@ -183,6 +183,23 @@ impl Server {
         }
     }
 
+    /// Restart on the same socket with a fresh database of another schema.
+    pub fn restart_with_schema(&mut self, schema: &str) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.db);
+        let mut c = Command::new(tool("ovsdb-tool"));
+        ovs_env(&mut c, &self.dir.0);
+        run(c.arg("create").arg(&self.db).arg(schema));
+        self.clustered = false;
+        self.spawn();
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) exactly this server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        run(Command::new("kill").arg(format!("-{sig}")).arg(pid));
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();

@@ -1,0 +1,376 @@
+//! The side effects: iptables, EIP addresses, gratuitous ARP, conntrack and
+//! `ip_forward`, run from one dedicated thread (optionally inside another
+//! network namespace) that owns an `Applier`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use rtnetlink::Handle;
+
+use crate::addrs;
+use crate::conntrack;
+use crate::garp;
+use crate::iptables::{IptError, Iptables, Snapshot};
+use crate::model::{GatewayFacts, NatState, ObjKey};
+use crate::render::render_lines;
+
+/// Static settings of the apply layer.
+#[derive(Clone, Debug)]
+pub struct ApplyConfig {
+    /// iptables flavour: `iptables`, `iptables-nft` or `iptables-legacy`.
+    pub iptables: String,
+    /// VPC-side interface.
+    pub lan_iface: String,
+    /// External interface.
+    pub ext_iface: String,
+    /// `auto`, `on` or `off`.
+    pub random_fully: String,
+    /// Hairpin source ranges; empty = the LAN interface's subnet.
+    pub vpc_cidrs: Vec<Ipv4Net>,
+    /// Set `net.ipv4.ip_forward=1` on start.
+    pub ip_forward: bool,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            iptables: "iptables".into(),
+            lan_iface: "eth0".into(),
+            ext_iface: "net1".into(),
+            random_fully: "auto".into(),
+            vpc_cidrs: Vec::new(),
+            ip_forward: true,
+        }
+    }
+}
+
+/// Result of one apply.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyReport {
+    /// Per object: `Ok` when programmed, `Err(message)` otherwise.
+    pub results: BTreeMap<ObjKey, Result<(), String>>,
+    /// Whether `iptables-restore` ran (false: rendered text unchanged).
+    pub restored: bool,
+    /// A failure that affected everything (restore or netlink).
+    pub error: Option<String>,
+    /// Wall time.
+    pub duration: Duration,
+    /// EIPs added to the external interface.
+    pub added_addrs: Vec<Ipv4Addr>,
+    /// Non-fatal problems (gratuitous ARP, conntrack).
+    pub warnings: Vec<String>,
+}
+
+pub(crate) struct Applied {
+    pub(crate) state: NatState,
+    /// Full rendered text (before any exclusion): unchanged -> skip.
+    pub(crate) text: String,
+    /// What the owned chains should read back as.
+    pub(crate) expected: Snapshot,
+}
+
+/// Owns the iptables and netlink state of one gateway namespace.
+pub struct Applier {
+    pub(crate) cfg: ApplyConfig,
+    pub(crate) ipt: Iptables,
+    rt: tokio::runtime::Runtime,
+    nl: Handle,
+    pub(crate) last: Option<Applied>,
+    pub(crate) jumps_ok: bool,
+    /// Owned chains known to exist (None: not read yet).
+    chains: Option<BTreeSet<String>>,
+}
+
+impl Applier {
+    /// Opens netlink in the calling thread's namespace and sets ip_forward.
+    pub fn new(cfg: ApplyConfig) -> Result<Applier, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let nl = rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Ok::<_, String>(handle)
+        })?;
+        if cfg.ip_forward {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .map_err(|e| format!("ip_forward: {e}"))?;
+        }
+        Ok(Applier {
+            ipt: Iptables::new(cfg.iptables.clone()),
+            cfg,
+            rt,
+            nl,
+            last: None,
+            jumps_ok: false,
+            chains: None,
+        })
+    }
+
+    /// The gateway's facts from its interfaces (`lan_iface`'s primary
+    /// address) and iptables (`--random-fully`).
+    pub fn facts(&self, gateway: &str) -> Result<GatewayFacts, String> {
+        let lan = self
+            .rt
+            .block_on(addrs::link_info(&self.nl, &self.cfg.lan_iface))
+            .map_err(|e| e.to_string())?;
+        let p = lan
+            .primary()
+            .ok_or_else(|| format!("{} has no IPv4 address", self.cfg.lan_iface))?;
+        let lan_net = Ipv4Net::new(p.ip, p.prefix).map_err(|e| e.to_string())?.trunc();
+        let random_fully = match self.cfg.random_fully.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => self.ipt.supports_random_fully(),
+        };
+        Ok(GatewayFacts {
+            name: gateway.to_string(),
+            lan_iface: self.cfg.lan_iface.clone(),
+            lan_ip: p.ip,
+            vpc_cidrs: if self.cfg.vpc_cidrs.is_empty() {
+                vec![lan_net]
+            } else {
+                self.cfg.vpc_cidrs.clone()
+            },
+            ext_iface: self.cfg.ext_iface.clone(),
+            random_fully,
+        })
+    }
+
+    /// Programs `state`. Skips iptables when the rendered text equals the
+    /// last applied one (unless `force`). A rule iptables blames by line is
+    /// left out and reported; the rest is applied.
+    pub fn apply(&mut self, state: &NatState, force: bool) -> ApplyReport {
+        let t0 = Instant::now();
+        let mut rep = ApplyReport::default();
+        let rendered = render_lines(state);
+        let full_text = rendered.to_restore(&[]);
+        let unchanged = self.last.as_ref().is_some_and(|l| l.text == full_text);
+        let mut excluded: BTreeMap<ObjKey, String> = BTreeMap::new();
+        let mut expected = self.last.as_ref().map(|l| l.expected.clone());
+        if !unchanged || force || !self.jumps_ok {
+            if self.chains.is_none() {
+                match self.ipt.owned_snapshot() {
+                    Ok(s) => self.chains = Some(s.owned_chains().into_iter().collect()),
+                    Err(e) => return self.fail(state, rep, e.to_string(), t0),
+                }
+            }
+            let stale: Vec<String> = self
+                .chains
+                .as_ref()
+                .expect("read above")
+                .iter()
+                .filter(|c| !rendered.chains.contains(c))
+                .cloned()
+                .collect();
+            let mut r = rendered.clone();
+            r.chains.extend(stale.iter().cloned());
+            let extra: Vec<String> = stale.iter().map(|c| format!("-X {c}")).collect();
+            let all_lines = std::mem::take(&mut r.lines);
+            loop {
+                r.lines = all_lines
+                    .iter()
+                    .filter(|l| l.owner.as_ref().is_none_or(|o| !excluded.contains_key(o)))
+                    .cloned()
+                    .collect();
+                match self.ipt.restore(&r.to_restore(&extra)) {
+                    Ok(()) => break,
+                    Err(IptError::Failed { stderr, line, .. }) => {
+                        let owner = line
+                            .and_then(|n| n.checked_sub(r.restore_line_of(0)))
+                            .and_then(|i| r.lines.get(i))
+                            .and_then(|l| l.owner.clone());
+                        match owner {
+                            Some(o) if excluded.len() < 64 => {
+                                excluded.insert(o, stderr);
+                            }
+                            _ => return self.fail(state, rep, stderr, t0),
+                        }
+                    }
+                    Err(e) => return self.fail(state, rep, e.to_string(), t0),
+                }
+            }
+            rep.restored = true;
+            if !self.jumps_ok {
+                if let Err(e) = self.ipt.ensure_jumps() {
+                    return self.fail(state, rep, e.to_string(), t0);
+                }
+                self.jumps_ok = true;
+            }
+            self.chains = Some(rendered.chains.iter().cloned().collect());
+            let texts: Vec<String> = r.lines.iter().map(|l| l.text.clone()).collect();
+            expected = Some(Snapshot::expected(&rendered.chains, &texts));
+        }
+
+        // Addresses, announcements.
+        let want: BTreeSet<Ipv4Addr> = state.eips.keys().copied().collect();
+        let addr_err = match self
+            .rt
+            .block_on(addrs::reconcile(&self.nl, &self.cfg.ext_iface, &want))
+        {
+            Ok(ch) => {
+                self.announce(&ch.added, &mut rep.warnings);
+                rep.added_addrs = ch.added;
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+
+        // Conntrack of mappings that went away.
+        if let Some(last) = &self.last {
+            let args = conntrack::flush_args(&last.state, state);
+            rep.warnings.extend(conntrack::flush(&args));
+        }
+
+        for (ip, k) in &state.eips {
+            let r = match &addr_err {
+                Some(e) => Err(format!("adding {ip} to {}: {e}", self.cfg.ext_iface)),
+                None => Ok(()),
+            };
+            rep.results.insert(k.clone(), r);
+        }
+        for k in state.programmed_keys() {
+            if k.kind == crate::model::Kind::Eip {
+                continue;
+            }
+            let r = match excluded.get(&k) {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            };
+            rep.results.insert(k, r);
+        }
+        self.last = Some(Applied {
+            state: state.clone(),
+            text: full_text,
+            expected: expected.unwrap_or_default(),
+        });
+        rep.duration = t0.elapsed();
+        rep
+    }
+
+    fn fail(&mut self, state: &NatState, mut rep: ApplyReport, err: String, t0: Instant) -> ApplyReport {
+        for k in state.programmed_keys() {
+            rep.results.insert(k, Err(err.clone()));
+        }
+        rep.error = Some(err);
+        rep.duration = t0.elapsed();
+        // Next apply must retry even if the text is the same.
+        if let Some(l) = &mut self.last {
+            l.text.clear();
+        }
+        self.jumps_ok = false;
+        rep
+    }
+
+    pub(crate) fn announce(&self, ips: &[Ipv4Addr], warnings: &mut Vec<String>) {
+        if ips.is_empty() {
+            return;
+        }
+        match self
+            .rt
+            .block_on(addrs::link_info(&self.nl, &self.cfg.ext_iface))
+        {
+            Ok(link) => {
+                for ip in ips {
+                    if let Err(e) = garp::announce(&self.cfg.ext_iface, link.index, link.mac, *ip) {
+                        warnings.push(format!("gratuitous ARP for {ip}: {e}"));
+                    }
+                }
+            }
+            Err(e) => warnings.push(format!("gratuitous ARP: {e}")),
+        }
+    }
+
+    /// Re-adds missing EIP addresses of the last applied state.
+    pub(crate) fn recheck_addrs(&self) -> Result<Vec<Ipv4Addr>, String> {
+        let Some(last) = &self.last else {
+            return Ok(Vec::new());
+        };
+        let want: BTreeSet<Ipv4Addr> = last.state.eips.keys().copied().collect();
+        let ch = self
+            .rt
+            .block_on(addrs::reconcile(&self.nl, &self.cfg.ext_iface, &want))
+            .map_err(|e| e.to_string())?;
+        let mut w = Vec::new();
+        self.announce(&ch.added, &mut w);
+        Ok(ch.added)
+    }
+
+    /// Runs an async netlink operation on this applier's handle.
+    pub fn netlink<R>(&self, f: impl AsyncFnOnce(&Handle) -> R) -> R {
+        self.rt.block_on(f(&self.nl))
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Applier) + Send>;
+
+/// A thread that owns the `Applier`, inside `netns` when given.
+pub struct Worker {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Worker {
+    /// Starts the thread; fails if the namespace or netlink cannot be opened.
+    pub fn spawn(netns: Option<String>, cfg: ApplyConfig) -> Result<Worker, String> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        std::thread::Builder::new()
+            .name("natgw-apply".into())
+            .spawn(move || {
+                if let Some(ns) = &netns
+                    && let Err(e) = crate::netns::enter(ns)
+                {
+                    let _ = ready_tx.send(Err(format!("entering netns {ns}: {e}")));
+                    return;
+                }
+                let mut a = match Applier::new(cfg) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                while let Ok(job) = rx.recv() {
+                    job(&mut a);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        ready_rx
+            .recv()
+            .map_err(|_| "apply thread died".to_string())??;
+        Ok(Worker { tx })
+    }
+
+    /// Runs `f` on the apply thread and waits (blocking).
+    pub fn call_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Applier) -> R + Send + 'static,
+    ) -> R {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Box::new(move |a| {
+                let _ = tx.send(f(a));
+            }))
+            .expect("apply thread alive");
+        rx.recv().expect("apply thread alive")
+    }
+
+    /// Runs `f` on the apply thread and awaits the result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Applier) -> R + Send + 'static,
+    ) -> R {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |a| {
+                let _ = tx.send(f(a));
+            }))
+            .expect("apply thread alive");
+        rx.await.expect("apply thread alive")
+    }
+}

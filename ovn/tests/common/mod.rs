@@ -150,7 +150,9 @@ impl Server {
             .stderr(Stdio::null());
         self.child = Some(c.spawn().expect("spawn ovsdb-server"));
         let t0 = Instant::now();
-        while !self.sock.exists() {
+        // The socket file appears at bind(), a moment before listen(): wait
+        // until a connection is accepted.
+        while std::os::unix::net::UnixStream::connect(&self.sock).is_err() {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("ovsdb-server exited with {st}: {}", self.log());
             }

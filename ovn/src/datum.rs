@@ -16,7 +16,9 @@ use crate::schema::ColumnType;
 /// `uuid-name` that refers to a row inserted earlier in the same transaction.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Uuid {
+    /// A UUID assigned by the server.
     Real(String),
+    /// A `uuid-name` of a row inserted in the same transaction.
     Named(String),
 }
 
@@ -41,6 +43,7 @@ impl Uuid {
         matches!(self, Uuid::Real(s) if s == Self::NIL)
     }
 
+    /// The OVSDB JSON form: `["uuid", ..]` or `["named-uuid", ..]`.
     pub fn to_json(&self) -> Value {
         match self {
             Uuid::Real(s) => json!(["uuid", s]),
@@ -63,7 +66,9 @@ impl fmt::Display for Uuid {
 
 /// Conversion of a single OVSDB atom.
 pub trait Atom: Sized {
+    /// Encode as an OVSDB atom.
     fn to_json(&self) -> Value;
+    /// Decode an OVSDB atom.
     fn from_json(v: &Value) -> Result<Self>;
 }
 
@@ -148,14 +153,17 @@ pub fn map_pairs(v: &Value) -> Result<Vec<(&Value, &Value)>> {
     }
 }
 
+/// Encode a scalar (`min 1, max 1`) column.
 pub fn scalar_to_json<T: Atom>(v: &T) -> Value {
     v.to_json()
 }
 
+/// Decode a scalar column.
 pub fn scalar_from_json<T: Atom>(v: &Value) -> Result<T> {
     T::from_json(v)
 }
 
+/// Encode an optional (`min 0, max 1`) column.
 pub fn optional_to_json<T: Atom>(v: &Option<T>) -> Value {
     match v {
         Some(x) => json!(["set", [x.to_json()]]),
@@ -163,6 +171,7 @@ pub fn optional_to_json<T: Atom>(v: &Option<T>) -> Value {
     }
 }
 
+/// Decode an optional column.
 pub fn optional_from_json<T: Atom>(v: &Value) -> Result<Option<T>> {
     match set_elements(v).as_slice() {
         [] => Ok(None),
@@ -171,10 +180,12 @@ pub fn optional_from_json<T: Atom>(v: &Value) -> Result<Option<T>> {
     }
 }
 
+/// Encode a set column.
 pub fn set_to_json<T: Atom>(v: &BTreeSet<T>) -> Value {
     json!(["set", v.iter().map(Atom::to_json).collect::<Vec<_>>()])
 }
 
+/// Decode a set column.
 pub fn set_from_json<T: Atom + Ord>(v: &Value) -> Result<BTreeSet<T>> {
     set_elements(v).into_iter().map(T::from_json).collect()
 }
@@ -184,10 +195,12 @@ pub fn vec_to_json<T: Atom>(v: &[T]) -> Value {
     json!(["set", v.iter().map(Atom::to_json).collect::<Vec<_>>()])
 }
 
+/// Decode a set of reals.
 pub fn vec_from_json<T: Atom>(v: &Value) -> Result<Vec<T>> {
     set_elements(v).into_iter().map(T::from_json).collect()
 }
 
+/// Encode a map column.
 pub fn map_to_json<K: Atom, V: Atom>(m: &BTreeMap<K, V>) -> Value {
     json!([
         "map",
@@ -197,6 +210,7 @@ pub fn map_to_json<K: Atom, V: Atom>(m: &BTreeMap<K, V>) -> Value {
     ])
 }
 
+/// Decode a map column.
 pub fn map_from_json<K: Atom + Ord, V: Atom>(v: &Value) -> Result<BTreeMap<K, V>> {
     map_pairs(v)?
         .into_iter()

@@ -11,8 +11,10 @@ pub enum Error {
     /// Socket-level failure.
     #[error("I/O error talking to {target}: {source}")]
     Io {
+        /// The target as given.
         target: String,
         #[source]
+        /// The underlying socket error.
         source: std::io::Error,
     },
     /// The connection dropped; a request in flight may or may not have been
@@ -22,14 +24,19 @@ pub enum Error {
     /// No reply (or no connection) within the request timeout.
     #[error("OVSDB request {method} timed out after {timeout:?}")]
     Timeout {
+        /// The JSON-RPC method.
         method: String,
+        /// The timeout that expired.
         timeout: std::time::Duration,
     },
     /// The server answered a JSON-RPC request with an error object.
     #[error("OVSDB {method} failed: {error}{}", details.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Rpc {
+        /// The JSON-RPC method.
         method: String,
+        /// OVSDB error tag, e.g. `unknown database`.
         error: String,
+        /// The server's `details`, if any.
         details: Option<String>,
     },
     /// A transaction was rejected; nothing in it was applied.
@@ -43,6 +50,7 @@ pub enum Error {
         op: Option<String>,
         /// OVSDB error tag, e.g. `constraint violation`.
         error: String,
+        /// The server's `details`, if any.
         details: Option<String>,
     },
     /// A message from the server that does not follow the protocol.
@@ -50,10 +58,20 @@ pub enum Error {
     Protocol(String),
     /// A row or datum that cannot be converted to or from its Rust type.
     #[error("cannot decode {what}: {reason}")]
-    Decode { what: String, reason: String },
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// The server's schema is incompatible with the model compiled in.
     #[error("schema mismatch for {db}: {reason}")]
-    SchemaMismatch { db: String, reason: String },
+    SchemaMismatch {
+        /// The database.
+        db: String,
+        /// What does not match.
+        reason: String,
+    },
     /// `ensure_owned` lost a race with another writer several times in a row.
     #[error("concurrent modification of rows owned by {0}, gave up after retries")]
     Conflict(String),

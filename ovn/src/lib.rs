@@ -9,6 +9,27 @@
 //!   them directly ([`Txn::insert_row`]).
 //! * [`owner`] implements the ownership convention
 //!   (`external_ids:vpcnet.io/owner`) and idempotent `ensure_owned`.
+//!
+//! ```no_run
+//! use ovn::nb::{self, LogicalSwitch, LogicalSwitchPort, logical_switch};
+//! use ovn::owner::{Desired, Owner, ensure_owned};
+//! use ovn::{MonitorRequest, Uuid};
+//! # async fn demo() -> ovn::Result<()> {
+//! // Fails with Error::SchemaMismatch if the server's NB schema is incompatible.
+//! let client = nb::connect("unix:/var/run/ovn/ovnnb_db.sock").await?;
+//! let owner = Owner::cluster("Subnet", "net1").with_vpc("vpc1");
+//! ensure_owned(&client, &owner, vec![
+//!     Desired::new(&LogicalSwitch { name: "net1".into(), ..Default::default() }).named("ls"),
+//!     Desired::new(&LogicalSwitchPort { name: "pod1.ns1".into(), ..Default::default() })
+//!         .child_of(logical_switch::TABLE, logical_switch::PORTS, Uuid::named("ls")),
+//! ])
+//! .await?;
+//! let cache = client.monitor(nb::SCHEMA_NAME, vec![MonitorRequest::of::<LogicalSwitchPort>()]).await?;
+//! let ports: Vec<LogicalSwitchPort> = cache.get()?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
 
 mod client;
 pub mod datum;

@@ -19,8 +19,11 @@ use crate::table::{Row, Table};
 /// unless a condition is given (`monitor_cond`).
 #[derive(Clone, Debug)]
 pub struct MonitorRequest {
+    /// Table name.
     pub table: String,
+    /// Columns to monitor; `None` = all.
     pub columns: Option<Vec<String>>,
+    /// Rows to monitor (`where` clauses, ANDed); `None` = all.
     pub conditions: Option<Vec<Cond>>,
 }
 
@@ -37,10 +40,12 @@ impl MonitorRequest {
     pub fn of<T: Table>() -> Self {
         Self::table(T::TABLE)
     }
+    /// Monitor only these columns.
     pub fn columns(mut self, columns: &[&str]) -> Self {
         self.columns = Some(columns.iter().map(|c| c.to_string()).collect());
         self
     }
+    /// Monitor only rows matching all `conditions`.
     pub fn conditions(mut self, conditions: Vec<Cond>) -> Self {
         self.conditions = Some(conditions);
         self

@@ -18,15 +18,19 @@ impl Cond {
     pub fn new(column: &str, function: &str, value: impl Into<Value>) -> Self {
         Cond(json!([column, function, value.into()]))
     }
+    /// `column == value`.
     pub fn eq(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "==", value)
     }
+    /// `column != value`.
     pub fn ne(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "!=", value)
     }
+    /// `column` includes every element of `value`.
     pub fn includes(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "includes", value)
     }
+    /// `column` includes no element of `value`.
     pub fn excludes(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "excludes", value)
     }
@@ -45,24 +49,31 @@ impl Mutation {
     pub fn new(column: &str, mutator: &str, value: impl Into<Value>) -> Self {
         Mutation(json!([column, mutator, value.into()]))
     }
+    /// Add elements (or map pairs) to a set (or map) column.
     pub fn insert(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "insert", value)
     }
+    /// Remove elements (or keys, or pairs) from a set (or map) column.
     pub fn delete(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "delete", value)
     }
+    /// `column += value`.
     pub fn add(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "+=", value)
     }
+    /// `column -= value`.
     pub fn sub(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "-=", value)
     }
+    /// `column *= value`.
     pub fn mul(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "*=", value)
     }
+    /// `column /= value`.
     pub fn div(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "/=", value)
     }
+    /// `column %= value`.
     pub fn rem(column: &str, value: impl Into<Value>) -> Self {
         Self::new(column, "%=", value)
     }
@@ -97,6 +108,7 @@ pub struct Txn {
 }
 
 impl Txn {
+    /// An empty transaction on database `db`.
     pub fn new(db: impl Into<String>) -> Self {
         Txn {
             db: db.into(),
@@ -111,12 +123,15 @@ impl Txn {
         Self::new(crate::nb::SCHEMA_NAME)
     }
 
+    /// The database this transaction is for.
     pub fn db(&self) -> &str {
         &self.db
     }
+    /// Number of operations so far.
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+    /// True if no operation was added.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -173,6 +188,7 @@ impl Txn {
         self.select(T::TABLE, &[], None)
     }
 
+    /// `update` the rows matching `w` with the columns in `row`.
     pub fn update(&mut self, table: &str, w: &[Cond], row: Row) -> usize {
         self.push(json!({"op": "update", "table": table, "where": conds(w), "row": row}))
     }
@@ -184,11 +200,13 @@ impl Txn {
         self.update(T::TABLE, &[Cond::uuid(row.uuid())], full)
     }
 
+    /// `mutate` the rows matching `w`.
     pub fn mutate(&mut self, table: &str, w: &[Cond], mutations: &[Mutation]) -> usize {
         let m: Vec<Value> = mutations.iter().map(|m| m.0.clone()).collect();
         self.push(json!({"op": "mutate", "table": table, "where": conds(w), "mutations": m}))
     }
 
+    /// `delete` the rows matching `w`.
     pub fn delete(&mut self, table: &str, w: &[Cond]) -> usize {
         self.push(json!({"op": "delete", "table": table, "where": conds(w)}))
     }
@@ -267,6 +285,7 @@ impl OpResult {
 /// The results of a successful transaction, one per operation.
 #[derive(Clone, Debug)]
 pub struct TxnResult {
+    /// One result per operation, in order.
     pub results: Vec<OpResult>,
     names: HashMap<String, usize>,
 }

@@ -30,9 +30,13 @@ const EXTERNAL_IDS: &str = "external_ids";
 /// The Kubernetes object a row belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Owner {
+    /// Kubernetes kind, e.g. `Vpc`.
     pub kind: String,
+    /// Namespace; empty for cluster-scoped kinds.
     pub namespace: String,
+    /// Object name.
     pub name: String,
+    /// The VPC to record in `vpcnet.io/vpc`, if any.
     pub vpc: Option<String>,
 }
 
@@ -142,8 +146,11 @@ impl<T: Table> From<T> for Desired {
 /// What [`ensure_owned`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnsureReport {
+    /// Rows inserted.
     pub created: usize,
+    /// Rows whose columns were updated.
     pub updated: usize,
+    /// Rows deleted (with their references detached).
     pub deleted: usize,
     /// Real UUIDs of the desired rows given a name with [`Desired::named`].
     pub uuids: HashMap<String, Uuid>,

@@ -9,15 +9,22 @@ use crate::error::{Error, Result};
 /// A parsed database schema; only what the client needs is kept.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DatabaseSchema {
+    /// Database name, e.g. `OVN_Northbound`.
     pub name: String,
+    /// Schema version `x.y.z`.
     pub version: String,
+    /// Tables by name.
     pub tables: BTreeMap<String, TableSchema>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// One table of a schema.
 pub struct TableSchema {
+    /// Columns by name, `_uuid` and `_version` included.
     pub columns: BTreeMap<String, ColumnType>,
+    /// Root tables' rows live without being referenced.
     pub is_root: bool,
+    /// Sets of columns whose values are unique across rows.
     pub indexes: Vec<Vec<String>>,
 }
 
@@ -25,18 +32,24 @@ pub struct TableSchema {
 /// the cardinality bounds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ColumnType {
+    /// Type of the elements (or map keys).
     pub key: BaseType,
+    /// Type of map values; `None` for scalars and sets.
     pub value: Option<BaseType>,
+    /// Minimum number of elements.
     pub min: u64,
     /// `None` means "unlimited".
     pub max: Option<u64>,
+    /// False if the column cannot change after insert.
     pub mutable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// An atomic type with its constraints.
 pub struct BaseType {
     /// `integer`, `real`, `boolean`, `string` or `uuid`.
     pub atomic: String,
+    /// The table a `uuid` refers to, if any.
     pub ref_table: Option<String>,
     /// `strong` unless the schema says `weak`.
     pub ref_strong: bool,
@@ -49,12 +62,15 @@ impl ColumnType {
     pub fn is_scalar(&self) -> bool {
         self.value.is_none() && self.min == 1 && self.max == Some(1)
     }
+    /// At most one value (`min 0, max 1`).
     pub fn is_optional(&self) -> bool {
         self.value.is_none() && self.min == 0 && self.max == Some(1)
     }
+    /// A map column.
     pub fn is_map(&self) -> bool {
         self.value.is_some()
     }
+    /// A set column (neither scalar nor map).
     pub fn is_set(&self) -> bool {
         self.value.is_none() && !self.is_scalar()
     }

@@ -301,8 +301,9 @@ impl Client {
         }
     }
 
-    pub(crate) fn unregister_monitor(&self, id: &str) {
-        self.inner.monitors.lock().unwrap().remove(id);
+    /// Forget a monitor; true if it was registered.
+    pub(crate) fn unregister_monitor(&self, id: &str) -> bool {
+        self.inner.monitors.lock().unwrap().remove(id).is_some()
     }
 }
 

@@ -367,3 +367,18 @@ impl Monitor {
             .map(|_| ())
     }
 }
+
+impl Drop for Monitor {
+    /// A dropped monitor stops being fed at once and is cancelled on the
+    /// server in the background, so it costs nothing afterwards.
+    fn drop(&mut self) {
+        if self.client.unregister_monitor(&self.state.id)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (client, id) = (self.client.clone(), self.state.id.clone());
+            rt.spawn(async move {
+                let _ = client.call("monitor_cancel", json!([id])).await;
+            });
+        }
+    }
+}

@@ -27,6 +27,29 @@ pub const KEY_KEY: &str = "vpcnet.io/key";
 
 const EXTERNAL_IDS: &str = "external_ids";
 
+/// Columns that OVN's own daemons write (ovn-northd, ovn-controller):
+/// [`ensure_owned`] sets them on insert if asked but never "corrects" them.
+pub const SERVER_WRITTEN: &[(&str, &str)] = {
+    use crate::nb::*;
+    &[
+        (logical_switch_port::TABLE, logical_switch_port::UP),
+        (
+            logical_switch_port::TABLE,
+            logical_switch_port::DYNAMIC_ADDRESSES,
+        ),
+        (logical_switch_port::TABLE, logical_switch_port::TAG),
+        (nb_global::TABLE, nb_global::NB_CFG),
+        (nb_global::TABLE, nb_global::NB_CFG_TIMESTAMP),
+        (nb_global::TABLE, nb_global::SB_CFG),
+        (nb_global::TABLE, nb_global::SB_CFG_TIMESTAMP),
+        (nb_global::TABLE, nb_global::HV_CFG),
+        (nb_global::TABLE, nb_global::HV_CFG_TIMESTAMP),
+        (bfd::TABLE, bfd::STATUS),
+        (connection::TABLE, connection::STATUS),
+        (connection::TABLE, connection::IS_CONNECTED),
+    ]
+};
+
 /// The Kubernetes object a row belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Owner {
@@ -297,7 +320,8 @@ pub async fn ensure_owned(
 
 /// Make `owner`'s rows in `db` exactly `desired`, in one transaction: create
 /// what is missing (linking children to their parents), update columns that
-/// differ, delete rows of the owner that are not desired. Running it twice
+/// differ (except references, unless [`Desired::manage`]d, and
+/// [`SERVER_WRITTEN`] columns), delete rows of the owner that are not desired. Running it twice
 /// changes nothing the second time. The transaction carries `wait`
 /// operations on the owner's row set, so a concurrent writer makes it fail
 /// and it is re-planned (up to three times) instead of duplicating rows.
@@ -436,6 +460,7 @@ fn plan(
                 let changed: Row = row
                     .iter()
                     .filter(|(c, _)| !is_ref(ts, c) || d.manage.iter().any(|m| m == *c))
+                    .filter(|(c, _)| !SERVER_WRITTEN.contains(&(d.table.as_str(), c.as_str())))
                     .filter(|(c, v)| cur.get(*c).map(|cv| norm(ts, c, cv)) != Some(norm(ts, c, v)))
                     .map(|(c, v)| (c.clone(), v.clone()))
                     .collect();

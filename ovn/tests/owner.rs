@@ -247,3 +247,49 @@ async fn ensure_refuses_tables_without_external_ids() {
     .unwrap_err();
     assert!(e.to_string().contains("no external_ids"), "{e}");
 }
+
+/// Columns ovn-northd writes (here: `up`, `dynamic_addresses`) are not
+/// reverted by the next ensure, while columns we own are.
+#[tokio::test]
+async fn ensure_leaves_server_written_columns_alone() {
+    let srv = Server::start();
+    let c = common::client(&srv).await;
+    let owner = Owner::new("Pod", "ns1", "p");
+    let want = || {
+        vec![
+            Desired::new(&LogicalSwitch {
+                name: s("ls"),
+                ..Default::default()
+            })
+            .named("ls"),
+            Desired::new(&LogicalSwitchPort {
+                name: s("p.ns1"),
+                addresses: BTreeSet::from([s("dynamic")]),
+                ..Default::default()
+            })
+            .child_of(
+                logical_switch::TABLE,
+                logical_switch::PORTS,
+                Uuid::named("ls"),
+            ),
+        ]
+    };
+    owner::ensure_owned(&c, &owner, want()).await.unwrap();
+    srv.nbctl(&[
+        "set",
+        "Logical_Switch_Port",
+        "p.ns1",
+        "up=true",
+        "dynamic_addresses=\"0a:00:00:00:00:05 10.0.0.5\"",
+        "addresses=foo",
+    ]);
+    let r = owner::ensure_owned(&c, &owner, want()).await.unwrap();
+    assert_eq!(r.updated, 1, "addresses drifted and is corrected");
+    let p = all::<LogicalSwitchPort>(&c).await.remove(0);
+    assert_eq!(p.addresses, BTreeSet::from([s("dynamic")]));
+    assert_eq!(p.up, Some(true));
+    assert_eq!(
+        p.dynamic_addresses.as_deref(),
+        Some("0a:00:00:00:00:05 10.0.0.5")
+    );
+}

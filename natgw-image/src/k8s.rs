@@ -1,1 +1,243 @@
+//! The Kubernetes side: list+watch reflectors of the gateway, EIPs and
+//! rules; any change recomputes the whole state (debounced) and applies it;
+//! `Programmed` conditions are server-side applied when they change.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
+
+use crate::apply::{ApplyReport, Worker};
+use crate::desired::{Inputs, desired};
+use crate::http::Shared;
+use crate::model::{GatewayFacts, Kind, NatState, ObjKey};
+
+/// The condition type the agent owns.
+pub const PROGRAMMED: &str = "Programmed";
+/// Field manager of the agent's status writes.
+pub const FIELD_MANAGER: &str = "vpcnet-natgw";
+
+/// The `Programmed` condition an object should carry after an apply, as
+/// (status, reason, message); `None` for objects not of this gateway.
+pub fn programmed(st: &NatState, rep: &ApplyReport, key: &ObjKey) -> Option<(bool, String, String)> {
+    if let Some(s) = st.skipped.get(key) {
+        return Some((false, s.reason.clone(), s.message.clone()));
+    }
+    match rep.results.get(key)? {
+        Ok(()) => Some((true, "Applied".into(), "programmed on the gateway".into())),
+        Err(e) => {
+            let mut m = e.clone();
+            m.truncate(32 * 1024 - 16);
+            Some((false, "ApplyFailed".into(), m))
+        }
+    }
+}
+
+struct Stores {
+    eips: Store<IptablesEIP>,
+    snats: Store<IptablesSnatRule>,
+    dnats: Store<IptablesDnatRule>,
+    fips: Store<IptablesFIPRule>,
+    gw: Store<VpcNatGateway>,
+}
+
+impl Stores {
+    fn inputs(&self) -> Inputs {
+        fn all<K: Clone + kube::runtime::reflector::Lookup>(s: &Store<K>) -> Vec<K>
+        where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            s.state().iter().map(|a| (**a).clone()).collect()
+        }
+        Inputs {
+            eips: all(&self.eips),
+            snats: all(&self.snats),
+            dnats: all(&self.dnats),
+            fips: all(&self.fips),
+        }
+    }
+
+    fn current(&self, key: &ObjKey) -> Option<(Option<i64>, Option<Condition>)> {
+        fn find<K>(s: &Store<K>, ns: &str, name: &str, conds: impl Fn(&K) -> Option<&Vec<Condition>>) -> Option<(Option<i64>, Option<Condition>)>
+        where
+            K: Clone + Resource<DynamicType = ()> + 'static,
+        {
+            let o = s.get(&reflector::ObjectRef::<K>::new(name).within(ns))?;
+            let c = conds(&o).and_then(|c| c.iter().find(|c| c.type_ == PROGRAMMED).cloned());
+            Some((o.meta().generation, c))
+        }
+        match key.kind {
+            Kind::Eip => find(&self.eips, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
+            Kind::Snat => find(&self.snats, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
+            Kind::Dnat => find(&self.dnats, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
+            Kind::Fip => find(&self.fips, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
+        }
+    }
+}
+
+fn watch<K>(api: Api<K>, cfg: watcher::Config, notify: Arc<Notify>) -> (Store<K>, BoxStream<'static, ()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let s = reflector::reflector(writer, watcher(api, cfg))
+        .default_backoff()
+        .map(move |ev| {
+            match ev {
+                Ok(_) => notify.notify_one(),
+                Err(e) => tracing::warn!("watch error: {e}"),
+            }
+        })
+        .boxed();
+    (store, s)
+}
+
+async fn patch_status<K>(api: Api<K>, name: &str, cond: &Condition) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": { "conditions": [cond] },
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+        .await
+        .map(|_| ())
+}
+
+async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kube::Result<()> {
+    let c = client.clone();
+    match key.kind {
+        Kind::Eip => patch_status(Api::<IptablesEIP>::namespaced(c, &key.ns), &key.name, cond).await,
+        Kind::Snat => patch_status(Api::<IptablesSnatRule>::namespaced(c, &key.ns), &key.name, cond).await,
+        Kind::Dnat => patch_status(Api::<IptablesDnatRule>::namespaced(c, &key.ns), &key.name, cond).await,
+        Kind::Fip => patch_status(Api::<IptablesFIPRule>::namespaced(c, &key.ns), &key.name, cond).await,
+    }
+}
+
+/// Runs the watch -> desired -> apply -> status loop forever.
+pub async fn run(
+    client: Client,
+    gateway: String,
+    facts: GatewayFacts,
+    worker: Arc<Worker>,
+    shared: Arc<Shared>,
+    debounce: Duration,
+) -> anyhow::Result<()> {
+    let notify = Arc::new(Notify::new());
+    let cfg = watcher::Config::default();
+    let (eips, s1) = watch(Api::<IptablesEIP>::all(client.clone()), cfg.clone(), notify.clone());
+    let (snats, s2) = watch(Api::<IptablesSnatRule>::all(client.clone()), cfg.clone(), notify.clone());
+    let (dnats, s3) = watch(Api::<IptablesDnatRule>::all(client.clone()), cfg.clone(), notify.clone());
+    let (fips, s4) = watch(Api::<IptablesFIPRule>::all(client.clone()), cfg.clone(), notify.clone());
+    let (gw, s5) = watch(
+        Api::<VpcNatGateway>::all(client.clone()),
+        cfg.fields(&format!("metadata.name={gateway}")),
+        notify.clone(),
+    );
+    let stores = Stores { eips, snats, dnats, fips, gw };
+    tokio::spawn(futures::stream::select_all([s1, s2, s3, s4, s5]).for_each(|_| async {}));
+    for ready in [
+        stores.eips.wait_until_ready().await,
+        stores.snats.wait_until_ready().await,
+        stores.dnats.wait_until_ready().await,
+        stores.fips.wait_until_ready().await,
+        stores.gw.wait_until_ready().await,
+    ] {
+        ready?;
+    }
+    tracing::info!("initial lists done");
+    // Conditions as last written by us: (status, reason, message, generation).
+    let mut written: HashMap<ObjKey, (String, String, String, Option<i64>)> = HashMap::new();
+    let mut warned_lan = false;
+    loop {
+        tokio::time::sleep(debounce).await;
+        if let Some(g) = stores.gw.state().first()
+            && g.spec.lan_ip != facts.lan_ip.to_string()
+            && !warned_lan
+        {
+            tracing::warn!(lan_ip = %g.spec.lan_ip, eth0 = %facts.lan_ip, "gateway lanIp differs from the LAN interface's address");
+            warned_lan = true;
+        }
+        let st = desired(Some(facts.clone()), &gateway, &stores.inputs());
+        let st2 = st.clone();
+        let rep = worker.call(move |a| a.apply(&st2, false)).await;
+        let m = &shared.metrics;
+        if rep.restored || !rep.added_addrs.is_empty() {
+            m.applies.inc();
+            m.last_apply_seconds.set(rep.duration.as_secs_f64());
+        }
+        let failed = rep.results.values().any(|r| r.is_err());
+        if failed || rep.error.is_some() {
+            m.apply_errors.inc();
+            tracing::warn!(error = ?rep.error, "apply had errors");
+        } else {
+            shared.ready.store(true, Ordering::Relaxed);
+        }
+        for w in &rep.warnings {
+            tracing::warn!("{w}");
+        }
+        m.rules_programmed.set(
+            rep.results
+                .iter()
+                .filter(|(k, r)| k.kind != Kind::Eip && r.is_ok())
+                .count() as i64,
+        );
+        let mut keys: Vec<&ObjKey> = st.skipped.keys().collect();
+        keys.extend(rep.results.keys());
+        for key in keys {
+            let Some((ok, reason, message)) = programmed(&st, &rep, key) else {
+                continue;
+            };
+            let Some((generation, existing)) = stores.current(key) else {
+                continue;
+            };
+            let status = if ok { "True" } else { "False" }.to_string();
+            let want = (status.clone(), reason.clone(), message.clone(), generation);
+            let same_live = existing.as_ref().is_some_and(|c| {
+                c.status == status && c.reason == reason && c.message == message && c.observed_generation == generation
+            });
+            if same_live || (existing.is_some() && written.get(key) == Some(&want)) {
+                continue;
+            }
+            let ltt = match &existing {
+                Some(c) if c.status == status => c.last_transition_time.clone(),
+                _ => Time(k8s_openapi::jiff::Timestamp::now()),
+            };
+            let cond = Condition {
+                type_: PROGRAMMED.into(),
+                status,
+                reason,
+                message,
+                observed_generation: generation,
+                last_transition_time: ltt,
+            };
+            match write_condition(&client, key, &cond).await {
+                Ok(()) => {
+                    written.insert(key.clone(), want);
+                }
+                Err(e) => tracing::warn!(%key, "writing Programmed: {e}"),
+            }
+        }
+        if failed || rep.error.is_some() {
+            // Retry later even without API changes.
+            let n = notify.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                n.notify_one();
+            });
+        }
+        notify.notified().await;
+    }
+}

@@ -1,1 +1,163 @@
-fn main() {}
+//! `vpcnet-natgw`: the agent inside a NAT gateway pod.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::Ipv4Net;
+use vpcnet_natgw::apply::{ApplyConfig, Worker};
+use vpcnet_natgw::desired::{Inputs, desired};
+use vpcnet_natgw::http::{self, Shared};
+use vpcnet_natgw::{drift, k8s};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Programs a VpcNatGateway's EIPs and SNAT/DNAT/FIP rules")]
+struct Args {
+    /// The VpcNatGateway this pod serves.
+    #[arg(long, env = "VPCNET_GATEWAY")]
+    gateway: String,
+    /// iptables flavour: iptables, iptables-nft or iptables-legacy
+    /// (`-restore` and `-save` are appended).
+    #[arg(long, env = "VPCNET_IPTABLES", default_value = "iptables")]
+    iptables: String,
+    /// Interface inside the VPC.
+    #[arg(long, default_value = "eth0")]
+    lan_iface: String,
+    /// Interface on the external network; EIPs are added here.
+    #[arg(long, default_value = "net1")]
+    ext_iface: String,
+    /// SNAT `--random-fully`: auto (probe once), on or off.
+    #[arg(long, default_value = "auto")]
+    random_fully: String,
+    /// Hairpin source ranges (repeatable); default: the LAN interface's subnet.
+    #[arg(long = "vpc-cidr")]
+    vpc_cidrs: Vec<Ipv4Net>,
+    /// HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Seconds between drift checks.
+    #[arg(long, default_value_t = 5.0)]
+    drift_interval: f64,
+    /// Milliseconds to gather a burst of changes into one apply.
+    #[arg(long, default_value_t = 50)]
+    debounce_ms: u64,
+    /// Do the network work inside /var/run/netns/<name> (tests, development).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Take the objects from this JSON file (`{"eips":[..],"snats":[..],
+    /// "dnats":[..],"fips":[..]}`) instead of the API.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+    /// With --state-file: apply once, print the per-object results, exit.
+    #[arg(long, requires = "state_file")]
+    once: bool,
+    /// Skip setting net.ipv4.ip_forward=1.
+    #[arg(long)]
+    no_ip_forward: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cfg = ApplyConfig {
+        iptables: args.iptables.clone(),
+        lan_iface: args.lan_iface.clone(),
+        ext_iface: args.ext_iface.clone(),
+        random_fully: args.random_fully.clone(),
+        vpc_cidrs: args.vpc_cidrs.clone(),
+        ip_forward: !args.no_ip_forward,
+    };
+    let worker = Arc::new(Worker::spawn(args.netns.clone(), cfg).map_err(anyhow::Error::msg)?);
+    let gw = args.gateway.clone();
+    let facts = worker
+        .call_blocking(move |a| a.facts(&gw))
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(?facts, "gateway facts");
+
+    if args.once {
+        let path = args.state_file.as_ref().expect("clap requires it");
+        let inputs: Inputs = serde_json::from_slice(&std::fs::read(path)?)?;
+        let st = desired(Some(facts), &args.gateway, &inputs);
+        let st2 = st.clone();
+        let rep = worker.call_blocking(move |a| a.apply(&st2, false));
+        let mut out = serde_json::Map::new();
+        let mut ok = rep.error.is_none();
+        for (k, r) in &rep.results {
+            ok &= r.is_ok();
+            out.insert(
+                k.to_string(),
+                match r {
+                    Ok(()) => serde_json::json!({"programmed": true}),
+                    Err(e) => serde_json::json!({"programmed": false, "reason": "ApplyFailed", "message": e}),
+                },
+            );
+        }
+        for (k, s) in &st.skipped {
+            out.insert(
+                k.to_string(),
+                serde_json::json!({"programmed": false, "reason": s.reason, "message": s.message}),
+            );
+        }
+        println!("{}", serde_json::Value::Object(out));
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let shared = Arc::new(Shared::default());
+        let listen = args.listen;
+        let s = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = http::serve(listen, s).await {
+                tracing::error!("http on {listen}: {e}");
+            }
+        });
+        // Drift repair.
+        let (w, s) = (worker.clone(), shared.clone());
+        let every = Duration::from_secs_f64(args.drift_interval.max(0.1));
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                match w.call(drift::check).await {
+                    Ok(r) if r.repaired_rules || !r.readded_addrs.is_empty() => {
+                        tracing::info!(?r, "drift repaired");
+                        s.metrics.drift_repairs.inc();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("drift check: {e}"),
+                }
+            }
+        });
+        if let Some(path) = &args.state_file {
+            let inputs: Inputs = serde_json::from_slice(&std::fs::read(path)?)?;
+            let st = desired(Some(facts.clone()), &args.gateway, &inputs);
+            let rep = worker.call(move |a| a.apply(&st, false)).await;
+            if rep.error.is_none() {
+                shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            shared.metrics.applies.inc();
+            tracing::info!(results = ?rep.results, error = ?rep.error, "applied state file");
+            std::future::pending::<()>().await;
+        }
+        let client = kube::Client::try_default().await?;
+        k8s::run(
+            client,
+            args.gateway.clone(),
+            facts,
+            worker,
+            shared,
+            Duration::from_millis(args.debounce_ms),
+        )
+        .await
+    })
+}

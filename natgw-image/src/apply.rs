@@ -300,6 +300,11 @@ impl Applier {
         Ok(ch.added)
     }
 
+    /// The iptables flavour in use.
+    pub fn iptables(&self) -> &Iptables {
+        &self.ipt
+    }
+
     /// Runs an async netlink operation on this applier's handle.
     pub fn netlink<R>(&self, f: impl AsyncFnOnce(&Handle) -> R) -> R {
         self.rt.block_on(f(&self.nl))

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ovn::nb::{self, *};
+use ovn::owner::{self, Desired, Owner};
 use ovn::{Client, Cond, MonitorRequest, Mutation, Txn, Uuid, datum};
 
 /// Counts live heap bytes, to report what the monitor cache costs.
@@ -82,7 +83,8 @@ fn nbctl(srv: &common::Server, args: &[String]) {
 }
 
 struct Row {
-    op: String,
+    /// `create` or `delete`.
+    op: &'static str,
     variant: &'static str,
     ports: usize,
     wall: Duration,
@@ -161,7 +163,7 @@ async fn main() {
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, n);
     rows.push(Row {
-        op: format!("create {n} LSPs / {switches} LS"),
+        op: "create",
         variant: "(a) ovn crate, pipelined txns",
         ports: n,
         wall,
@@ -215,8 +217,55 @@ async fn main() {
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, 0);
     rows.push(Row {
-        op: format!("delete {n} LSPs"),
+        op: "delete",
         variant: "(a) ovn crate, pipelined txns",
+        ports: n,
+        wall,
+        full: wall,
+    });
+
+    // (a') what a reconciler does: one ensure_owned per switch owner (its
+    // ports, attached to the existing switch), sequentially; then delete_owned.
+    let owners: Vec<Owner> = (0..switches)
+        .map(|s| Owner::cluster("Subnet", &switch_name(s)))
+        .collect();
+    let t0 = Instant::now();
+    for (s, owner) in owners.iter().enumerate() {
+        let desired: Vec<Desired> = (s..n)
+            .step_by(switches)
+            .map(|i| {
+                Desired::new(&LogicalSwitchPort {
+                    name: port_name(i),
+                    addresses: [mac(i)].into(),
+                    ..Default::default()
+                })
+                .child_of(
+                    logical_switch::TABLE,
+                    logical_switch::PORTS,
+                    sw[s].clone(),
+                )
+            })
+            .collect();
+        owner::ensure_owned(&c, owner, desired).await.unwrap();
+    }
+    let wall = t0.elapsed();
+    assert_eq!(count_ports(&c).await, n);
+    rows.push(Row {
+        op: "create",
+        variant: "(a') ensure_owned, 1 per switch",
+        ports: n,
+        wall,
+        full: wall,
+    });
+    let t0 = Instant::now();
+    for owner in &owners {
+        owner::delete_owned(&c, owner).await.unwrap();
+    }
+    let wall = t0.elapsed();
+    assert_eq!(count_ports(&c).await, 0);
+    rows.push(Row {
+        op: "delete",
+        variant: "(a') delete_owned, 1 per switch",
         ports: n,
         wall,
         full: wall,
@@ -242,7 +291,7 @@ async fn main() {
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, nb_ports);
     rows.push(Row {
-        op: String::new(),
+        op: "create",
         variant: "(b) ovn-nbctl, 1 process/port",
         ports: nb_ports,
         wall,
@@ -254,13 +303,13 @@ async fn main() {
     }
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, 0);
-    let b_delete = Row {
-        op: String::new(),
+    rows.push(Row {
+        op: "delete",
         variant: "(b) ovn-nbctl, 1 process/port",
         ports: nb_ports,
         wall,
         full: wall.mul_f64(scale),
-    };
+    });
 
     // (c) one ovn-nbctl invocation, commands chained with `--`.
     let mut args: Vec<String> = Vec::new();
@@ -283,7 +332,7 @@ async fn main() {
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, n);
     rows.push(Row {
-        op: String::new(),
+        op: "create",
         variant: "(c) ovn-nbctl, one invocation",
         ports: n,
         wall,
@@ -297,17 +346,15 @@ async fn main() {
     nbctl(&srv, &args[1..]);
     let wall = t0.elapsed();
     assert_eq!(count_ports(&c).await, 0);
-    let c_delete = Row {
-        op: String::new(),
+    rows.push(Row {
+        op: "delete",
         variant: "(c) ovn-nbctl, one invocation",
         ports: n,
         wall,
         full: wall,
-    };
-    let a_delete = rows.remove(1);
-    rows.push(a_delete);
-    rows.push(b_delete);
-    rows.push(c_delete);
+    });
+    // Creates first, each group in run order; (a) is the baseline.
+    rows.sort_by_key(|r| r.op != "create");
 
     println!();
     println!(
@@ -320,13 +367,19 @@ async fn main() {
         "operation", "variant", "ports", "wall", "per port", "full N", "vs (a)"
     );
     println!("{}", "-".repeat(124));
-    for group in rows.chunks(3) {
+    for op in ["create", "delete"] {
+        let group: Vec<&Row> = rows.iter().filter(|r| r.op == op).collect();
         let a = group[0].full;
+        let label = if op == "create" {
+            format!("create {n} LSPs on {switches} LS")
+        } else {
+            format!("delete {n} LSPs")
+        };
         for r in group {
             let extrapolated = r.ports != n;
             println!(
                 "{:<28} | {:<31} | {:>6} | {:>8.3} s | {:>8.1} µs | {:>8.3} s{} | {:>8.1}×",
-                if r.op.is_empty() { &group[0].op } else { &r.op },
+                label,
                 r.variant,
                 r.ports,
                 r.wall.as_secs_f64(),

@@ -49,7 +49,7 @@ pub struct VpcSpec {
 
 /// Which address of a packet a static route matches.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
 )]
 pub enum RoutePolicy {
     /// Match the destination address (ordinary routing).

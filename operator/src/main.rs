@@ -1,1 +1,182 @@
-fn main() {}
+//! `vpcnet-operator`: runs the Vpc, Subnet and Pod reconcilers against the
+//! cluster and an OVN Northbound DB.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use tokio::sync::Mutex;
+use vpcnet_api::{Subnet, Vpc};
+use vpcnet_operator::ipam::Ipam;
+use vpcnet_operator::metrics::Metrics;
+use vpcnet_operator::ovn_view::OvnView;
+use vpcnet_operator::{Context, Error, default_network, gc, pod, subnet, vpc};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "vpcnet operator: tenant VPCs on OVN")]
+struct Args {
+    /// OVN Northbound DB (`unix:/path` or `tcp:host:port`).
+    #[arg(
+        long,
+        env = "OVN_NB_DB",
+        default_value = "unix:/var/run/ovn/ovnnb_db.sock"
+    )]
+    ovn_nb: String,
+    /// CIDR of the default subnet for pods of unclaimed namespaces.
+    #[arg(long, env = "VPCNET_DEFAULT_CIDR", default_value = "10.16.0.0/16")]
+    default_cidr: String,
+    /// Gateway of the default subnet (default: its first address).
+    #[arg(long, env = "VPCNET_DEFAULT_GATEWAY")]
+    default_gateway: Option<String>,
+    /// Do not create or use a default VPC and subnet.
+    #[arg(long, env = "VPCNET_NO_DEFAULT_NETWORK")]
+    no_default_network: bool,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "VPCNET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: String,
+    /// Seconds between garbage collections of orphaned OVN rows.
+    #[arg(long, default_value_t = 60)]
+    gc_interval: u64,
+}
+
+fn error_policy<K>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_obj, err, ctx| {
+        tracing::warn!(kind, error = %err, "reconcile failed; retrying");
+        ctx.metrics.failed(kind, err);
+        Action::requeue(Duration::from_secs(
+            if matches!(err, Error::Dependency(_)) {
+                2
+            } else {
+                5
+            },
+        ))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow_free::Result {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default().await?;
+    let nb = ovn::Client::connect(&args.ovn_nb).await?;
+    nb.check_schema(ovn::nb::schema()).await?;
+    let ovn = OvnView::start(&nb).await?;
+
+    let default_subnet = if args.no_default_network {
+        None
+    } else {
+        default_network::ensure(&client, &args.default_cidr, args.default_gateway.as_deref())
+            .await?;
+        Some(default_network::DEFAULT_SUBNET.to_string())
+    };
+
+    let vpc_api: Api<Vpc> = Api::all(client.clone());
+    let subnet_api: Api<Subnet> = Api::all(client.clone());
+    let pod_api: Api<Pod> = Api::all(client.clone());
+    let vpc_ctl = Controller::new(vpc_api.clone(), watcher::Config::default());
+    let subnet_ctl = Controller::new(subnet_api.clone(), watcher::Config::default());
+    let vpcs = vpc_ctl.store();
+    let subnets = subnet_ctl.store();
+
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(Context {
+        recorder: Context::recorder(&client),
+        client: client.clone(),
+        nb,
+        ovn,
+        ipam: Mutex::new(Ipam::default()),
+        vpcs: vpcs.clone(),
+        subnets: subnets.clone(),
+        metrics: metrics.clone(),
+        default_subnet,
+    });
+
+    // Addresses and orphans first: no allocation before the state is known.
+    let rebuilt = pod::rebuild::rebuild(&ctx).await?;
+    tracing::info!(?rebuilt, "address state rebuilt");
+    let collected = gc::collect(&ctx).await?;
+    tracing::info!(
+        owners = collected.owners.len(),
+        "startup garbage collection done"
+    );
+
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(vpcnet_operator::metrics::serve(
+        args.metrics_addr.clone(),
+        metrics.clone(),
+        ready.clone(),
+    ));
+
+    let vpc_ctl = vpc_ctl
+        .watches(subnet_api, watcher::Config::default(), |s: Subnet| {
+            Some(ObjectRef::<Vpc>::new(subnet::vpc_of(&s)))
+        })
+        .run(vpc::reconcile, error_policy::<Vpc>("Vpc"), ctx.clone())
+        .for_each(|_| async {});
+    let subnet_ctl = subnet_ctl
+        .watches(vpc_api, watcher::Config::default(), {
+            let subnets = subnets.clone();
+            move |v: Vpc| {
+                let name = kube::ResourceExt::name_any(&v);
+                subnets
+                    .state()
+                    .iter()
+                    .filter(|s| subnet::vpc_of(s) == name)
+                    .map(|s| ObjectRef::from(s.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .run(
+            subnet::reconcile,
+            error_policy::<Subnet>("Subnet"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let vpc_task = tokio::spawn(vpc_ctl);
+    let subnet_task = tokio::spawn(subnet_ctl);
+    // Pods are placed by namespace binding: never before every Subnet is known.
+    wait_ready(&vpcs).await;
+    wait_ready(&subnets).await;
+    let pod_ctl = Controller::new(pod_api, watcher::Config::default())
+        .run(pod::reconcile, error_policy::<Pod>("Pod"), ctx.clone())
+        .for_each(|_| async {});
+
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("operator running");
+    tokio::select! {
+        r = vpc_task => tracing::error!(?r, "Vpc controller ended"),
+        r = subnet_task => tracing::error!(?r, "Subnet controller ended"),
+        _ = pod_ctl => tracing::error!("Pod controller ended"),
+        _ = pod::deletion::run(ctx.clone()) => tracing::error!("pod deletion watcher ended"),
+        _ = gc::run(ctx.clone(), Duration::from_secs(args.gc_interval)) => {},
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    }
+    Ok(())
+}
+
+/// Waits until a controller's store holds its first full list. (A parked
+/// `wait_until_ready` here was not woken reliably, so this polls.)
+async fn wait_ready<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
+    store: &kube::runtime::reflector::Store<K>,
+) {
+    use futures::FutureExt;
+    while store.wait_until_ready().now_or_never().is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `main` result that prints the error chain without an extra crate.
+mod anyhow_free {
+    /// Any error, printed with `Display` on exit.
+    pub type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+}

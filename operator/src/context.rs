@@ -1,0 +1,70 @@
+//! What every reconciler shares.
+
+use std::sync::Arc;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Mutex;
+use vpcnet_api::{Subnet, Vpc};
+
+use crate::ipam::Ipam;
+use crate::metrics::Metrics;
+use crate::ovn_view::OvnView;
+
+/// Shared state of the operator.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// OVN Northbound client.
+    pub nb: ovn::Client,
+    /// Routers and switches by name.
+    pub ovn: OvnView,
+    /// Address pools of all subnets.
+    pub ipam: Mutex<Ipam>,
+    /// Cached Vpc objects.
+    pub vpcs: Store<Vpc>,
+    /// Cached Subnet objects.
+    pub subnets: Store<Subnet>,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The subnet for pods in namespaces no Subnet claims.
+    pub default_subnet: Option<String>,
+}
+
+impl Context {
+    /// A recorder identifying this controller.
+    pub fn recorder(client: &Client) -> Recorder {
+        let instance = std::env::var("POD_NAME").ok();
+        Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: crate::names::MANAGER.into(),
+                instance,
+            },
+        )
+    }
+
+    /// Publishes an Event on `obj`; failures are logged, never fatal.
+    pub async fn event<K>(&self, obj: &K, warning: bool, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(object = %obj.name_any(), error = %e, "publishing event failed");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Address management for every subnet: pure, rebuilt from the API server at
+//! start, so a restart never hands out an address twice.
+
+mod pool;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+pub use pool::Pool;
+
+/// Why an address could not be given.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum IpamError {
+    /// The CIDR does not parse (or is not IPv4).
+    #[error("{0} is not an IPv4 CIDR")]
+    BadCidr(String),
+    /// An address or range does not parse.
+    #[error("{0} is not an IPv4 address or range")]
+    BadAddress(String),
+    /// Every address is taken.
+    #[error("subnet {0} has no free address")]
+    Exhausted(String),
+    /// A fixed address outside the subnet.
+    #[error("{ip} is outside {cidr}")]
+    OutOfRange {
+        /// Requested address.
+        ip: String,
+        /// The subnet.
+        cidr: String,
+    },
+    /// A fixed address that is the gateway or excluded.
+    #[error("{0} is reserved (gateway or excludeIps)")]
+    Reserved(String),
+    /// A fixed address someone else holds.
+    #[error("{ip} is already used by {holder}")]
+    InUse {
+        /// Requested address.
+        ip: String,
+        /// Its holder.
+        holder: String,
+    },
+    /// No pool for the subnet.
+    #[error("subnet {0} is not known to IPAM")]
+    UnknownSubnet(String),
+}
+
+/// The pools of all subnets, by subnet name.
+#[derive(Debug, Default)]
+pub struct Ipam {
+    pools: BTreeMap<String, Pool>,
+}
+
+impl Ipam {
+    /// Creates or refreshes the pool of `subnet`, keeping current holders
+    /// whose addresses are still valid in the new shape.
+    pub fn upsert(
+        &mut self,
+        subnet: &str,
+        cidr: &str,
+        gateway: Option<&str>,
+        exclude: &[String],
+    ) -> Result<(), IpamError> {
+        let mut fresh = Pool::new(cidr, gateway, exclude)?;
+        if let Some(old) = self.pools.get(subnet)
+            && old.net() == fresh.net()
+        {
+            let holders: Vec<(String, Ipv4Addr)> =
+                old.holders().map(|(h, a)| (h.to_string(), a)).collect();
+            for (holder, ip) in holders {
+                // An address that became excluded stays with its holder
+                // until released; exclusion only affects new allocations.
+                if fresh.allocate_fixed(&holder, ip).is_err() {
+                    fresh.force(&holder, ip);
+                }
+            }
+        }
+        self.pools.insert(subnet.to_string(), fresh);
+        Ok(())
+    }
+
+    /// Drops a subnet's pool.
+    pub fn remove(&mut self, subnet: &str) {
+        self.pools.remove(subnet);
+    }
+
+    /// The pool of `subnet`.
+    pub fn pool(&self, subnet: &str) -> Option<&Pool> {
+        self.pools.get(subnet)
+    }
+
+    /// The pool of `subnet`, mutable.
+    pub fn pool_mut(&mut self, subnet: &str) -> Result<&mut Pool, IpamError> {
+        self.pools
+            .get_mut(subnet)
+            .ok_or_else(|| IpamError::UnknownSubnet(subnet.to_string()))
+    }
+
+    /// Releases `holder` in every pool.
+    pub fn release_everywhere(&mut self, holder: &str) {
+        for p in self.pools.values_mut() {
+            p.release(holder);
+        }
+    }
+}
+
+/// The MAC address derived from an IPv4 address (`0a:58:` + the address),
+/// stable across restarts without any stored state.
+pub fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("0a:58:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_keeps_holders() {
+        let mut ipam = Ipam::default();
+        ipam.upsert("s", "10.0.1.0/24", Some("10.0.1.1"), &[])
+            .unwrap();
+        let a = ipam.pool_mut("s").unwrap().allocate("pod-a").unwrap();
+        ipam.upsert("s", "10.0.1.0/24", Some("10.0.1.1"), &[a.to_string()])
+            .unwrap();
+        assert_eq!(
+            ipam.pool("s").unwrap().get("pod-a"),
+            Some(a),
+            "holder keeps a newly excluded address"
+        );
+        let b = ipam.pool_mut("s").unwrap().allocate("pod-b").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn mac_is_derived_from_ip() {
+        assert_eq!(mac_for(Ipv4Addr::new(10, 0, 1, 5)), "0a:58:0a:00:01:05");
+    }
+}

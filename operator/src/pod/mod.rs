@@ -1,0 +1,216 @@
+//! Pod reconciler: an address and a logical switch port for every pod on the
+//! pod network, announced to the CNI through annotations.
+
+pub mod deletion;
+pub mod placement;
+pub mod rebuild;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
+use ovn::{Desired, Owner, Table};
+use serde_json::json;
+use tracing::instrument;
+
+use crate::ipam::{IpamError, mac_for};
+use crate::names::{self, annotations as ann};
+use crate::{Context, Error, Result};
+use placement::Request;
+
+/// The OVN owner of a pod's port.
+pub fn owner(namespace: &str, pod: &str, vpc: &str) -> Owner {
+    Owner::new("Pod", namespace, pod).with_vpc(vpc)
+}
+
+/// True for pods that do not use the pod network.
+pub fn is_host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// Reconciles one Pod.
+#[instrument(skip_all, fields(kind = "Pod", namespace = %pod.namespace().unwrap_or_default(), name = %pod.name_any()))]
+pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
+    if is_host_network(&pod) || pod.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let result = apply(&pod, &ctx).await;
+    ctx.metrics.observe("Pod", started.elapsed().as_secs_f64());
+    result
+}
+
+async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let Some(subnet) =
+        placement::choose_subnet(&ns, &ctx.subnets.state(), ctx.default_subnet.as_deref())
+    else {
+        ctx.event(
+            pod,
+            true,
+            "NoSubnet",
+            "Allocate",
+            format!("no Subnet lists namespace {ns} and the default subnet is disabled"),
+        )
+        .await;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    let subnet_name = subnet.name_any();
+    let vpc = crate::subnet::vpc_of(&subnet).to_string();
+    let ls = names::switch(&subnet_name);
+    let Some(ls_uuid) = ctx.ovn.switch(&ls) else {
+        return Err(Error::Dependency(format!(
+            "logical switch {ls} of subnet {subnet_name}"
+        )));
+    };
+    let annotations = pod.annotations().clone();
+    let request = match placement::request(&annotations, &ls) {
+        Ok(r) => r,
+        Err(msg) => {
+            ctx.event(pod, true, "InvalidAnnotation", "Allocate", msg)
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let holder = names::pod_holder(&ns, &name);
+    let ip = {
+        let mut ipam = ctx.ipam.lock().await;
+        let pool = ipam
+            .pool_mut(&subnet_name)
+            .map_err(|_| Error::Dependency(format!("address pool of subnet {subnet_name}")))?;
+        match &request {
+            Request::Existing(ip) | Request::Fixed(ip) => pool.allocate_fixed(&holder, *ip),
+            Request::Pool(list) => first_free(pool, &holder, list),
+            Request::Any => pool.allocate(&holder),
+        }
+    };
+    let ip = match ip {
+        Ok(ip) => ip,
+        Err(e) => {
+            // A user-visible problem (conflict, exhausted, out of range):
+            // an Event, no port, and a retry in case the conflict clears.
+            let reason = match e {
+                IpamError::InUse { .. } | IpamError::Reserved(_) => "IPConflict",
+                IpamError::Exhausted(_) => "SubnetExhausted",
+                _ => "InvalidIP",
+            };
+            tracing::warn!(error = %e, "no address for pod");
+            ctx.event(
+                pod,
+                true,
+                reason,
+                "Allocate",
+                format!("subnet {subnet_name}: {e}"),
+            )
+            .await;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let mac = mac_for(ip);
+    let sts = deletion::statefulset_of(pod);
+    let port = port_row(&ns, &name, &subnet_name, &mac, ip, sts.as_deref());
+    ovn::owner::ensure_owned(
+        &ctx.nb,
+        &owner(&ns, &name, &vpc),
+        vec![Desired::new(&port).child_of(LogicalSwitch::TABLE, "ports", ls_uuid)],
+    )
+    .await?;
+
+    if !matches!(request, Request::Existing(_)) || annotations.get(ann::MAC_ADDRESS) != Some(&mac) {
+        let cidr = subnet.spec.cidr_block.clone();
+        let gateway =
+            match &subnet.spec.gateway {
+                Some(g) => g.clone(),
+                None => crate::subnet::desired::default_gateway(&cidr.parse().map_err(|_| {
+                    Error::Dependency(format!("valid CIDR of subnet {subnet_name}"))
+                })?)
+                .to_string(),
+            };
+        let patch = json!({"metadata": {"annotations": {
+            ann::IP_ADDRESS: ip.to_string(),
+            ann::MAC_ADDRESS: mac,
+            ann::CIDR: cidr,
+            ann::GATEWAY: gateway,
+            ann::LOGICAL_SWITCH: ls,
+            ann::SUBNET: subnet_name,
+            ann::ALLOCATED: "true",
+        }}});
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(%ip, "allocated");
+    }
+    Ok(Action::await_change())
+}
+
+fn first_free(
+    pool: &mut crate::ipam::Pool,
+    holder: &str,
+    list: &[Ipv4Addr],
+) -> Result<Ipv4Addr, IpamError> {
+    if let Some(ip) = pool.get(holder).filter(|ip| list.contains(ip)) {
+        return Ok(ip);
+    }
+    let mut last = IpamError::Exhausted(format!("ip_pool {list:?}"));
+    for ip in list {
+        match pool.allocate_fixed(holder, *ip) {
+            Ok(ip) => return Ok(ip),
+            Err(e) => last = e,
+        }
+    }
+    Err(match last {
+        IpamError::InUse { .. } => IpamError::Exhausted(format!(
+            "ip_pool {}",
+            list.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        other => other,
+    })
+}
+
+/// The logical switch port of a pod: addresses and port security pinned to
+/// its MAC and IP, so it cannot spoof either.
+pub fn port_row(
+    ns: &str,
+    pod: &str,
+    subnet: &str,
+    mac: &str,
+    ip: Ipv4Addr,
+    statefulset: Option<&str>,
+) -> LogicalSwitchPort {
+    let addr = format!("{mac} {ip}");
+    let mut port = LogicalSwitchPort {
+        name: names::pod_port(ns, pod),
+        addresses: BTreeSet::from([addr.clone()]),
+        port_security: BTreeSet::from([addr]),
+        external_ids: BTreeMap::from([
+            ("vpcnet.io/pod".to_string(), format!("{ns}/{pod}")),
+            ("vpcnet.io/subnet".to_string(), subnet.to_string()),
+            ("vpcnet.io/ip".to_string(), ip.to_string()),
+        ]),
+        ..Default::default()
+    };
+    if let Some(sts) = statefulset {
+        port.external_ids
+            .insert(STATEFULSET_KEY.to_string(), sts.to_string());
+    }
+    port
+}
+
+/// external_ids key naming the StatefulSet of a pod's port.
+pub const STATEFULSET_KEY: &str = "vpcnet.io/statefulset";
+
+/// The table pod ports live in (for GC and rebuild).
+pub const PORT_TABLE: &str = LogicalSwitchPort::TABLE;

@@ -18,6 +18,13 @@ pub struct Output {
 #[derive(Clone, Debug)]
 pub struct Kubectl {
     kubeconfig: PathBuf,
+    binary: PathBuf,
+}
+
+/// The box's own kubectl (same release as the cluster), else the one on PATH.
+fn kubectl_binary() -> PathBuf {
+    let boxed = crate::box_dir().join("bin/kubectl");
+    if boxed.exists() { boxed } else { PathBuf::from("kubectl") }
 }
 
 impl Kubectl {
@@ -32,7 +39,7 @@ impl Kubectl {
             "no kubeconfig at {}: start the cluster-in-a-box with `cargo xtask box up`",
             kubeconfig.display()
         );
-        let k = Self { kubeconfig };
+        let k = Self { kubeconfig, binary: kubectl_binary() };
         let probe = k.run(&["get", "--raw", "/readyz"]);
         assert!(
             probe.ok,
@@ -44,11 +51,11 @@ impl Kubectl {
 
     /// Runs `kubectl <args>`.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new("kubectl")
+        let out = Command::new(&self.binary)
             .env("KUBECONFIG", &self.kubeconfig)
             .args(args)
             .output()
-            .expect("kubectl is installed");
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.binary.display()));
         Output {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -59,9 +59,10 @@ fn demo() -> Result<(), String> {
     shell::box_script("up.sh", &[])?;
     let root = shell::repo_root();
     let kubeconfig = shell::box_dir().join("kubeconfig");
+    let binary = shell::box_dir().join("bin/kubectl");
     let kubectl = |args: &[&str]| {
         shell::run(
-            std::process::Command::new("kubectl")
+            std::process::Command::new(&binary)
                 .env("KUBECONFIG", &kubeconfig)
                 .args(args),
         )

@@ -1,13 +1,50 @@
 #!/usr/bin/env bash
-# Stops exactly the daemons up.sh started (by their recorded PIDs, after checking
-# each PID still runs the recorded binary for this box) and removes the state dir.
-# Idempotent: succeeds when nothing is running or there is no state.
+# Stops exactly what up.sh started and removes the state dir: the recorded
+# daemons (by PID, after checking each still runs the recorded binary for this
+# box), the node's leftovers (containerd shims and pods' processes, found via
+# /proc by namespace or cgroup), the pods' cgroups, the node's network namespace
+# (with every veth and tap in it), the host end of its veth and the mount points
+# up created. Idempotent: succeeds when nothing is running, after a crashed up,
+# or when there is no state.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$BOX_SCRIPTS/box-net.sh"
+source "$BOX_SCRIPTS/node.sh"
 GRACE_S=10
 
 box_lock
 [[ -d "$BOX" ]] || exit 0
+
+# stop NAME...: SIGTERM, up to GRACE_S, SIGKILL; only daemons of this box.
+stop() {
+  local n pid
+  declare -A running=()   # name -> pid
+  for n in "$@"; do
+    if pid=$(daemon_pid "$n"); then
+      running[$n]=$pid
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  local deadline=$((SECONDS + GRACE_S))
+  while ((${#running[@]})); do
+    for n in "${!running[@]}"; do
+      daemon_pid "$n" >/dev/null || unset "running[$n]"
+    done
+    ((${#running[@]})) || break
+    if ((SECONDS >= deadline)); then
+      for n in "${!running[@]}"; do
+        log "$n (pid ${running[$n]}) did not stop in ${GRACE_S}s; killing it"
+        pid=$(daemon_pid "$n") && kill -KILL "$pid" 2>/dev/null || true
+      done
+      sleep 0.2
+      for n in "${!running[@]}"; do
+        daemon_pid "$n" >/dev/null && die "$n (pid ${running[$n]}) survived SIGKILL"
+      done
+      break
+    fi
+    sleep 0.1
+  done
+}
 
 # Newest first: the reverse of start order, then any PID file not in the order list.
 names=()
@@ -20,33 +57,16 @@ for f in "$BOX"/pids/*.pid; do
   [[ " ${names[*]} " == *" $n "* ]] || names+=("$n")
 done
 
-declare -A running=()   # name -> pid
-for n in "${names[@]}"; do
-  if pid=$(daemon_pid "$n"); then
-    running[$n]=$pid
-    kill -TERM "$pid" 2>/dev/null || true
-  fi
-done
-
-deadline=$((SECONDS + GRACE_S))
-while ((${#running[@]})); do
-  for n in "${!running[@]}"; do
-    daemon_pid "$n" >/dev/null || unset "running[$n]"
-  done
-  ((${#running[@]})) || break
-  if ((SECONDS >= deadline)); then
-    for n in "${!running[@]}"; do
-      log "$n (pid ${running[$n]}) did not stop in ${GRACE_S}s; killing it"
-      pid=$(daemon_pid "$n") && kill -KILL "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
-    for n in "${!running[@]}"; do
-      daemon_pid "$n" >/dev/null && die "$n (pid ${running[$n]}) survived SIGKILL"
-    done
-    break
-  fi
-  sleep 0.1
-done
+# The node first: kubelet (no restarts), containerd, then what they leave
+# behind (shims, pods), then everything else in reverse start order.
+holder=$(holder_pid 2>/dev/null || true)
+stop kubelet
+stop containerd
+node_kill_rest "$holder"
+stop "${names[@]}"
+node_cgroups_down
+net_down
+node_dirs_down
 
 rm -rf "$BOX"
 log "box in $BOX is down"

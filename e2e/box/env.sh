@@ -9,3 +9,11 @@ fi
 echo "export VPCNET_BOX_DIR=$BOX"
 echo "export KUBECONFIG=$BOX/kubeconfig"
 echo "export PATH=$BOX/bin:\$PATH"
+if [[ -f "$BOX/netns" ]]; then
+  echo "export OVN_NB_DB=unix:$BOX/ovn/ovnnb_db.sock"
+  echo "export OVN_SB_DB=unix:$BOX/ovn/ovnsb_db.sock"
+  echo "export VPCNET_BOX_OVSDB=unix:$BOX/ovs/db.sock   # the node's Open_vSwitch db"
+  echo "export VPCNET_BOX_NODE=$NODE_NAME VPCNET_BOX_NETNS=$NODE_NETNS"
+  echo "# run a command in the node (network only):      ip netns exec $NODE_NETNS CMD"
+  echo "# ... with the node's mounts (containerd, CNI):   nsenter -t \$(cat $BOX/pids/node-holder.pid) -m -n CMD"
+fi

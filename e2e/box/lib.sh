@@ -16,11 +16,21 @@ CONTROLLER_MANAGER_PORT=36257
 SCHEDULER_PORT=36259
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_API_IP=10.96.0.1
-# The address the apiserver advertises for the "kubernetes" Service. The API
-# refuses loopback Endpoints, so with 127.0.0.1 that Service has no endpoints:
-# enough for clients on the host, not for in-cluster clients (pods). A node in
-# its own network namespace will set a non-loopback (veth) address here.
-ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-127.0.0.1}"
+# The node: a network namespace joined to the host by a veth pair. The host end
+# carries HOST_IP, where the apiserver binds and which it advertises (the API
+# refuses loopback Endpoints, so the "kubernetes" Service needs this address).
+NODE_NETNS=vpcnet-node
+NODE_NAME=node-1
+HOST_VETH=vpcbox0
+NODE_VETH=eth0
+HOST_IP=10.255.0.1
+NODE_IP=10.255.0.2
+NET_PREFIX=30
+ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-$HOST_IP}"
+API_SERVER="https://$ADVERTISE_IP:$APISERVER_PORT"
+CLUSTER_DNS_DOMAIN=cluster.local
+# Inside the node's mount namespace.
+CONTAINERD_SOCK=/run/containerd/containerd.sock
 
 log() { echo "box: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -65,3 +75,13 @@ daemon_pid() {
 
 # rss_kb PID: resident set size in kB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# holder_pid: PID of the process that holds the node's mount namespace.
+holder_pid() { daemon_pid node-holder; }
+
+# node_exec CMD...: runs CMD in the node's network + mount namespaces.
+node_exec() {
+  local pid
+  pid=$(holder_pid) || die "the node's namespace holder is not running"
+  nsenter -t "$pid" -m -n -- "$@"
+}

@@ -6,25 +6,54 @@
 # Env: VPCNET_BOX_DIR   state dir (default /tmp/vpcnet-box)
 #      VPCNET_CRDS_DIR  CRDs to apply once the API is up (default <repo>/crds)
 #      VPCNET_CACHE, K8S_VERSION  where/which Kubernetes build to use
-#      VPCNET_BOX_ADVERTISE_IP  apiserver advertise address (default 127.0.0.1)
+#      VPCNET_BOX_ADVERTISE_IP  apiserver advertise address (default 10.255.0.1,
+#                               the host end of the node's veth)
+#      VPCNET_BOX_TARGET  cargo target dir with release binaries (default <repo>/target-box)
+#      VPCNET_BOX_NO_NODE=1  control plane only (no netns, OVN, node, images, config)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$BOX_SCRIPTS/box-net.sh"
+source "$BOX_SCRIPTS/ovn.sh"
+source "$BOX_SCRIPTS/node.sh"
+source "$BOX_SCRIPTS/images.sh"
+source "$BOX_SCRIPTS/config.sh"
 CRDS_DIR="${VPCNET_CRDS_DIR:-$REPO/crds}"
 PKI="$BOX/pki"
 
 # ---------------------------------------------------------------- helpers
 
-# start_daemon NAME EXE ARGS...: runs EXE in its own session, detached from this
-# shell, logging to $BOX/logs/NAME.log; records its PID and binary for down.sh.
+# start_daemon NAME EXE [--wrap node|netns --] ARGS...: runs EXE in its own
+# session, detached from this shell, logging to $BOX/logs/NAME.log; records its
+# PID and binary for down.sh. With --wrap node it runs inside the node's network
+# and mount namespaces, with --wrap netns in a new private mount namespace in
+# the node's network namespace (the holder); nsenter/unshare exec EXE, so the
+# recorded PID is EXE's.
 start_daemon() {
-  local name=$1 exe=$2
+  local name=$1 exe wrap=()
+  exe=$(readlink -f "$2")
   shift 2
+  if [[ "${1:-}" == --wrap ]]; then
+    case "$2" in
+      node) wrap=(nsenter -t "$(holder_pid)" -m -n --) ;;
+      netns) wrap=(nsenter "--net=/run/netns/$NODE_NETNS" -- unshare -m --propagation private --) ;;
+      --) ;;
+      *) die "start_daemon: unknown wrap $2" ;;
+    esac
+    [[ "$2" == -- ]] && shift 2 || shift 3
+  fi
   # fd 8 is the box lock: a daemon must not hold it.
-  setsid "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 8>&- &
+  setsid "${wrap[@]}" "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 8>&- &
   local pid=$!
   echo "$pid" >"$BOX/pids/$name.pid"
   echo "$exe" >"$BOX/pids/$name.exe"
   echo "$name" >>"$BOX/pids/order"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && return 0
+    proc_alive "$pid" || break
+    sleep 0.02
+  done
+  die "$name did not start (see $BOX/logs/$name.log)"
 }
 
 # wait_for WHAT TIMEOUT_S DAEMON CMD...: polls CMD every 0.1 s; fails early if
@@ -45,7 +74,7 @@ wait_for() {
 # api PATH: GET against the apiserver as the admin.
 api() {
   curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT$1"
+    "$API_SERVER$1"
 }
 
 port_free() { [[ -z "$(ss -Hltn "sport = :$1")" ]]; }
@@ -101,7 +130,7 @@ kind: Config
 clusters:
 - name: vpcnet-box
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $API_SERVER
     certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
 users:
 - name: $user
@@ -133,7 +162,7 @@ start_etcd() {
 start_apiserver() {
   start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_IP" \
+    --bind-address="$ADVERTISE_IP" --secure-port="$APISERVER_PORT" --advertise-address="$ADVERTISE_IP" \
     --cert-dir="$PKI/apiserver-generated" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
@@ -202,18 +231,34 @@ wait_default_serviceaccount() {
     api /api/v1/namespaces/default/serviceaccounts/default
 }
 
+# phase NAME: records the time since the previous phase.
+PHASES=()
+phase() {
+  local now=$EPOCHREALTIME
+  PHASES+=("$1 $(awk -v a="$PHASE_T" -v b="$now" 'BEGIN {printf "%.1f", b - a}')")
+  PHASE_T=$now
+}
+
 summary() {
-  local elapsed=$1 total=0 name pid kb
+  local elapsed=$1 total=0 name pid kb p
   echo "box up in ${elapsed}s (state: $BOX)"
+  for p in "${PHASES[@]}"; do printf '  %-24s %6ss\n' "${p% *}" "${p##* }"; done
   while read -r name; do
     pid=$(daemon_pid "$name") || die "$name is not running"
     kb=$(rss_kb "$pid")
     total=$((total + kb))
     printf '  %-24s pid %-7s rss %4d MB\n' "$name" "$pid" $((kb / 1024))
   done <"$BOX/pids/order"
-  printf '  %-24s             rss %4d MB\n' total $((total / 1024))
-  echo "export KUBECONFIG=$BOX/kubeconfig"
-  echo "export PATH=$BOX/bin:\$PATH   # kubectl $K8S_VERSION"
+  printf '  %-24s             rss %4d MB\n' "total (daemons)" $((total / 1024))
+  if [[ -f "$BOX/netns" ]]; then
+    total=0
+    for pid in $(node_procs "$(holder_pid)"); do
+      grep -qxF "$pid" < <(cat "$BOX"/pids/*.pid) && continue
+      kb=$(rss_kb "$pid"); total=$((total + kb))
+    done
+    printf '  %-24s             rss %4d MB\n' "pods + shims" $((total / 1024))
+  fi
+  "$BOX_SCRIPTS/env.sh"
 }
 
 on_exit() {
@@ -223,8 +268,10 @@ on_exit() {
   for f in "$BOX"/logs/*.log; do
     [[ -f "$f" ]] || continue
     echo "--- $f" >&2
-    tail -n 15 "$f" >&2
+    tail -n 8 "$f" | cut -c1-400 >&2
   done
+  rm -rf "$BOX.failed-logs" && cp -r "$BOX/logs" "$BOX.failed-logs" 2>/dev/null &&
+    log "logs kept in $BOX.failed-logs"
   log "stopping what was started"
   "$BOX_SCRIPTS/down.sh" >&2 || true
   exit "$rc"
@@ -246,12 +293,16 @@ main() {
   done
 
   local t0=$EPOCHREALTIME
+  PHASE_T=$t0
   mkdir -p "$BOX/logs" "$BOX/pids" "$BOX/bin"
   trap on_exit EXIT
   KUBECTL="$K8S_BIN/kubectl"
   ln -s "$KUBECTL" "$BOX/bin/kubectl"
   export KUBECONFIG="$BOX/kubeconfig"
 
+  local node=1
+  [[ -n "${VPCNET_BOX_NO_NODE:-}" || "$ADVERTISE_IP" == 127.0.0.1 ]] && node=""
+  [[ -n "$node" ]] && net_up
   gen_certs
   start_etcd
   start_apiserver
@@ -259,6 +310,22 @@ main() {
   start_scheduler
   apply_crds
   wait_default_serviceaccount
+  phase "control plane"
+  if [[ -n "$node" ]]; then
+    ovn_central_up
+    node_holder_up
+    ovs_node_up
+    phase "OVN"
+    containerd_up
+    kubelet_up
+    phase "node"
+    local archives
+    mapfile -t archives < <(build_images pause testapp operator cni natgw)
+    import_images "${archives[@]}"
+    phase "images"
+    config_up
+    phase "config"
+  fi
   summary "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')"
 }
 

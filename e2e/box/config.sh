@@ -1,0 +1,63 @@
+# The product's manifests, applied the way a user would (sourced by up.sh;
+# needs lib.sh, up.sh's wait_for/api, node_exec): `kubectl apply -k config/box`,
+# then wait for the operator and the CNI DaemonSet, then a smoke pod.
+# shellcheck shell=bash
+
+CONFIG_DIR="${VPCNET_BOX_CONFIG:-$REPO/config/box}"
+CNI_CONFLIST=/etc/cni/net.d/10-vpcnet.conflist
+SMOKE_POD=box-smoke
+DEFAULT_CIDR_PREFIX=10.16.
+
+# image_imported NAME: the node's containerd has docker.io/local/NAME:latest.
+image_imported() {
+  node_exec ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q |
+    grep -qx "docker.io/local/$1:latest"
+}
+
+node_ready() {
+  [[ "$("$KUBECTL" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
+}
+
+# pod_ip NS NAME: the pod's IP once it is Running.
+pod_running_ip() {
+  local out
+  out=$("$KUBECTL" -n "$1" get pod "$2" -o jsonpath='{.status.phase} {.status.podIP}') || return 1
+  [[ "$out" == "Running "* && -n "${out#Running }" ]] && echo "${out#Running }"
+}
+
+config_up() {
+  if ! image_imported vpcnet-operator || ! image_imported vpcnet-cni; then
+    log "operator/CNI images missing (release binaries not built in $BOX_TARGET): config/ not applied"
+    return 0
+  fi
+  "$KUBECTL" apply --server-side --field-manager=vpcnet-box -k "$CONFIG_DIR" >/dev/null
+  "$KUBECTL" -n vpcnet-system rollout status daemonset/vpcnet-cni --timeout=60s >/dev/null ||
+    die "the vpcnet-cni DaemonSet did not become ready"
+  wait_for "$CNI_CONFLIST in the node" 30 kubelet node_exec test -s "$CNI_CONFLIST"
+  log "vpcnet-cni DaemonSet installed the plugin and $CNI_CONFLIST"
+  "$KUBECTL" -n vpcnet-system wait --for=condition=Available deployment/vpcnet-operator --timeout=90s >/dev/null ||
+    die "the vpcnet-operator Deployment did not become Available"
+  wait_for "node $NODE_NAME Ready" 30 kubelet node_ready
+  smoke_pod
+}
+
+# smoke_pod: a testapp pod in default gets Running with an address from the
+# default subnet; removed again.
+smoke_pod() {
+  image_imported vpcnet-testapp || return 0
+  "$KUBECTL" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: $SMOKE_POD, namespace: default, labels: {app: $SMOKE_POD}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+    - {name: testapp, image: docker.io/local/vpcnet-testapp:latest, imagePullPolicy: Never}
+YAML
+  local ip
+  wait_for "pod default/$SMOKE_POD Running" 60 kubelet pod_running_ip default "$SMOKE_POD"
+  ip=$(pod_running_ip default "$SMOKE_POD")
+  [[ "$ip" == "$DEFAULT_CIDR_PREFIX"* ]] || die "pod default/$SMOKE_POD got $ip, not an address of 10.16.0.0/16"
+  log "pod default/$SMOKE_POD Running with $ip"
+  "$KUBECTL" -n default delete pod "$SMOKE_POD" --wait=false >/dev/null
+}

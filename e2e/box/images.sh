@@ -1,0 +1,133 @@
+# Container images for the box, built from the top-level Dockerfile without a
+# registry or a Docker engine: a debootstrap base rootfs committed into buildah's
+# storage as localhost/debian:bookworm-slim, `buildah bud --target X`, an OCI
+# archive per image, imported into the node's containerd. Every archive is keyed
+# by a hash of what went into it and is never rebuilt while the key matches.
+# Sourced by up.sh (needs lib.sh); `images.sh build` builds without a box.
+# shellcheck shell=bash
+
+CACHE="${VPCNET_CACHE:-$HOME/.cache/vpcnet}"
+IMAGE_CACHE="$CACHE/images"
+BASE_RECIPE=1                     # bump when the base rootfs recipe changes
+BASE_TAR="$CACHE/base-bookworm-r$BASE_RECIPE.tar"
+BASE_IMAGE=localhost/debian:bookworm-slim
+BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot "$CACHE/buildah/run" --storage-driver vfs)
+# Where release binaries come from (`cargo build --release` output).
+BOX_TARGET="${VPCNET_BOX_TARGET:-$REPO/target-box}"
+# component -> binary the Dockerfile copies from target/release/ (empty: none)
+declare -A IMAGE_BINARY=(
+  [pause]="" [testapp]="" [operator]=vpcnet-operator [cni]=vpcnet-cni [natgw]=vpcnet-natgw
+  [dns]=vpcnet-dns [lb]=vpcnet-lb
+)
+
+# base_rootfs: debootstrap --variant=minbase bookworm, tarred once into the cache.
+base_rootfs() {
+  [[ -s "$BASE_TAR" ]] && return 0
+  local dir
+  dir=$(mktemp -d "$CACHE/.base.XXXXXX")
+  log "debootstrap bookworm base rootfs (once, ~30 s)"
+  debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
+    { rm -rf "$dir"; die "debootstrap failed (see $CACHE/debootstrap.log)"; }
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+  # Same sources as the public debian image, so `apt-get update` in a RUN works.
+  printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
+    >"$dir/etc/apt/sources.list"
+  tar -C "$dir" --numeric-owner -cf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
+  rm -rf "$dir"
+}
+
+# base_image: the base rootfs committed into buildah storage, once per recipe.
+base_image() {
+  local want="base-r$BASE_RECIPE"
+  if "${BUILDAH[@]}" inspect --type image --format '{{index .ImageAnnotations "vpcnet.box/recipe"}}' "$BASE_IMAGE" 2>/dev/null | grep -qx "$want"; then
+    return 0
+  fi
+  base_rootfs
+  local ctr mnt
+  ctr=$("${BUILDAH[@]}" from scratch)
+  mnt=$("${BUILDAH[@]}" mount "$ctr")
+  tar -C "$mnt" --numeric-owner -xf "$BASE_TAR"
+  "${BUILDAH[@]}" umount "$ctr" >/dev/null
+  "${BUILDAH[@]}" config --annotation "vpcnet.box/recipe=$want" --cmd /bin/bash \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+  "${BUILDAH[@]}" commit -q "$ctr" "$BASE_IMAGE" >/dev/null
+  "${BUILDAH[@]}" rm "$ctr" >/dev/null
+}
+
+# image_context NAME DIR: copies the build context of NAME into DIR (only the
+# files it uses, so the key and the context are the same set); prints the key
+# and the Dockerfile. Product images: the top-level Dockerfile + the release
+# binary. Test images: e2e/images/NAME/ with its C source compiled statically.
+image_context() {
+  local name=$1 dir=$2 bin=${IMAGE_BINARY[$1]}
+  if [[ -d "$REPO/e2e/images/$name" ]]; then
+    cp -r "$REPO/e2e/images/$name/." "$dir/"
+    cc -static -O2 -o "$dir/$name" "$dir/$name.c" || die "cc $name.c failed"
+    rm "$dir/$name.c"
+  else
+    [[ -x "$BOX_TARGET/release/$bin" ]] || return 1
+    mkdir -p "$dir/target/release" "$dir/config"
+    cp "$REPO/Dockerfile" "$dir/"
+    cp "$BOX_TARGET/release/$bin" "$dir/target/release/"
+    [[ "$name" == cni ]] && cp -r "$REPO/config/cni" "$dir/config/"
+  fi
+  (cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+# build_image NAME: archive $IMAGE_CACHE/vpcnet-NAME-<key>.tar, built unless the
+# key exists. Prints the archive path; fails if the binary is not built.
+build_image() {
+  local name=$1 ctx key archive
+  ctx=$(mktemp -d "$CACHE/.ctx.XXXXXX")
+  if ! key=$(image_context "$name" "$ctx"); then
+    rm -rf "$ctx"
+    return 1
+  fi
+  archive="$IMAGE_CACHE/vpcnet-$name-$key.tar"
+  if [[ ! -s "$archive" ]]; then
+    base_image
+    log "building image vpcnet-$name ($key)"
+    local tag="docker.io/local/vpcnet-$name:latest"
+    "${BUILDAH[@]}" bud -q --pull=false --isolation chroot --layers=false \
+      --build-arg "BASE=$BASE_IMAGE" --target "$name" -t "$tag" "$ctx" \
+      >"$CACHE/build-$name.log" 2>&1 || { rm -rf "$ctx"; die "image $name failed (see $CACHE/build-$name.log)"; }
+    rm -f "$IMAGE_CACHE"/vpcnet-"$name"-*.tar
+    "${BUILDAH[@]}" push -q "$tag" "oci-archive:$archive.tmp:$tag" >>"$CACHE/build-$name.log" 2>&1 &&
+      mv "$archive.tmp" "$archive"
+  fi
+  rm -rf "$ctx"
+  echo "$archive"
+}
+
+# build_images NAME...: builds what is buildable; writes $BOX/images.list
+# (archive per line) when a box is up, else prints it.
+build_images() {
+  mkdir -p "$IMAGE_CACHE"
+  local name archive out=()
+  for name in "$@"; do
+    if archive=$(build_image "$name"); then
+      out+=("$archive")
+    else
+      log "image vpcnet-$name skipped: $BOX_TARGET/release/${IMAGE_BINARY[$name]} is not built"
+    fi
+  done
+  printf '%s\n' "${out[@]}"
+}
+
+# import_images ARCHIVE...: into the node's containerd (k8s.io namespace).
+import_images() {
+  local a
+  for a in "$@"; do
+    node_exec ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --no-unpack=false "$a" >/dev/null ||
+      die "ctr import of $a failed"
+  done
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  [[ "${1:-}" == build ]] || die "usage: images.sh build [NAME...]"
+  shift
+  (($#)) || set -- pause testapp operator cni natgw
+  build_images "$@"
+fi

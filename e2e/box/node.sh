@@ -1,0 +1,198 @@
+# The node (sourced by up.sh and down.sh; needs lib.sh, box-net.sh, and for
+# starting up.sh's start_daemon/sign): one long-lived holder process owns a
+# private mount namespace inside the vpcnet-node network namespace; containerd,
+# kubelet and the node's OVS daemons run in both (nsenter -t <holder> -m -n).
+# tmpfs over the fixed paths kubelet/containerd/CNI write to keeps the host clean.
+# shellcheck shell=bash
+
+NODE_DIR="$BOX/node"
+# Cgroups of pods (cgroupfs driver) live below this root, so down can remove them.
+CGROUP_ROOT=vpcnet-box
+NODE_TMPFS=(/var/lib/kubelet /var/lib/containerd /var/lib/cni /run/containerd /run/netns
+  /var/log /etc/cni /opt/cni)
+# Host dir -> path inside the node (bind mounts).
+declare -A NODE_BINDS=(["$BOX/ovs"]=/run/openvswitch ["$BOX/ovn"]=/run/ovn)
+# Kernel settings kubelet insists on (vm.overcommit_memory=1, kernel.panic=10,
+# kernel.panic_on_oops=1) are global, not per namespace: inside the node they
+# are files with the expected values, so kubelet neither writes nor fails.
+declare -A NODE_SYSCTLS=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/panic]=10
+  [kernel/panic_on_oops]=1 [kernel/keys/root_maxkeys]=1000000 [kernel/keys/root_maxbytes]=25000000)
+
+node_mounts() {
+  local d
+  for d in "${NODE_TMPFS[@]}" "${NODE_BINDS[@]}"; do record_created_dir "$d"; done
+  for d in "${NODE_TMPFS[@]}"; do node_exec mount -t tmpfs -o mode=755 "vpcnet-box" "$d"; done
+  for d in "${!NODE_BINDS[@]}"; do mkdir -p "$d"; node_exec mount --bind "$d" "${NODE_BINDS[$d]}"; done
+  mkdir -p "$NODE_DIR/sysctl"
+  for d in "${!NODE_SYSCTLS[@]}"; do
+    echo "${NODE_SYSCTLS[$d]}" >"$NODE_DIR/sysctl/${d//\//.}"
+    node_exec mount --bind "$NODE_DIR/sysctl/${d//\//.}" "/proc/sys/$d"
+  done
+  node_exec mkdir -p /etc/cni/net.d /opt/cni/bin /var/log/pods /var/log/containers
+}
+
+# node_holder_up: the namespaces' holder: `tail -f` on a file of this box (its
+# command line names the box, which down.sh checks before signalling it).
+node_holder_up() {
+  mkdir -p "$NODE_DIR"
+  : >"$NODE_DIR/holder"
+  start_daemon node-holder /usr/bin/tail --wrap netns -- -f "$NODE_DIR/holder"
+  wait_for "the node namespace holder" 5 node-holder node_exec true
+  node_mounts
+}
+
+# node_cgroups_up: CGROUP_ROOT in every cgroup v1 hierarchy (kubelet requires
+# it to exist); cpuset needs its cpus/mems filled in from the parent.
+node_cgroups_up() {
+  local dir
+  while read -r dir; do
+    mkdir -p "$dir/$CGROUP_ROOT"
+    if [[ -f "$dir/cpuset.cpus" ]]; then
+      cat "$dir/cpuset.cpus" >"$dir/$CGROUP_ROOT/cpuset.cpus"
+      cat "$dir/cpuset.mems" >"$dir/$CGROUP_ROOT/cpuset.mems"
+    fi
+  done < <(awk '$3 == "cgroup" {print $2}' /proc/mounts)
+}
+
+containerd_config() {
+  cat >"$NODE_DIR/containerd.toml" <<EOF
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "/var/lib/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/local/vpcnet-pause:latest"
+  # root here lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj.
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
+EOF
+}
+
+containerd_up() {
+  containerd_config
+  start_daemon containerd /usr/bin/containerd --wrap node -- --config "$NODE_DIR/containerd.toml" --log-level warn
+  wait_for "containerd" 20 containerd node_exec ctr --address "$CONTAINERD_SOCK" version
+}
+
+kubelet_config() {
+  local client='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'
+  sign kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
+  sign kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" \
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:$NODE_NAME,IP:$NODE_IP\n"
+  write_kubeconfig "$NODE_DIR/kubelet.kubeconfig" kubelet-client
+  cat >"$NODE_DIR/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $PKI/kubelet-serving.crt
+tlsPrivateKeyFile: $PKI/kubelet-serving.key
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+cgroupDriver: cgroupfs
+cgroupRoot: /$CGROUP_ROOT
+failCgroupV1: false
+failSwapOn: false
+protectKernelDefaults: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "0%", nodefs.available: "0%", imagefs.available: "0%"}
+clusterDomain: $CLUSTER_DNS_DOMAIN
+resolvConf: /etc/resolv.conf
+serializeImagePulls: false
+nodeStatusUpdateFrequency: 4s
+syncFrequency: 10s
+fileCheckFrequency: 10s
+maxPods: 110
+EOF
+}
+
+kubelet_up() {
+  kubelet_config
+  node_cgroups_up
+  start_daemon kubelet "$K8S_BIN/kubelet" --wrap node -- \
+    --config="$NODE_DIR/kubelet.yaml" --kubeconfig="$NODE_DIR/kubelet.kubeconfig" \
+    --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
+  wait_for "node $NODE_NAME registered" 60 kubelet api "/api/v1/nodes/$NODE_NAME"
+}
+
+# ---------------------------------------------------------------- teardown
+
+# node_procs: PIDs (not ours) in the node's network or mount namespace, or in a
+# cgroup below CGROUP_ROOT: shims, pods' processes, leftovers of a crashed up.
+node_procs() {
+  local holder=$1 netns_ino="" mnt_ino="" pid
+  [[ -n "$holder" ]] && mnt_ino=$(readlink "/proc/$holder/ns/mnt" 2>/dev/null || true)
+  [[ -e "/run/netns/$NODE_NETNS" ]] && netns_ino="net:[$(stat -L -c %i "/run/netns/$NODE_NETNS")]"
+  for pid in /proc/[0-9]*; do
+    pid=${pid#/proc/}
+    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+    if [[ -n "$netns_ino" && "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" == "$netns_ino" ]] ||
+      [[ -n "$mnt_ino" && "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" == "$mnt_ino" ]] ||
+      grep -q ":/$CGROUP_ROOT/" "/proc/$pid/cgroup" 2>/dev/null; then
+      echo "$pid"
+    fi
+  done
+}
+
+# node_kill_rest HOLDER_PID: TERM, then KILL, whatever node_procs finds.
+node_kill_rest() {
+  local holder=$1 pids i
+  for i in 1 2 3; do
+    mapfile -t pids < <(node_procs "$holder")
+    ((${#pids[@]})) || return 0
+    if ((i < 3)); then kill -TERM "${pids[@]}" 2>/dev/null || true; else kill -KILL "${pids[@]}" 2>/dev/null || true; fi
+    local deadline=$((SECONDS + 5))
+    while ((SECONDS < deadline)); do
+      local alive=0 p
+      for p in "${pids[@]}"; do proc_alive "$p" && alive=1 && break; done
+      ((alive)) || break
+      sleep 0.1
+    done
+  done
+  mapfile -t pids < <(node_procs "$holder")
+  local p
+  for p in "${pids[@]}"; do proc_alive "$p" && log "node process $p survived SIGKILL"; done
+  return 0
+}
+
+# node_cgroups_down: removes the pods' cgroups (deepest first) in every hierarchy.
+node_cgroups_down() {
+  local root
+  for root in /sys/fs/cgroup/*/"$CGROUP_ROOT" /sys/fs/cgroup/"$CGROUP_ROOT"; do
+    [[ -d "$root" ]] || continue
+    find "$root" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [[ -d "$root" ]] && log "could not remove cgroup $root"
+  done
+  return 0
+}
+
+# node_dirs_down: the host directories created as mount points, if still empty.
+node_dirs_down() {
+  [[ -f "$BOX/created-dirs" ]] || return 0
+  local d
+  while read -r d; do rmdir "$d" 2>/dev/null || true; done < <(sort -ru "$BOX/created-dirs")
+}

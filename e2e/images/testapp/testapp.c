@@ -1,0 +1,91 @@
+/* Test workload: a TCP server that answers every connection (HTTP or not)
+ * with one line naming the client's address and its own hostname:
+ *   client=10.16.0.5:41234 server=testapp-7c9 port=8080
+ * HTTP requests get that line as an HTTP/1.0 response body. One process per
+ * connection; port from argv[1] or $PORT (default 8080). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int listen_on(int port) {
+  int one = 1, zero = 0;
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd >= 0) {
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&a6, sizeof a6) == 0 && listen(fd, 128) == 0) return fd;
+    close(fd);
+  }
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = INADDR_ANY};
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a4, sizeof a4) != 0 || listen(fd, 128) != 0) {
+    perror("listen");
+    exit(1);
+  }
+  return fd;
+}
+
+static void serve(int c, int port) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char addr[INET6_ADDRSTRLEN] = "?", host[256] = "?", req[4096], body[512], out[1024];
+  int peer_port = 0;
+  getpeername(c, (struct sockaddr *)&ss, &len);
+  if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
+    if (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr))
+      inet_ntop(AF_INET, &s->sin6_addr.s6_addr[12], addr, sizeof addr);
+    else
+      inet_ntop(AF_INET6, &s->sin6_addr, addr, sizeof addr);
+    peer_port = ntohs(s->sin6_port);
+  } else {
+    struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &s->sin_addr, addr, sizeof addr);
+    peer_port = ntohs(s->sin_port);
+  }
+  gethostname(host, sizeof host - 1);
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ssize_t n = recv(c, req, sizeof req - 1, 0);
+  int http = n > 0 && (strncmp(req, "GET ", 4) == 0 || strncmp(req, "HEAD ", 5) == 0 || strncmp(req, "POST ", 5) == 0);
+  int blen = snprintf(body, sizeof body, "client=%s:%d server=%s port=%d\n", addr, peer_port, host, port);
+  int olen = http ? snprintf(out, sizeof out,
+                             "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                             blen, body)
+                  : snprintf(out, sizeof out, "%s", body);
+  if (write(c, out, olen) < 0) perror("write");
+  shutdown(c, SHUT_WR);
+  close(c);
+}
+
+int main(int argc, char **argv) {
+  const char *p = argc > 1 ? argv[1] : getenv("PORT");
+  int port = p ? atoi(p) : 8080;
+  signal(SIGCHLD, SIG_IGN); /* children are reaped automatically */
+  int fd = listen_on(port);
+  fprintf(stderr, "testapp listening on :%d\n", port);
+  for (;;) {
+    int c = accept(fd, NULL, NULL);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      perror("accept");
+      continue;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(fd);
+      serve(c, port);
+      _exit(0);
+    }
+    close(c);
+  }
+}

@@ -1,6 +1,8 @@
 //! vpcnet-cni against real parts: an OVN sandbox whose ovs-vswitchd runs in a
 //! "node" namespace, pods as network namespaces, and the box's API server.
 //! The test plays the operator (Logical_Switch_Ports + pod annotations).
+//! Its Pod objects are bound to a node that does not exist, so no kubelet of
+//! the box acts on them: they only carry the annotations.
 
 mod common;
 
@@ -37,7 +39,7 @@ impl KubeNs {
     async fn pod(&self, name: &str, annotations: BTreeMap<String, String>) {
         let p: Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "annotations": annotations},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "local/pause:latest"}]}
+            "spec": {"nodeName": "vpcnet-cni-test-no-such-node", "containers": [{"name": "c", "image": "local/pause:latest"}]}
         }))
         .unwrap();
         self.pods()

@@ -24,7 +24,11 @@ pub struct Kubectl {
 /// The box's own kubectl (same release as the cluster), else the one on PATH.
 fn kubectl_binary() -> PathBuf {
     let boxed = crate::box_dir().join("bin/kubectl");
-    if boxed.exists() { boxed } else { PathBuf::from("kubectl") }
+    if boxed.exists() {
+        boxed
+    } else {
+        PathBuf::from("kubectl")
+    }
 }
 
 impl Kubectl {
@@ -39,7 +43,10 @@ impl Kubectl {
             "no kubeconfig at {}: start the cluster-in-a-box with `cargo xtask box up`",
             kubeconfig.display()
         );
-        let k = Self { kubeconfig, binary: kubectl_binary() };
+        let k = Self {
+            kubeconfig,
+            binary: kubectl_binary(),
+        };
         let probe = k.run(&["get", "--raw", "/readyz"]);
         assert!(
             probe.ok,
@@ -47,6 +54,16 @@ impl Kubectl {
             probe.stderr
         );
         k
+    }
+
+    /// The kubectl binary in use.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The kubeconfig in use.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
     }
 
     /// Runs `kubectl <args>`.

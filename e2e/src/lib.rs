@@ -2,8 +2,10 @@
 //! (`cargo xtask box up`). Tests drive the cluster with the real `kubectl`,
 //! exactly as a user would.
 
+pub mod cluster;
 pub mod corpus;
 pub mod kubectl;
+pub mod ovn_rows;
 
 use std::path::PathBuf;
 

@@ -46,23 +46,20 @@ pub fn run() -> Result<(), String> {
             "warnings",
         ])
     })?;
-    timed("unit + integration tests", &|| {
-        shell::cargo(&["test", "--workspace", "--locked", "--exclude", "vpcnet-e2e"])
-    })?;
+    // The box comes up before any test: integration tests of the CNI and
+    // the NAT agent use its API server, the e2e suite all of it.
     let up = timed("box up", &|| shell::box_script("up.sh", &[]));
-    let e2e = match up {
-        Ok(()) => timed("e2e tests on the box", &|| {
-            shell::cargo(&[
-                "test",
-                "-p",
-                "vpcnet-e2e",
-                "--locked",
-                "--",
-                "--test-threads=1",
-            ])
-        }),
-        Err(e) => Err(e),
-    };
+    let tests = up
+        .and_then(|()| {
+            timed("unit + integration tests", &|| {
+                shell::cargo(&["test", "--workspace", "--locked", "--exclude", "vpcnet-e2e"])
+            })
+        })
+        .and_then(|()| {
+            timed("e2e tests on the box", &|| {
+                shell::cargo(&["test", "-p", "vpcnet-e2e", "--locked", "--", "--test-threads=1"])
+            })
+        });
     let down = timed("box down", &|| shell::box_script("down.sh", &[]));
 
     println!("\n{:<34} {:>9}", "phase", "seconds");
@@ -72,5 +69,5 @@ pub fn run() -> Result<(), String> {
         total += p.secs;
     }
     println!("{:<34} {:>9.1}", "total", total);
-    e2e.and(down)
+    tests.and(down)
 }

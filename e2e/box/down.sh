@@ -63,7 +63,9 @@ holder=$(holder_pid 2>/dev/null || true)
 stop kubelet
 stop containerd
 node_kill_rest "$holder"
-stop "${names[@]}"
+# One at a time: the apiserver stops in ~1 s once its clients are gone, but
+# takes over 10 s while they are still connected.
+for n in "${names[@]}"; do stop "$n"; done
 node_cgroups_down
 net_down
 node_dirs_down

@@ -94,6 +94,9 @@ build_image() {
     rm -f "$IMAGE_CACHE"/vpcnet-"$name"-*.tar
     "${BUILDAH[@]}" push -q "$tag" "oci-archive:$archive.tmp:$tag" >>"$CACHE/build-$name.log" 2>&1 &&
       mv "$archive.tmp" "$archive"
+    # vfs keeps full copies: the archive is the cache, not buildah's storage.
+    "${BUILDAH[@]}" rmi -f "$tag" >/dev/null 2>&1 || true
+    "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
   fi
   rm -rf "$ctx"
   echo "$archive"

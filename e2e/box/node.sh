@@ -158,24 +158,22 @@ node_procs() {
   done
 }
 
-# node_kill_rest HOLDER_PID: TERM, then KILL, whatever node_procs finds.
+# node_kill_rest HOLDER_PID: TERM, up to 3 s, then KILL whatever node_procs
+# finds (containerd shims do not exit on TERM).
 node_kill_rest() {
-  local holder=$1 pids i
-  for i in 1 2 3; do
+  local holder=$1 pids p sig
+  for sig in TERM KILL; do
     mapfile -t pids < <(node_procs "$holder")
     ((${#pids[@]})) || return 0
-    if ((i < 3)); then kill -TERM "${pids[@]}" 2>/dev/null || true; else kill -KILL "${pids[@]}" 2>/dev/null || true; fi
-    local deadline=$((SECONDS + 5))
-    while ((SECONDS < deadline)); do
-      local alive=0 p
+    kill -"$sig" "${pids[@]}" 2>/dev/null || true
+    local deadline=$((SECONDS + 3)) alive=1
+    while ((alive && SECONDS < deadline)); do
+      alive=0
       for p in "${pids[@]}"; do proc_alive "$p" && alive=1 && break; done
-      ((alive)) || break
-      sleep 0.1
+      ((alive)) && sleep 0.1
     done
   done
-  mapfile -t pids < <(node_procs "$holder")
-  local p
-  for p in "${pids[@]}"; do proc_alive "$p" && log "node process $p survived SIGKILL"; done
+  for p in $(node_procs "$holder"); do proc_alive "$p" && log "node process $p survived SIGKILL"; done
   return 0
 }
 

@@ -392,7 +392,7 @@ async fn main() {
     }
     if nb_ports != n {
         println!(
-            "* (b) ran {nb_ports} processes (OVN_BENCH_NBCTL_PORTS); \"full N\" extrapolates per port to {n}."
+            "* (b) ran {nb_ports} processes (OVN_BENCH_NBCTL_PORTS); \"full N\" extrapolates per port to {n}.\n  Each ovn-nbctl first loads the tables it needs, so its cost grows with the database:\n  extrapolating from the first {nb_ports} ports understates (b)."
         );
     }
     println!(

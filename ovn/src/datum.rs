@@ -317,3 +317,76 @@ pub fn default_datum(ty: &ColumnType) -> Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::BaseType;
+
+    fn ty(min: u64, max: Option<u64>, map: bool) -> ColumnType {
+        let b = BaseType {
+            atomic: "string".into(),
+            ref_table: None,
+            ref_strong: true,
+            enumeration: None,
+        };
+        ColumnType {
+            key: b.clone(),
+            value: map.then_some(b),
+            min,
+            max,
+            mutable: true,
+        }
+    }
+
+    #[test]
+    fn update2_diffs() {
+        let set = ty(0, None, false);
+        assert_eq!(
+            normalize(
+                &apply_diff(
+                    &json!(["set", ["a", "b"]]),
+                    &json!(["set", ["b", "c"]]),
+                    &set
+                ),
+                &set
+            ),
+            json!(["set", ["a", "c"]])
+        );
+        // A one-element set may come as a bare atom.
+        assert_eq!(
+            apply_diff(&json!("a"), &json!("a"), &set),
+            json!(["set", []])
+        );
+        let map = ty(0, None, true);
+        let old = json!(["map", [["k1", "v1"], ["k2", "v2"]]]);
+        let diff = json!(["map", [["k1", "v1"], ["k2", "x"], ["k3", "v3"]]]);
+        assert_eq!(
+            normalize(&apply_diff(&old, &diff, &map), &map),
+            json!(["map", [["k2", "x"], ["k3", "v3"]]])
+        );
+        // Optional columns carry the new value, not a difference.
+        let opt = ty(0, Some(1), false);
+        assert_eq!(apply_diff(&json!("a"), &json!("b"), &opt), json!("b"));
+    }
+
+    #[test]
+    fn typed_round_trip() {
+        let m: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        assert_eq!(
+            map_from_json::<String, String>(&map_to_json(&m)).unwrap(),
+            m
+        );
+        assert_eq!(
+            optional_from_json::<i64>(&json!(["set", []])).unwrap(),
+            None
+        );
+        assert_eq!(optional_from_json::<i64>(&json!(5)).unwrap(), Some(5));
+        let u = Uuid::Real("x".into());
+        assert_eq!(
+            set_from_json::<Uuid>(&json!(["uuid", "x"])).unwrap(),
+            [u].into()
+        );
+        assert!(optional_from_json::<i64>(&json!(["set", [1, 2]])).is_err());
+    }
+}

@@ -148,7 +148,8 @@ impl Txn {
     /// A fresh uuid-name, unique within this transaction.
     pub fn fresh_name(&mut self) -> String {
         self.next_name += 1;
-        format!("row{}", self.next_name)
+        // An unusual prefix keeps clear of names callers choose.
+        format!("vpcnet_row{}", self.next_name)
     }
 
     /// `insert` with a generated `uuid-name`.

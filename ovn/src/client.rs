@@ -276,6 +276,11 @@ impl Client {
         let deadline = tokio::time::Instant::now() + self.inner.opts.request_timeout;
         let res = async {
             let conn = self.conn(deadline, "monitor_cond_since").await?;
+            // A reconnection that raced with us may already have sent it
+            // (it registers before publishing the connection).
+            if state.subscribed_on.load(Ordering::Relaxed) == conn.id {
+                return Ok(Value::Null);
+            }
             let st = state.clone();
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             conn.request(
@@ -284,7 +289,9 @@ impl Client {
                 left,
                 Some(Box::new(move |r| st.apply_since_reply(r))),
             )
-            .await
+            .await?;
+            state.subscribed_on.store(conn.id, Ordering::Relaxed);
+            Ok(Value::Null)
         }
         .await;
         match res {
@@ -389,6 +396,7 @@ async fn resubscribe(inner: &Inner, conn: &Conn) -> Result<()> {
             Some(Box::new(move |r| s.apply_since_reply(r))),
         )
         .await?;
+        st.subscribed_on.store(conn.id, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -81,6 +81,8 @@ pub(crate) struct MonitorState {
     generation: watch::Sender<u64>,
     full_loads: AtomicU64,
     resumes: AtomicU64,
+    /// The connection this monitor was last established on.
+    pub(crate) subscribed_on: AtomicU64,
 }
 
 impl MonitorState {
@@ -103,6 +105,7 @@ impl MonitorState {
             generation: watch::channel(0).0,
             full_loads: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
+            subscribed_on: AtomicU64::new(0),
         }
     }
 

@@ -57,6 +57,8 @@ impl Shared {
 
 /// A live connection. Dropping it closes the socket and stops its tasks.
 pub(crate) struct Conn {
+    /// Unique per process, to tell connections apart.
+    pub(crate) id: u64,
     out: mpsc::UnboundedSender<Vec<u8>>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
@@ -94,7 +96,13 @@ impl Conn {
         if let Some((interval, out, shared)) = conn_probe {
             tasks.push(tokio::spawn(probe_loop(interval, out, shared)));
         }
-        Ok(Arc::new(Conn { out, shared, tasks }))
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Ok(Arc::new(Conn {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            out,
+            shared,
+            tasks,
+        }))
     }
 
     /// Send a request and wait for its reply, at most `timeout`.

@@ -6,7 +6,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::Mutex;
-use vpcnet_api::{Subnet, Vpc};
+use vpcnet_api::{Subnet, Vpc, VpcNatGateway};
 
 use crate::ipam::Ipam;
 use crate::metrics::Metrics;
@@ -30,8 +30,18 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Cached VpcNatGateway objects.
+    pub gateways: Store<VpcNatGateway>,
     /// The subnet for pods in namespaces no Subnet claims.
     pub default_subnet: Option<String>,
+    /// The operator's own namespace (NAT gateway workloads run here).
+    pub namespace: String,
+    /// Image of the `vpcnet-natgw` agent.
+    pub natgw_image: String,
+    /// Pull policy for the agent image.
+    pub image_pull_policy: String,
+    /// External subnet used when a gateway names none.
+    pub external_subnet: String,
 }
 
 impl Context {

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod ipam;
 pub mod metrics;
 pub mod names;
+pub mod nat;
 pub mod ovn_view;
 pub mod pod;
 pub mod status;

@@ -12,9 +12,12 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tokio::sync::Mutex;
-use vpcnet_api::{Subnet, Vpc};
+use vpcnet_api::{
+    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
+};
 use vpcnet_operator::ipam::Ipam;
 use vpcnet_operator::metrics::Metrics;
+use vpcnet_operator::nat::{eip as nat_eip, gateway, rules};
 use vpcnet_operator::ovn_view::OvnView;
 use vpcnet_operator::{Context, Error, default_network, gc, pod, subnet, vpc};
 
@@ -40,6 +43,26 @@ struct Args {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "VPCNET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: String,
+    /// The operator's namespace; NAT gateway workloads run here.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "vpcnet-system")]
+    namespace: String,
+    /// Image of the NAT gateway agent.
+    #[arg(
+        long,
+        env = "VPCNET_NATGW_IMAGE",
+        default_value = "docker.io/local/vpcnet-natgw:latest"
+    )]
+    natgw_image: String,
+    /// Pull policy of the NAT gateway agent image.
+    #[arg(long, env = "VPCNET_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    image_pull_policy: String,
+    /// External subnet for gateways that name none.
+    #[arg(
+        long,
+        env = "VPCNET_EXTERNAL_SUBNET",
+        default_value = "ovn-vpc-external-network"
+    )]
+    external_subnet: String,
     /// Seconds between garbage collections of orphaned OVN rows.
     #[arg(long, default_value_t = 60)]
     gc_interval: u64,
@@ -87,6 +110,9 @@ async fn main() -> anyhow_free::Result {
     let subnet_ctl = Controller::new(subnet_api.clone(), watcher::Config::default());
     let vpcs = vpc_ctl.store();
     let subnets = subnet_ctl.store();
+    let gw_api: Api<VpcNatGateway> = Api::all(client.clone());
+    let gw_ctl = Controller::new(gw_api.clone(), watcher::Config::default());
+    let gateways = gw_ctl.store();
 
     let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context {
@@ -98,7 +124,12 @@ async fn main() -> anyhow_free::Result {
         vpcs: vpcs.clone(),
         subnets: subnets.clone(),
         metrics: metrics.clone(),
+        gateways: gateways.clone(),
         default_subnet,
+        namespace: args.namespace.clone(),
+        natgw_image: args.natgw_image.clone(),
+        image_pull_policy: args.image_pull_policy.clone(),
+        external_subnet: args.external_subnet.clone(),
     });
 
     // Addresses and orphans first: no allocation before the state is known.
@@ -118,9 +149,16 @@ async fn main() -> anyhow_free::Result {
     ));
 
     let vpc_ctl = vpc_ctl
-        .watches(subnet_api, watcher::Config::default(), |s: Subnet| {
-            Some(ObjectRef::<Vpc>::new(subnet::vpc_of(&s)))
-        })
+        .watches(
+            subnet_api.clone(),
+            watcher::Config::default(),
+            |s: Subnet| Some(ObjectRef::<Vpc>::new(subnet::vpc_of(&s))),
+        )
+        .watches(
+            gw_api.clone(),
+            watcher::Config::default(),
+            |g: VpcNatGateway| Some(ObjectRef::<Vpc>::new(&g.spec.vpc)),
+        )
         .run(vpc::reconcile, error_policy::<Vpc>("Vpc"), ctx.clone())
         .for_each(|_| async {});
     let subnet_ctl = subnet_ctl
@@ -142,7 +180,97 @@ async fn main() -> anyhow_free::Result {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let vpc_task = tokio::spawn(vpc_ctl);
+    let gw_ctl = gw_ctl
+        .owns(
+            Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
+                client.clone(),
+                &args.namespace,
+            ),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Pod>::namespaced(client.clone(), &args.namespace),
+            watcher::Config::default().labels("app.kubernetes.io/name=vpcnet-natgw"),
+            |p: Pod| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("vpcnet.io/nat-gateway"))
+                    .map(|g| ObjectRef::<VpcNatGateway>::new(g))
+            },
+        )
+        .watches(subnet_api.clone(), watcher::Config::default(), {
+            let gateways = gateways.clone();
+            move |s: Subnet| {
+                gateways
+                    .state()
+                    .iter()
+                    .filter(|g| gateway::uses_subnet(g, &s))
+                    .map(|g| ObjectRef::from(g.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .run(
+            gateway::reconcile,
+            error_policy::<VpcNatGateway>("VpcNatGateway"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let eip_api: Api<IptablesEIP> = Api::all(client.clone());
+    let eip_ctl = Controller::new(eip_api.clone(), watcher::Config::default())
+        .watches(
+            Api::<IptablesSnatRule>::all(client.clone()),
+            watcher::Config::default(),
+            |r: IptablesSnatRule| eip_ref(&r, &r.spec.eip),
+        )
+        .watches(
+            Api::<IptablesDnatRule>::all(client.clone()),
+            watcher::Config::default(),
+            |r: IptablesDnatRule| eip_ref(&r, &r.spec.eip),
+        )
+        .watches(
+            Api::<IptablesFIPRule>::all(client.clone()),
+            watcher::Config::default(),
+            |r: IptablesFIPRule| eip_ref(&r, &r.spec.eip),
+        )
+        .watches(
+            gw_api.clone(),
+            watcher::Config::default(),
+            |_g: VpcNatGateway| None::<ObjectRef<IptablesEIP>>,
+        )
+        .run(
+            nat_eip::reconcile,
+            error_policy::<IptablesEIP>("IptablesEIP"),
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let snat_ctl = rule_controller::<IptablesSnatRule>(
+        &client,
+        eip_api.clone(),
+        |r| r.spec.eip.clone(),
+        ctx.clone(),
+    );
+    let dnat_ctl = rule_controller::<IptablesDnatRule>(
+        &client,
+        eip_api.clone(),
+        |r| r.spec.eip.clone(),
+        ctx.clone(),
+    );
+    let fip_ctl = rule_controller::<IptablesFIPRule>(
+        &client,
+        eip_api.clone(),
+        |r| r.spec.eip.clone(),
+        ctx.clone(),
+    );
+    let gateways_ready = gateways.clone();
+    let vpc_task = tokio::spawn(async move {
+        // Default routes come from gateways: plan routes only once they are known.
+        wait_ready(&gateways_ready).await;
+        vpc_ctl.await
+    });
+    let nat_task = tokio::spawn(async move {
+        tokio::join!(gw_ctl, eip_ctl, snat_ctl, dnat_ctl, fip_ctl);
+    });
     let subnet_task = tokio::spawn(subnet_ctl);
     // Pods are placed by namespace binding: never before every Subnet is known.
     wait_ready(&vpcs).await;
@@ -156,12 +284,44 @@ async fn main() -> anyhow_free::Result {
     tokio::select! {
         r = vpc_task => tracing::error!(?r, "Vpc controller ended"),
         r = subnet_task => tracing::error!(?r, "Subnet controller ended"),
+        r = nat_task => tracing::error!(?r, "NAT controllers ended"),
         _ = pod_ctl => tracing::error!("Pod controller ended"),
         _ = pod::deletion::run(ctx.clone()) => tracing::error!("pod deletion watcher ended"),
         _ = gc::run(ctx.clone(), Duration::from_secs(args.gc_interval)) => {},
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
     }
     Ok(())
+}
+
+/// The EIP a rule in the same namespace names.
+fn eip_ref<K: kube::Resource>(rule: &K, eip: &str) -> Option<ObjectRef<IptablesEIP>> {
+    Some(ObjectRef::new(eip).within(rule.meta().namespace.as_deref().unwrap_or_default()))
+}
+
+/// A controller for one NAT rule kind, re-run when its EIP changes.
+fn rule_controller<K>(
+    client: &kube::Client,
+    eips: Api<IptablesEIP>,
+    eip_of: fn(&K) -> String,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    K: rules::NatRule + kube::Resource<DynamicType = ()>,
+{
+    let ctl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let store = ctl.store();
+    ctl.watches(eips, watcher::Config::default(), move |e: IptablesEIP| {
+        let ns = e.metadata.namespace.clone().unwrap_or_default();
+        let name = e.metadata.name.clone().unwrap_or_default();
+        store
+            .state()
+            .iter()
+            .filter(|r| r.meta().namespace.as_deref() == Some(ns.as_str()) && eip_of(r) == name)
+            .map(|r| ObjectRef::from(r.as_ref()))
+            .collect::<Vec<_>>()
+    })
+    .run(rules::reconcile::<K>, error_policy::<K>(K::SHORT), ctx)
+    .for_each(|_| async {})
 }
 
 /// Waits until a controller's store holds its first full list. (A parked

@@ -52,3 +52,23 @@ pub fn ready(
         .cloned()
         .expect("just set")
 }
+
+/// A condition of `type_` stamped now, carrying over the transition time of
+/// the same type in `previous` when the status is unchanged.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    let mut conds = previous.to_vec();
+    vpcnet_api::condition::set(
+        &mut conds,
+        vpcnet_api::condition::new(type_, ok, reason, message, generation),
+    );
+    vpcnet_api::condition::find(&conds, type_)
+        .cloned()
+        .expect("just set")
+}

@@ -52,18 +52,25 @@ pub async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
 async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
-    let Some(subnet) =
-        placement::choose_subnet(&ns, &ctx.subnets.state(), ctx.default_subnet.as_deref())
-    else {
-        ctx.event(
-            pod,
-            true,
-            "NoSubnet",
-            "Allocate",
-            format!("no Subnet lists namespace {ns} and the default subnet is disabled"),
-        )
-        .await;
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    let chosen = placement::choose_subnet_for(
+        &ns,
+        pod.annotations(),
+        &ctx.namespace,
+        &ctx.subnets.state(),
+        ctx.default_subnet.as_deref(),
+    );
+    let subnet = match chosen {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let msg = format!("no Subnet lists namespace {ns} and the default subnet is disabled");
+            ctx.event(pod, true, "NoSubnet", "Allocate", msg).await;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        Err(msg) => {
+            ctx.event(pod, true, "SubnetForbidden", "Allocate", msg)
+                .await;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
     };
     let subnet_name = subnet.name_any();
     let vpc = crate::subnet::vpc_of(&subnet).to_string();

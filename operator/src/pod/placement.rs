@@ -23,6 +23,38 @@ pub enum Request {
     Any,
 }
 
+/// The subnet for a pod: the one its `vpcnet.io/subnet` annotation names
+/// (honoured only for a subnet that lists the pod's namespace, or for pods of
+/// the operator's own namespace, such as NAT gateways); else a subnet that
+/// lists the namespace (the oldest if several do); else the default subnet.
+pub fn choose_subnet_for(
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    trusted_namespace: &str,
+    subnets: &[Arc<Subnet>],
+    default: Option<&str>,
+) -> Result<Option<Arc<Subnet>>, String> {
+    if let Some(wanted) = annotations.get(ann::SUBNET) {
+        let Some(s) = subnets
+            .iter()
+            .find(|s| s.name_any() == *wanted && s.spec.provider.is_none())
+        else {
+            return Err(format!(
+                "annotation {} names subnet {wanted}, which does not exist",
+                ann::SUBNET
+            ));
+        };
+        if namespace == trusted_namespace || s.spec.namespaces.iter().any(|n| n == namespace) {
+            return Ok(Some(s.clone()));
+        }
+        return Err(format!(
+            "subnet {wanted} (annotation {}) does not list namespace {namespace}",
+            ann::SUBNET
+        ));
+    }
+    Ok(choose_subnet(namespace, subnets, default))
+}
+
 /// The subnet for a pod in `namespace`: a subnet that lists the namespace
 /// (the oldest if several do), else the default subnet.
 pub fn choose_subnet(
@@ -117,6 +149,41 @@ mod tests {
             "ovn-default"
         );
         assert!(choose_subnet("other", &subnets, None).is_none());
+    }
+
+    #[test]
+    fn subnet_annotation_is_honoured_only_where_allowed() {
+        let subnets = vec![subnet("ovn-default", &[]), subnet("a", &["tenant-a"])];
+        let want_a = ann(&[(ann::SUBNET, "a")]);
+        assert_eq!(
+            choose_subnet_for("tenant-a", &want_a, "vpcnet-system", &subnets, None)
+                .unwrap()
+                .unwrap()
+                .name_any(),
+            "a"
+        );
+        assert_eq!(
+            choose_subnet_for("vpcnet-system", &want_a, "vpcnet-system", &subnets, None)
+                .unwrap()
+                .unwrap()
+                .name_any(),
+            "a"
+        );
+        assert!(
+            choose_subnet_for("tenant-b", &want_a, "vpcnet-system", &subnets, None)
+                .unwrap_err()
+                .contains("tenant-b")
+        );
+        assert!(
+            choose_subnet_for(
+                "tenant-a",
+                &ann(&[(ann::SUBNET, "nope")]),
+                "x",
+                &subnets,
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use vpcnet_api::Subnet;
+use vpcnet_api::{IptablesEIP, Subnet, VpcNatGateway};
 
 use crate::names::{self, annotations as ann};
 use crate::{Context, Result};
@@ -21,6 +21,8 @@ pub struct Rebuilt {
     pub pools: usize,
     /// Addresses taken from pod annotations.
     pub from_pods: usize,
+    /// External addresses taken from gateway and EIP status.
+    pub from_status: usize,
     /// Addresses taken from OVN ports only.
     pub from_ports: usize,
     /// Addresses claimed by two holders (kept by the first; logged).
@@ -37,6 +39,12 @@ pub async fn rebuild(ctx: &Context) -> Result<Rebuilt> {
         .list(&ListParams::default())
         .await?;
     let ports = crate::gc::owned_rows(&ctx.nb, super::PORT_TABLE).await?;
+    let eips = Api::<IptablesEIP>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let gateways = Api::<VpcNatGateway>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
     let mut ipam = ctx.ipam.lock().await;
     for s in &subnets {
         let gateway = match (&s.spec.gateway, s.spec.provider.is_some()) {
@@ -95,6 +103,43 @@ pub async fn rebuild(ctx: &Context) -> Result<Rebuilt> {
         };
         let holder = names::pod_holder(&pod.namespace().unwrap_or_default(), &pod.name_any());
         claim(subnet, holder, ip, &mut out.from_pods, &mut out.conflicts);
+    }
+    // External addresses: gateways' net1 and EIPs, from their status.
+    for gw in &gateways {
+        let ext = gw
+            .spec
+            .external_subnets
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ctx.external_subnet.clone());
+        if let Some(ip) = gw
+            .status
+            .as_ref()
+            .and_then(|s| s.external_ip.as_ref())
+            .and_then(|i| i.parse().ok())
+        {
+            claim(
+                &ext,
+                crate::nat::gateway::external_holder(&gw.name_any()),
+                ip,
+                &mut out.from_status,
+                &mut out.conflicts,
+            );
+        }
+    }
+    for eip in &eips {
+        let gw = gateways.iter().find(|g| g.name_any() == eip.spec.nat_gw_dp);
+        let ext = crate::nat::eip::external_subnet(eip, gw, &ctx.external_subnet);
+        if let Some(ip) = eip
+            .status
+            .as_ref()
+            .and_then(|s| s.ip.as_ref())
+            .and_then(|i| i.parse().ok())
+        {
+            let holder =
+                crate::nat::eip::holder(&eip.namespace().unwrap_or_default(), &eip.name_any());
+            claim(&ext, holder, ip, &mut out.from_status, &mut out.conflicts);
+        }
     }
     for (owner, ids) in &ports {
         let Some(rest) = owner.strip_prefix("Pod/") else {

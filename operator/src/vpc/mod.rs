@@ -63,7 +63,7 @@ async fn apply(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let extra = Vec::new();
+    let extra = crate::nat::gateway::default_routes(&name, &vpc.spec, &ctx.gateways.state());
     if let Some(prefix) = desired::duplicate_route(&vpc.spec, &extra) {
         let msg = format!("two static routes for {prefix} with the same policy; remove one");
         ctx.event(vpc, true, "DuplicateRoute", "Validate", msg.clone())

@@ -1,0 +1,624 @@
+//! VpcNatGateway reconciler: validates the gateway's VPC, subnet, LAN
+//! address and external network, then runs it as a one-pod StatefulSet
+//! (eth0 at `lanIp` in the VPC, `net1` on the external network through
+//! Multus) with the `vpcnet-natgw` agent and a ServiceAccount of its own.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::instrument;
+use vpcnet_api::{IptablesEIP, Subnet, VpcNatGateway};
+
+use crate::names::{FINALIZER, MANAGER, annotations as ann};
+use crate::{Context, Error, Result, status};
+
+/// The ClusterRole (shipped in `config/`) every gateway's agent is bound to.
+pub const AGENT_CLUSTER_ROLE: &str = "vpcnet-natgw";
+/// Multus' network-selection annotation.
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+
+/// Name of the StatefulSet, ServiceAccount and binding of gateway `name`.
+pub fn workload_name(name: &str) -> String {
+    format!("vpc-nat-gw-{name}")
+}
+
+/// IPAM holder of the gateway's external (`net1`) address.
+pub fn external_holder(name: &str) -> String {
+    format!("natgw/{name}")
+}
+
+/// Everything the gateway pod needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayPlan {
+    /// Gateway name.
+    pub name: String,
+    /// Namespace the workload runs in (the operator's).
+    pub namespace: String,
+    /// Agent image.
+    pub image: String,
+    /// Image pull policy.
+    pub pull_policy: String,
+    /// VPC subnet of eth0.
+    pub subnet: String,
+    /// eth0 address.
+    pub lan_ip: Ipv4Addr,
+    /// The VPC router's address on that subnet.
+    pub lan_gateway: Ipv4Addr,
+    /// All CIDRs of the VPC (routed via eth0).
+    pub vpc_cidrs: Vec<Ipv4Net>,
+    /// NetworkAttachmentDefinition `(namespace, name)` for net1.
+    pub nad: (String, String),
+    /// net1 address with prefix.
+    pub external_ip: Ipv4Net,
+    /// External network's gateway (the gateway pod's default route).
+    pub external_gateway: Option<Ipv4Addr>,
+    /// Node selector.
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations (as JSON, from the spec).
+    pub tolerations: Value,
+    /// Owner reference to the VpcNatGateway.
+    pub owner: Value,
+}
+
+/// The gateway's ServiceAccount, binding and StatefulSet (pure).
+pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
+    let wl = workload_name(&plan.name);
+    let labels =
+        json!({"app.kubernetes.io/name": "vpcnet-natgw", "vpcnet.io/nat-gateway": plan.name});
+    let meta = |name: &str, ns: Option<&str>| {
+        let mut m = json!({"name": name, "labels": labels, "ownerReferences": [plan.owner]});
+        if let Some(ns) = ns {
+            m["namespace"] = json!(ns);
+        }
+        m
+    };
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(&wl, Some(&plan.namespace))});
+    let crb = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(&wl, None),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": AGENT_CLUSTER_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": wl, "namespace": plan.namespace}],
+    });
+    let networks = json!([{
+        "name": plan.nad.1, "namespace": plan.nad.0, "interface": "net1", "ips": [plan.external_ip.to_string()],
+    }]);
+    let cidrs: Vec<String> = plan.vpc_cidrs.iter().map(|c| c.to_string()).collect();
+    let env = json!([
+        {"name": "VPCNET_GATEWAY", "value": plan.name},
+        {"name": "VPCNET_LAN_GATEWAY", "value": plan.lan_gateway.to_string()},
+        {"name": "VPCNET_VPC_CIDRS", "value": cidrs.join(",")},
+        {"name": "VPCNET_EXTERNAL_GATEWAY", "value": plan.external_gateway.map(|g| g.to_string()).unwrap_or_default()},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]);
+    let sts = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(&wl, Some(&plan.namespace)),
+        "spec": {
+            "replicas": 1,
+            "serviceName": wl,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        NETWORKS_ANNOTATION: networks.to_string(),
+                        ann::SUBNET: plan.subnet,
+                        ann::IP_ADDRESS: plan.lan_ip.to_string(),
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": wl,
+                    "terminationGracePeriodSeconds": 5,
+                    "nodeSelector": plan.node_selector,
+                    "tolerations": plan.tolerations,
+                    "containers": [{
+                        "name": "natgw",
+                        "image": plan.image,
+                        "imagePullPolicy": plan.pull_policy,
+                        "env": env,
+                        "securityContext": {"privileged": true},
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 2},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10, "failureThreshold": 6},
+                    }],
+                },
+            },
+        },
+    });
+    (sa, crb, sts)
+}
+
+/// `key: value` selector strings as a map.
+pub fn node_selector(selector: &[String]) -> BTreeMap<String, String> {
+    selector
+        .iter()
+        .filter_map(|s| {
+            s.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Reconciles one VpcNatGateway.
+#[instrument(skip_all, fields(kind = "VpcNatGateway", name = %gw.name_any()))]
+pub async fn reconcile(gw: Arc<VpcNatGateway>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let api: Api<VpcNatGateway> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, gw, |ev| async {
+        match ev {
+            Finalizer::Apply(g) => apply(&g, &ctx, &api).await,
+            Finalizer::Cleanup(g) => cleanup(&g, &ctx, &api).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    ctx.metrics
+        .observe("VpcNatGateway", started.elapsed().as_secs_f64());
+    result
+}
+
+type Refusal = (&'static str, String);
+
+async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, Refusal>> {
+    let name = gw.name_any();
+    let subnets = ctx.subnets.state();
+    if !ctx.vpcs.state().iter().any(|v| v.name_any() == gw.spec.vpc) {
+        return Ok(Err((
+            "VpcNotFound",
+            format!("VPC {} does not exist", gw.spec.vpc),
+        )));
+    }
+    let Some(subnet) = subnets.iter().find(|s| s.name_any() == gw.spec.subnet) else {
+        return Ok(Err((
+            "SubnetNotFound",
+            format!("subnet {} does not exist", gw.spec.subnet),
+        )));
+    };
+    if subnet.spec.provider.is_some() || crate::subnet::vpc_of(subnet) != gw.spec.vpc {
+        return Ok(Err((
+            "SubnetNotInVpc",
+            format!(
+                "subnet {} is not a subnet of VPC {}",
+                gw.spec.subnet, gw.spec.vpc
+            ),
+        )));
+    }
+    let cidr: Ipv4Net = match subnet.spec.cidr_block.parse() {
+        Ok(c) => c,
+        Err(_) => {
+            return Ok(Err((
+                "SubnetNotFound",
+                format!("subnet {} is not IPv4", gw.spec.subnet),
+            )));
+        }
+    };
+    let lan_ip: Ipv4Addr = match gw.spec.lan_ip.parse() {
+        Ok(ip) => ip,
+        Err(_) => {
+            return Ok(Err((
+                "InvalidLanIp",
+                format!("lanIp {} is not IPv4", gw.spec.lan_ip),
+            )));
+        }
+    };
+    let lan_gateway = subnet
+        .spec
+        .gateway
+        .as_deref()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| crate::subnet::desired::default_gateway(&cidr));
+    if !cidr.contains(&lan_ip)
+        || lan_ip == lan_gateway
+        || lan_ip == cidr.network()
+        || lan_ip == cidr.broadcast()
+    {
+        return Ok(Err((
+            "InvalidLanIp",
+            format!(
+                "lanIp {lan_ip} must be a host address of subnet {} ({cidr}) other than its gateway {lan_gateway}",
+                gw.spec.subnet
+            ),
+        )));
+    }
+    let pod_holder =
+        crate::names::pod_holder(&ctx.namespace, &format!("{}-0", workload_name(&name)));
+    {
+        let ipam = ctx.ipam.lock().await;
+        if let Some(h) = ipam
+            .pool(&gw.spec.subnet)
+            .and_then(|p| p.holder_of(lan_ip))
+            .filter(|h| *h != pod_holder)
+        {
+            return Ok(Err((
+                "LanIpInUse",
+                format!("lanIp {lan_ip} is already used by {h}"),
+            )));
+        }
+    }
+    let ext_name = gw
+        .spec
+        .external_subnets
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ctx.external_subnet.clone());
+    let Some(ext) = subnets.iter().find(|s| s.name_any() == ext_name) else {
+        return Ok(Err((
+            "ExternalSubnetNotFound",
+            format!("external subnet {ext_name} does not exist"),
+        )));
+    };
+    let Some(provider) = ext.spec.provider.clone() else {
+        return Ok(Err((
+            "ExternalSubnetNotFound",
+            format!("subnet {ext_name} has no provider, so it is not an external network"),
+        )));
+    };
+    let (nad_name, nad_ns) = provider
+        .split_once('.')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap_or_default();
+    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    let nads: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &nad_ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions"),
+    );
+    match nads.get_opt(&nad_name).await {
+        Ok(Some(_)) => {}
+        Ok(None) | Err(kube::Error::Api(_)) => {
+            return Ok(Err((
+                "NetworkAttachmentNotFound",
+                format!(
+                    "NetworkAttachmentDefinition {nad_ns}/{nad_name} (provider of {ext_name}) does not exist"
+                ),
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let ext_cidr: Ipv4Net = match ext.spec.cidr_block.parse() {
+        Ok(c) => c,
+        Err(_) => {
+            return Ok(Err((
+                "ExternalSubnetNotFound",
+                format!("external subnet {ext_name} is not IPv4"),
+            )));
+        }
+    };
+    let external_ip = {
+        let mut ipam = ctx.ipam.lock().await;
+        let Ok(pool) = ipam.pool_mut(&ext_name) else {
+            return Err(Error::Dependency(format!(
+                "address pool of external subnet {ext_name}"
+            )));
+        };
+        match pool.allocate(&external_holder(&name)) {
+            Ok(ip) => ip,
+            Err(e) => {
+                return Ok(Err((
+                    "ExternalIpUnavailable",
+                    format!("external subnet {ext_name}: {e}"),
+                )));
+            }
+        }
+    };
+    let owner = json!({
+        "apiVersion": VpcNatGateway::api_version(&()), "kind": VpcNatGateway::kind(&()), "name": name,
+        "uid": gw.uid().unwrap_or_default(), "controller": true, "blockOwnerDeletion": true,
+    });
+    Ok(Ok(GatewayPlan {
+        name,
+        namespace: ctx.namespace.clone(),
+        image: ctx.natgw_image.clone(),
+        pull_policy: ctx.image_pull_policy.clone(),
+        subnet: gw.spec.subnet.clone(),
+        lan_ip,
+        lan_gateway,
+        vpc_cidrs: super::ownership::vpc_cidrs(&gw.spec.vpc, &subnets),
+        nad: (nad_ns, nad_name),
+        external_ip: Ipv4Net::new(external_ip, ext_cidr.prefix_len())
+            .expect("prefix of a parsed CIDR"),
+        external_gateway: ext.spec.gateway.as_deref().and_then(|g| g.parse().ok()),
+        node_selector: node_selector(&gw.spec.selector),
+        tolerations: serde_json::to_value(&gw.spec.tolerations).unwrap_or(json!([])),
+        owner,
+    }))
+}
+
+async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> Result<Action> {
+    let name = gw.name_any();
+    let generation = gw.meta().generation;
+    let previous = gw
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let plan = match plan(gw, ctx).await? {
+        Ok(p) => p,
+        Err((reason, msg)) => {
+            if previous
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .is_none_or(|c| c.reason != reason)
+            {
+                ctx.event(gw, true, reason, "Validate", msg.clone()).await;
+            }
+            let cond = status::ready(&previous, false, reason, msg, generation);
+            status::apply(
+                api,
+                &name,
+                json!({"conditions": [cond], "observedGeneration": generation}),
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+    };
+    let (sa, crb, sts) = build(&plan);
+    let pp = PatchParams::apply(MANAGER).force();
+    let wl = workload_name(&name);
+    Api::<ServiceAccount>::namespaced(ctx.client.clone(), &plan.namespace)
+        .patch(&wl, &pp, &Patch::Apply(&sa))
+        .await?;
+    Api::<ClusterRoleBinding>::all(ctx.client.clone())
+        .patch(&wl, &pp, &Patch::Apply(&crb))
+        .await?;
+    Api::<StatefulSet>::namespaced(ctx.client.clone(), &plan.namespace)
+        .patch(&wl, &pp, &Patch::Apply(&sts))
+        .await?;
+
+    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &plan.namespace)
+        .get_opt(&format!("{wl}-0"))
+        .await?;
+    let pod_ready = pod
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let node = pod
+        .as_ref()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.node_name.clone());
+    let route = default_route_condition(gw, ctx, &previous, generation);
+    let ready = if pod_ready {
+        status::ready(
+            &previous,
+            true,
+            "Running",
+            format!("gateway pod {}/{wl}-0 is ready", plan.namespace),
+            generation,
+        )
+    } else {
+        status::ready(
+            &previous,
+            false,
+            "PodNotReady",
+            format!(
+                "waiting for gateway pod {}/{wl}-0 to become ready",
+                plan.namespace
+            ),
+            generation,
+        )
+    };
+    let mut st = json!({
+        "conditions": [ready, route],
+        "observedGeneration": generation,
+        "pod": format!("{}/{wl}-0", plan.namespace),
+        "externalIp": plan.external_ip.addr().to_string(),
+    });
+    if let Some(n) = node {
+        st["node"] = json!(n);
+    }
+    status::apply(api, &name, st).await?;
+    Ok(Action::requeue(Duration::from_secs(if pod_ready {
+        60
+    } else {
+        3
+    })))
+}
+
+/// Whether the VPC's default route points at this gateway.
+fn default_route_condition(
+    gw: &VpcNatGateway,
+    ctx: &Context,
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    generation: Option<i64>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let vpc = ctx
+        .vpcs
+        .state()
+        .into_iter()
+        .find(|v| v.name_any() == gw.spec.vpc);
+    let own = vpc.as_ref().and_then(|v| {
+        v.spec
+            .static_routes
+            .iter()
+            .find(|r| r.cidr == "0.0.0.0/0")
+            .map(|r| r.next_hop_ip.clone())
+    });
+    match own {
+        Some(hop) if hop != gw.spec.lan_ip => status::condition(
+            previous,
+            "DefaultRoute",
+            false,
+            "VpcRoutesElsewhere",
+            format!(
+                "VPC {} routes 0.0.0.0/0 to {hop} in its own staticRoutes; this gateway is not its default route",
+                gw.spec.vpc
+            ),
+            generation,
+        ),
+        _ => status::condition(
+            previous,
+            "DefaultRoute",
+            true,
+            "Installed",
+            format!("VPC {} routes 0.0.0.0/0 to {}", gw.spec.vpc, gw.spec.lan_ip),
+            generation,
+        ),
+    }
+}
+
+async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> Result<Action> {
+    let name = gw.name_any();
+    let eips: Vec<String> = Api::<IptablesEIP>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .iter()
+        .filter(|e| e.spec.nat_gw_dp == name)
+        .map(|e| format!("{}/{}", e.namespace().unwrap_or_default(), e.name_any()))
+        .collect();
+    if !eips.is_empty() {
+        // Refused rather than cascaded: EIPs belong to tenants, and deleting
+        // their addresses under them is a surprise no tenant asked for.
+        let msg = format!(
+            "deletion waits until these EIPs are deleted: {}",
+            eips.join(", ")
+        );
+        let previous = gw
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let cond = status::ready(&previous, false, "InUse", msg.clone(), gw.meta().generation);
+        status::apply(api, &name, json!({"conditions": [cond]})).await?;
+        ctx.event(gw, true, "InUse", "Delete", msg.clone()).await;
+        return Err(Error::Dependency(msg));
+    }
+    ctx.ipam
+        .lock()
+        .await
+        .release_everywhere(&external_holder(&name));
+    // The StatefulSet, ServiceAccount and binding go with their owner.
+    Ok(Action::await_change())
+}
+
+/// Default routes the NAT gateways of `vpc` want on its router.
+pub fn default_routes(
+    vpc: &str,
+    spec: &vpcnet_api::VpcSpec,
+    gateways: &[Arc<VpcNatGateway>],
+) -> Vec<crate::vpc::desired::ExtraRoute> {
+    if spec.static_routes.iter().any(|r| r.cidr == "0.0.0.0/0") {
+        return Vec::new();
+    }
+    let mut gws: Vec<&Arc<VpcNatGateway>> = gateways
+        .iter()
+        .filter(|g| g.spec.vpc == vpc && g.meta().deletion_timestamp.is_none())
+        .collect();
+    gws.sort_by_key(|g| (g.creation_timestamp().map(|t| t.0), g.name_any()));
+    gws.first()
+        .map(|g| {
+            vec![crate::vpc::desired::ExtraRoute {
+                cidr: "0.0.0.0/0".into(),
+                next_hop: g.spec.lan_ip.clone(),
+            }]
+        })
+        .unwrap_or_default()
+}
+
+/// Subnets of the VPC a gateway is in (used to re-trigger gateways).
+pub fn uses_subnet(gw: &VpcNatGateway, subnet: &Subnet) -> bool {
+    gw.spec.subnet == subnet.name_any()
+        || gw
+            .spec
+            .external_subnets
+            .iter()
+            .any(|s| *s == subnet.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> GatewayPlan {
+        GatewayPlan {
+            name: "natgw".into(),
+            namespace: "vpcnet-system".into(),
+            image: "docker.io/local/vpcnet-natgw:latest".into(),
+            pull_policy: "Never".into(),
+            subnet: "vmservers".into(),
+            lan_ip: "10.0.1.254".parse().unwrap(),
+            lan_gateway: "10.0.1.1".parse().unwrap(),
+            vpc_cidrs: vec!["10.0.1.0/24".parse().unwrap()],
+            nad: ("vpcnet-system".into(), "ovn-vpc-external-network".into()),
+            external_ip: "172.16.3.101/24".parse().unwrap(),
+            external_gateway: Some("172.16.3.2".parse().unwrap()),
+            node_selector: node_selector(&["kubernetes.io/os: linux".into()]),
+            tolerations: json!([]),
+            owner: json!({"kind": "VpcNatGateway", "name": "natgw", "uid": "u"}),
+        }
+    }
+
+    #[test]
+    fn statefulset_carries_both_legs_and_the_agent() {
+        let (sa, crb, sts) = build(&plan());
+        assert_eq!(sa["metadata"]["name"], "vpc-nat-gw-natgw");
+        assert_eq!(crb["roleRef"]["name"], AGENT_CLUSTER_ROLE);
+        assert_eq!(crb["subjects"][0]["namespace"], "vpcnet-system");
+        let tpl = &sts["spec"]["template"];
+        let nets: Value = serde_json::from_str(
+            tpl["metadata"]["annotations"][NETWORKS_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(nets[0]["ips"][0], "172.16.3.101/24");
+        assert_eq!(nets[0]["interface"], "net1");
+        assert_eq!(
+            tpl["metadata"]["annotations"][ann::IP_ADDRESS],
+            "10.0.1.254"
+        );
+        assert_eq!(tpl["metadata"]["annotations"][ann::SUBNET], "vmservers");
+        assert_eq!(tpl["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+        assert_eq!(tpl["spec"]["serviceAccountName"], "vpc-nat-gw-natgw");
+        let env = tpl["spec"]["containers"][0]["env"].as_array().unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "VPCNET_GATEWAY" && e["value"] == "natgw")
+        );
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "VPCNET_EXTERNAL_GATEWAY" && e["value"] == "172.16.3.2")
+        );
+        assert_eq!(
+            sts["metadata"]["ownerReferences"][0]["kind"],
+            "VpcNatGateway"
+        );
+    }
+
+    #[test]
+    fn default_route_unless_the_vpc_has_its_own() {
+        let gw = Arc::new(VpcNatGateway::new(
+            "g",
+            vpcnet_api::VpcNatGatewaySpec {
+                vpc: "v".into(),
+                subnet: "s".into(),
+                lan_ip: "10.0.1.254".into(),
+                ..Default::default()
+            },
+        ));
+        let r = default_routes(
+            "v",
+            &vpcnet_api::VpcSpec::default(),
+            std::slice::from_ref(&gw),
+        );
+        assert_eq!(r[0].next_hop, "10.0.1.254");
+        let own = vpcnet_api::VpcSpec {
+            static_routes: vec![vpcnet_api::vpc::StaticRoute {
+                cidr: "0.0.0.0/0".into(),
+                next_hop_ip: "10.0.1.9".into(),
+                policy: Default::default(),
+            }],
+            ..Default::default()
+        };
+        assert!(default_routes("v", &own, &[gw]).is_empty());
+    }
+}

@@ -1,0 +1,78 @@
+//! NAT gateways and the tenant-owned NAT objects (EIPs, SNAT, DNAT, FIP).
+//!
+//! The operator decides (ownership, conflicts, addresses) and records the
+//! decision in each object's `Accepted` condition and status; the
+//! `vpcnet-natgw` agent in the gateway pod programs what is accepted and
+//! reports `Programmed`. `Ready` is both.
+
+pub mod conflicts;
+pub mod eip;
+pub mod gateway;
+pub mod ownership;
+pub mod rules;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use vpcnet_api::condition;
+
+/// Condition written by the operator: checks passed, address assigned.
+pub const ACCEPTED: &str = "Accepted";
+/// Condition written by the gateway agent: live in the gateway.
+pub const PROGRAMMED: &str = "Programmed";
+
+/// `Ready` from `Accepted` (ours, just computed) and `Programmed` (the
+/// agent's, for the same generation).
+pub fn ready(previous: &[Condition], accepted: &Condition, generation: Option<i64>) -> Condition {
+    let programmed = condition::find(previous, PROGRAMMED);
+    let (ok, reason, message) = if accepted.status != "True" {
+        (false, accepted.reason.clone(), accepted.message.clone())
+    } else {
+        match programmed {
+            Some(p) if p.status == "True" && p.observed_generation == generation => {
+                (true, "Programmed".to_string(), p.message.clone())
+            }
+            Some(p) if p.status == "False" && p.observed_generation == generation => {
+                (false, p.reason.clone(), p.message.clone())
+            }
+            _ => (
+                false,
+                "Programming".to_string(),
+                "accepted; waiting for the NAT gateway to program it".to_string(),
+            ),
+        }
+    };
+    crate::status::condition(previous, condition::READY, ok, &reason, message, generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(t: &str, ok: bool, reason: &str, gen_: i64) -> Condition {
+        condition::new(t, ok, reason, "m", Some(gen_))
+    }
+
+    #[test]
+    fn ready_needs_both_and_the_same_generation() {
+        let acc = cond(ACCEPTED, true, "Accepted", 2);
+        assert_eq!(ready(&[], &acc, Some(2)).reason, "Programming");
+        assert_eq!(
+            ready(&[cond(PROGRAMMED, true, "Applied", 1)], &acc, Some(2)).reason,
+            "Programming",
+            "stale agent report"
+        );
+        let r = ready(&[cond(PROGRAMMED, true, "Applied", 2)], &acc, Some(2));
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", "Programmed")
+        );
+        assert_eq!(
+            ready(&[cond(PROGRAMMED, false, "ApplyFailed", 2)], &acc, Some(2)).reason,
+            "ApplyFailed"
+        );
+        let refused = cond(ACCEPTED, false, "Forbidden", 2);
+        assert_eq!(
+            ready(&[cond(PROGRAMMED, true, "Applied", 2)], &refused, Some(2)).reason,
+            "Forbidden"
+        );
+    }
+}

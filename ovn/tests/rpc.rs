@@ -77,15 +77,13 @@ async fn bad_targets_fail_cleanly() {
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
 
-#[tokio::test]
-async fn tcp_transport() {
-    let s = Server::start();
+/// Add a `ptcp:` remote on 127.0.0.1 at run time and return its target.
+async fn tcp_remote(s: &Server) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    // Open a TCP remote at run time through ovsdb-server's unixctl.
     let out = std::process::Command::new(common::tool("ovs-appctl"))
         .arg("-t")
         .arg(s.dir.0.join("ctl"))
@@ -98,9 +96,43 @@ async fn tcp_transport() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    format!("tcp:127.0.0.1:{port}")
+}
+
+/// ovsdb-server probes idle TCP clients with `echo` (every 5 s) and drops
+/// those that do not answer; with our own probe off, only answering keeps
+/// the connection.
+#[tokio::test]
+async fn server_echo_is_answered() {
+    let s = Server::start();
+    let target = tcp_remote(&s).await;
+    let opts = ovn::ClientOptions {
+        inactivity_probe: None,
+        ..Default::default()
+    };
     let mut c = None;
     for _ in 0..50 {
-        if let Ok(x) = Client::connect(&format!("tcp:127.0.0.1:{port}")).await {
+        if let Ok(x) = Client::connect_with(&target, opts.clone()).await {
+            c = Some(x);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let c = c.expect("connect over TCP");
+    c.echo().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    c.echo().await.unwrap();
+    assert_eq!(c.connections(), 1, "the server kept the idle connection");
+    assert!(!s.log().contains("inactivity probe"), "{}", s.log());
+}
+
+#[tokio::test]
+async fn tcp_transport() {
+    let s = Server::start();
+    let target = tcp_remote(&s).await;
+    let mut c = None;
+    for _ in 0..50 {
+        if let Ok(x) = Client::connect(&target).await {
             c = Some(x);
             break;
         }

@@ -120,3 +120,31 @@ impl Error {
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_the_ovsdb_error_and_details() {
+        let e = Error::Transaction {
+            op_index: Some(2),
+            op: Some("update".into()),
+            error: "constraint violation".into(),
+            details: Some("name is empty".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "transaction failed at operation 2 (update): constraint violation: name is empty"
+        );
+        let e = Error::from_rpc(
+            "get_schema",
+            &serde_json::json!({"error": "unknown database", "details": "X"}),
+        );
+        assert_eq!(
+            e.to_string(),
+            "OVSDB get_schema failed: unknown database (X)"
+        );
+        assert_eq!(e.ovsdb_error(), Some("unknown database"));
+    }
+}

@@ -11,7 +11,10 @@ use vpcnet_natgw::apply::{ApplyConfig, Worker};
 use vpcnet_natgw::desired::{Inputs, desired};
 
 fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().expect(args[0]);
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect(args[0]);
     assert!(st.success(), "{args:?}");
 }
 
@@ -20,9 +23,29 @@ impl Ns {
     fn new(tag: &str) -> Ns {
         let n = format!("natbench-{}-{tag}", std::process::id());
         sh(&["ip", "netns", "add", &n]);
-        sh(&["ip", "-n", &n, "link", "add", "eth0", "type", "veth", "peer", "name", "net1"]);
-        sh(&["ip", "-n", &n, "addr", "add", "10.0.1.254/24", "dev", "eth0"]);
-        sh(&["ip", "-n", &n, "addr", "add", "172.16.3.101/24", "dev", "net1"]);
+        sh(&[
+            "ip", "-n", &n, "link", "add", "eth0", "type", "veth", "peer", "name", "net1",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &n,
+            "addr",
+            "add",
+            "10.0.1.254/24",
+            "dev",
+            "eth0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &n,
+            "addr",
+            "add",
+            "172.16.3.101/24",
+            "dev",
+            "net1",
+        ]);
         sh(&["ip", "-n", &n, "link", "set", "eth0", "up"]);
         sh(&["ip", "-n", &n, "link", "set", "net1", "up"]);
         Ns(n)
@@ -99,7 +122,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    println!("| backend | N rules | (a) cold render+apply | (b) +1 rule, median of 5 | baseline: one `iptables -A` per rule |");
+    println!(
+        "| backend | N rules | (a) cold render+apply | (b) +1 rule, median of 5 | baseline: one `iptables -A` per rule |"
+    );
     println!("|---|---|---|---|---|");
     for backend in ["iptables-nft", "iptables-legacy"] {
         let mut per_rule_1k: Option<Duration> = None;
@@ -117,7 +142,10 @@ fn main() {
             let rep = w.call_blocking(move |a| a.apply(&st, false));
             let cold = t0.elapsed();
             assert!(rep.error.is_none(), "{:?}", rep.error);
-            assert_eq!(rep.results.iter().filter(|(_, r)| r.is_ok()).count(), n + 10);
+            assert_eq!(
+                rep.results.iter().filter(|(_, r)| r.is_ok()).count(),
+                n + 10
+            );
             let mut adds = Vec::new();
             for k in 0..5 {
                 inp.dnats.push(rule(n + k));
@@ -134,7 +162,17 @@ fn main() {
             // Baseline: one process per rule into a user chain.
             let base = if n <= 1_000 {
                 let ns = Ns::new(&format!("{backend}-base-{n}"));
-                sh(&["ip", "netns", "exec", &ns.0, backend, "-t", "nat", "-N", "VPCNAT-PREROUTING"]);
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns.0,
+                    backend,
+                    "-t",
+                    "nat",
+                    "-N",
+                    "VPCNAT-PREROUTING",
+                ]);
                 let t0 = Instant::now();
                 for i in 0..n {
                     let r = rule(i);
@@ -142,9 +180,32 @@ fn main() {
                     let to = format!("{}:80", r.spec.internal_ip);
                     let comment = format!("vpcnet:dnat/t/d{i}");
                     sh(&[
-                        "ip", "netns", "exec", &ns.0, backend, "-w", "-t", "nat", "-A", "VPCNAT-PREROUTING", "-d", &eip, "-p",
-                        "tcp", "-m", "tcp", "--dport", &r.spec.external_port, "-m", "comment", "--comment", &comment,
-                        "-j", "DNAT", "--to-destination", &to,
+                        "ip",
+                        "netns",
+                        "exec",
+                        &ns.0,
+                        backend,
+                        "-w",
+                        "-t",
+                        "nat",
+                        "-A",
+                        "VPCNAT-PREROUTING",
+                        "-d",
+                        &eip,
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "tcp",
+                        "--dport",
+                        &r.spec.external_port,
+                        "-m",
+                        "comment",
+                        "--comment",
+                        &comment,
+                        "-j",
+                        "DNAT",
+                        "--to-destination",
+                        &to,
                     ]);
                 }
                 let d = t0.elapsed();

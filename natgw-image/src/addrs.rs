@@ -86,11 +86,7 @@ pub async fn link_info(h: &Handle, name: &str) -> Result<LinkInfo, AddrError> {
     }
     let index = link.header.index;
     let mut addrs = Vec::new();
-    let mut stream = h
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute();
+    let mut stream = h.address().get().set_link_index_filter(index).execute();
     while let Some(msg) = stream.try_next().await? {
         if msg.header.index != index {
             continue;

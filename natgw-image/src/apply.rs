@@ -121,7 +121,9 @@ impl Applier {
         let p = lan
             .primary()
             .ok_or_else(|| format!("{} has no IPv4 address", self.cfg.lan_iface))?;
-        let lan_net = Ipv4Net::new(p.ip, p.prefix).map_err(|e| e.to_string())?.trunc();
+        let lan_net = Ipv4Net::new(p.ip, p.prefix)
+            .map_err(|e| e.to_string())?
+            .trunc();
         let random_fully = match self.cfg.random_fully.as_str() {
             "on" => true,
             "off" => false,
@@ -208,17 +210,18 @@ impl Applier {
 
         // Addresses, announcements.
         let want: BTreeSet<Ipv4Addr> = state.eips.keys().copied().collect();
-        let addr_err = match self
-            .rt
-            .block_on(addrs::reconcile(&self.nl, &self.cfg.ext_iface, &want))
-        {
-            Ok(ch) => {
-                self.announce(&ch.added, &mut rep.warnings);
-                rep.added_addrs = ch.added;
-                None
-            }
-            Err(e) => Some(e.to_string()),
-        };
+        let addr_err =
+            match self
+                .rt
+                .block_on(addrs::reconcile(&self.nl, &self.cfg.ext_iface, &want))
+            {
+                Ok(ch) => {
+                    self.announce(&ch.added, &mut rep.warnings);
+                    rep.added_addrs = ch.added;
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            };
 
         // Conntrack of mappings that went away.
         if let Some(last) = &self.last {
@@ -252,7 +255,13 @@ impl Applier {
         rep
     }
 
-    fn fail(&mut self, state: &NatState, mut rep: ApplyReport, err: String, t0: Instant) -> ApplyReport {
+    fn fail(
+        &mut self,
+        state: &NatState,
+        mut rep: ApplyReport,
+        err: String,
+        t0: Instant,
+    ) -> ApplyReport {
         for k in state.programmed_keys() {
             rep.results.insert(k, Err(err.clone()));
         }

@@ -17,7 +17,15 @@ pub fn flush_args(old: &NatState, new: &NatState) -> Vec<Vec<String>> {
         let eip = g.eip.to_string();
         let p = g.proto.as_str();
         if g.ext.lo == g.ext.hi {
-            out.insert(s(&["-D", "-d", &eip, "-p", p, "--dport", &g.ext.lo.to_string()]));
+            out.insert(s(&[
+                "-D",
+                "-d",
+                &eip,
+                "-p",
+                p,
+                "--dport",
+                &g.ext.lo.to_string(),
+            ]));
         } else {
             out.insert(s(&["-D", "-d", &eip, "-p", p]));
         }
@@ -27,13 +35,25 @@ pub fn flush_args(old: &NatState, new: &NatState) -> Vec<Vec<String>> {
             continue;
         }
         out.insert(s(&["-D", "-d", &f.eip.to_string()]));
-        out.insert(s(&["-D", "-s", &f.internal.to_string(), "-q", &f.eip.to_string()]));
+        out.insert(s(&[
+            "-D",
+            "-s",
+            &f.internal.to_string(),
+            "-q",
+            &f.eip.to_string(),
+        ]));
     }
     for sn in &old.snats {
         if new.snats.contains(sn) {
             continue;
         }
-        out.insert(s(&["-D", "-s", &sn.cidr.to_string(), "-q", &sn.eip.to_string()]));
+        out.insert(s(&[
+            "-D",
+            "-s",
+            &sn.cidr.to_string(),
+            "-q",
+            &sn.eip.to_string(),
+        ]));
     }
     out.into_iter().collect()
 }

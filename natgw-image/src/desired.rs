@@ -82,7 +82,10 @@ fn rule_eip(
     };
     accepted(conds, generation)?;
     let Ok(ip) = found else {
-        return Err(skip("EipPending", format!("EIP {eip} has no status.ip yet")));
+        return Err(skip(
+            "EipPending",
+            format!("EIP {eip} has no status.ip yet"),
+        ));
     };
     if let Some(v) = v4ip
         && v.parse::<Ipv4Addr>().ok() != Some(*ip)
@@ -122,7 +125,10 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
             Some(Err(_)) => {
                 st.skipped.insert(
                     key,
-                    skip("Invalid", format!("status.ip {:?} is not IPv4", ip.unwrap_or(""))),
+                    skip(
+                        "Invalid",
+                        format!("status.ip {:?} is not IPv4", ip.unwrap_or("")),
+                    ),
                 );
                 Err(())
             }
@@ -130,7 +136,10 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
                 if let Some(other) = st.eips.get(&a) {
                     st.skipped.insert(
                         key,
-                        skip("Conflict", format!("address {a} is already held by {other}")),
+                        skip(
+                            "Conflict",
+                            format!("address {a} is already held by {other}"),
+                        ),
                     );
                     Err(())
                 } else {
@@ -165,7 +174,10 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
                 None => {
                     st.skipped.insert(
                         key,
-                        skip("Invalid", format!("internalCIDR {:?}", r.spec.internal_cidr)),
+                        skip(
+                            "Invalid",
+                            format!("internalCIDR {:?}", r.spec.internal_cidr),
+                        ),
                     );
                 }
             },
@@ -199,7 +211,10 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
                 st.skipped.insert(key, s);
             }
             Ok(Some(eip)) => match r.spec.internal_ip.parse::<Ipv4Addr>() {
-                Ok(internal) => fips.entry(eip).or_default().push(Fip { key, eip, internal }),
+                Ok(internal) => fips
+                    .entry(eip)
+                    .or_default()
+                    .push(Fip { key, eip, internal }),
                 Err(_) => {
                     st.skipped.insert(
                         key,
@@ -216,7 +231,10 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
         for other in it {
             st.skipped.insert(
                 other.key.clone(),
-                skip("Conflict", format!("EIP {eip} is already a FIP of {}", first.key)),
+                skip(
+                    "Conflict",
+                    format!("EIP {eip} is already a FIP of {}", first.key),
+                ),
             );
         }
         st.fips.push(first);
@@ -244,10 +262,8 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
             Ok(Some(eip)) => eip,
         };
         if st.fips.iter().any(|f| f.eip == eip) {
-            st.skipped.insert(
-                key,
-                skip("Conflict", format!("EIP {eip} is used by a FIP")),
-            );
+            st.skipped
+                .insert(key, skip("Conflict", format!("EIP {eip} is used by a FIP")));
             continue;
         }
         let ext = PortRange::parse(&r.spec.external_port);
@@ -274,7 +290,10 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
         if int_port.len() != 1 && int_port.len() != ext.len() {
             st.skipped.insert(
                 key,
-                skip("Invalid", "internalPort range must be as long as externalPort's"),
+                skip(
+                    "Invalid",
+                    "internalPort range must be as long as externalPort's",
+                ),
             );
             continue;
         }

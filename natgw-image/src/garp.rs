@@ -31,7 +31,11 @@ pub fn send_raw(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<()>
     // sockaddr is fully initialised and its size passed correctly.
     unsafe {
         let proto = (libc::ETH_P_ARP as u16).to_be();
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto));
+        let fd = libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(proto),
+        );
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }

@@ -40,7 +40,11 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("applies", "NAT state applies", m.applies.clone());
-        registry.register("apply_errors", "Applies with an error", m.apply_errors.clone());
+        registry.register(
+            "apply_errors",
+            "Applies with an error",
+            m.apply_errors.clone(),
+        );
         registry.register(
             "last_apply_duration_seconds",
             "Duration of the last apply",

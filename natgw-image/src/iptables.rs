@@ -89,8 +89,12 @@ impl Iptables {
     /// `<base>-restore --noflush -w` with `input` on stdin. Atomic: on error
     /// nothing is applied.
     pub fn restore(&self, input: &str) -> Result<(), IptError> {
-        self.run(&format!("{}-restore", self.base), &["--noflush", "-w"], Some(input))
-            .map(|_| ())
+        self.run(
+            &format!("{}-restore", self.base),
+            &["--noflush", "-w"],
+            Some(input),
+        )
+        .map(|_| ())
     }
 
     /// `<base>-save -t nat`.
@@ -105,7 +109,17 @@ impl Iptables {
 
     fn jump_args<'a>(op: &'a str, from: &'a str, to: &'a str) -> Vec<&'a str> {
         vec![
-            "-w", "-t", "nat", op, from, "-m", "comment", "--comment", JUMP_COMMENT, "-j", to,
+            "-w",
+            "-t",
+            "nat",
+            op,
+            from,
+            "-m",
+            "comment",
+            "--comment",
+            JUMP_COMMENT,
+            "-j",
+            to,
         ]
     }
 
@@ -195,7 +209,10 @@ impl Snapshot {
             } else if let Some(rule) = l.strip_prefix("-A ") {
                 let chain = rule.split_whitespace().next().unwrap_or_default();
                 if chain.starts_with(CHAIN_PREFIX) || l.contains(CHAIN_PREFIX) {
-                    s.chains.entry(chain.to_string()).or_default().push(l.to_string());
+                    s.chains
+                        .entry(chain.to_string())
+                        .or_default()
+                        .push(l.to_string());
                 }
             }
         }
@@ -216,7 +233,10 @@ impl Snapshot {
                 .strip_prefix("-A ")
                 .and_then(|r| r.split_whitespace().next())
                 .unwrap_or_default();
-            s.chains.entry(chain.to_string()).or_default().push(l.clone());
+            s.chains
+                .entry(chain.to_string())
+                .or_default()
+                .push(l.clone());
         }
         s
     }

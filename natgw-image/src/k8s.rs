@@ -29,7 +29,11 @@ pub const FIELD_MANAGER: &str = "vpcnet-natgw";
 
 /// The `Programmed` condition an object should carry after an apply, as
 /// (status, reason, message); `None` for objects not of this gateway.
-pub fn programmed(st: &NatState, rep: &ApplyReport, key: &ObjKey) -> Option<(bool, String, String)> {
+pub fn programmed(
+    st: &NatState,
+    rep: &ApplyReport,
+    key: &ObjKey,
+) -> Option<(bool, String, String)> {
     if let Some(s) = st.skipped.get(key) {
         return Some((false, s.reason.clone(), s.message.clone()));
     }
@@ -68,7 +72,12 @@ impl Stores {
     }
 
     fn current(&self, key: &ObjKey) -> Option<(Option<i64>, Option<Condition>)> {
-        fn find<K>(s: &Store<K>, ns: &str, name: &str, conds: impl Fn(&K) -> Option<&Vec<Condition>>) -> Option<(Option<i64>, Option<Condition>)>
+        fn find<K>(
+            s: &Store<K>,
+            ns: &str,
+            name: &str,
+            conds: impl Fn(&K) -> Option<&Vec<Condition>>,
+        ) -> Option<(Option<i64>, Option<Condition>)>
         where
             K: Clone + Resource<DynamicType = ()> + 'static,
         {
@@ -77,26 +86,42 @@ impl Stores {
             Some((o.meta().generation, c))
         }
         match key.kind {
-            Kind::Eip => find(&self.eips, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
-            Kind::Snat => find(&self.snats, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
-            Kind::Dnat => find(&self.dnats, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
-            Kind::Fip => find(&self.fips, &key.ns, &key.name, |o| o.status.as_ref().map(|s| &s.conditions)),
+            Kind::Eip => find(&self.eips, &key.ns, &key.name, |o| {
+                o.status.as_ref().map(|s| &s.conditions)
+            }),
+            Kind::Snat => find(&self.snats, &key.ns, &key.name, |o| {
+                o.status.as_ref().map(|s| &s.conditions)
+            }),
+            Kind::Dnat => find(&self.dnats, &key.ns, &key.name, |o| {
+                o.status.as_ref().map(|s| &s.conditions)
+            }),
+            Kind::Fip => find(&self.fips, &key.ns, &key.name, |o| {
+                o.status.as_ref().map(|s| &s.conditions)
+            }),
         }
     }
 }
 
-fn watch<K>(api: Api<K>, cfg: watcher::Config, notify: Arc<Notify>) -> (Store<K>, BoxStream<'static, ()>)
+fn watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    notify: Arc<Notify>,
+) -> (Store<K>, BoxStream<'static, ()>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store();
     let s = reflector::reflector(writer, watcher(api, cfg))
         .default_backoff()
-        .map(move |ev| {
-            match ev {
-                Ok(_) => notify.notify_one(),
-                Err(e) => tracing::warn!("watch error: {e}"),
-            }
+        .map(move |ev| match ev {
+            Ok(_) => notify.notify_one(),
+            Err(e) => tracing::warn!("watch error: {e}"),
         })
         .boxed();
     (store, s)
@@ -111,18 +136,45 @@ where
         "kind": K::kind(&()),
         "status": { "conditions": [cond] },
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-        .await
-        .map(|_| ())
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kube::Result<()> {
     let c = client.clone();
     match key.kind {
-        Kind::Eip => patch_status(Api::<IptablesEIP>::namespaced(c, &key.ns), &key.name, cond).await,
-        Kind::Snat => patch_status(Api::<IptablesSnatRule>::namespaced(c, &key.ns), &key.name, cond).await,
-        Kind::Dnat => patch_status(Api::<IptablesDnatRule>::namespaced(c, &key.ns), &key.name, cond).await,
-        Kind::Fip => patch_status(Api::<IptablesFIPRule>::namespaced(c, &key.ns), &key.name, cond).await,
+        Kind::Eip => {
+            patch_status(Api::<IptablesEIP>::namespaced(c, &key.ns), &key.name, cond).await
+        }
+        Kind::Snat => {
+            patch_status(
+                Api::<IptablesSnatRule>::namespaced(c, &key.ns),
+                &key.name,
+                cond,
+            )
+            .await
+        }
+        Kind::Dnat => {
+            patch_status(
+                Api::<IptablesDnatRule>::namespaced(c, &key.ns),
+                &key.name,
+                cond,
+            )
+            .await
+        }
+        Kind::Fip => {
+            patch_status(
+                Api::<IptablesFIPRule>::namespaced(c, &key.ns),
+                &key.name,
+                cond,
+            )
+            .await
+        }
     }
 }
 
@@ -137,16 +189,38 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
     let cfg = watcher::Config::default();
-    let (eips, s1) = watch(Api::<IptablesEIP>::all(client.clone()), cfg.clone(), notify.clone());
-    let (snats, s2) = watch(Api::<IptablesSnatRule>::all(client.clone()), cfg.clone(), notify.clone());
-    let (dnats, s3) = watch(Api::<IptablesDnatRule>::all(client.clone()), cfg.clone(), notify.clone());
-    let (fips, s4) = watch(Api::<IptablesFIPRule>::all(client.clone()), cfg.clone(), notify.clone());
+    let (eips, s1) = watch(
+        Api::<IptablesEIP>::all(client.clone()),
+        cfg.clone(),
+        notify.clone(),
+    );
+    let (snats, s2) = watch(
+        Api::<IptablesSnatRule>::all(client.clone()),
+        cfg.clone(),
+        notify.clone(),
+    );
+    let (dnats, s3) = watch(
+        Api::<IptablesDnatRule>::all(client.clone()),
+        cfg.clone(),
+        notify.clone(),
+    );
+    let (fips, s4) = watch(
+        Api::<IptablesFIPRule>::all(client.clone()),
+        cfg.clone(),
+        notify.clone(),
+    );
     let (gw, s5) = watch(
         Api::<VpcNatGateway>::all(client.clone()),
         cfg.fields(&format!("metadata.name={gateway}")),
         notify.clone(),
     );
-    let stores = Stores { eips, snats, dnats, fips, gw };
+    let stores = Stores {
+        eips,
+        snats,
+        dnats,
+        fips,
+        gw,
+    };
     tokio::spawn(futures::stream::select_all([s1, s2, s3, s4, s5]).for_each(|_| async {}));
     for ready in [
         stores.eips.wait_until_ready().await,
@@ -206,7 +280,10 @@ pub async fn run(
             let status = if ok { "True" } else { "False" }.to_string();
             let want = (status.clone(), reason.clone(), message.clone(), generation);
             let same_live = existing.as_ref().is_some_and(|c| {
-                c.status == status && c.reason == reason && c.message == message && c.observed_generation == generation
+                c.status == status
+                    && c.reason == reason
+                    && c.message == message
+                    && c.observed_generation == generation
             });
             if same_live || (existing.is_some() && written.get(key) == Some(&want)) {
                 continue;

@@ -13,7 +13,10 @@ use vpcnet_natgw::http::{self, Shared};
 use vpcnet_natgw::{drift, k8s};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Programs a VpcNatGateway's EIPs and SNAT/DNAT/FIP rules")]
+#[command(
+    version,
+    about = "Programs a VpcNatGateway's EIPs and SNAT/DNAT/FIP rules"
+)]
 struct Args {
     /// The VpcNatGateway this pod serves.
     #[arg(long, env = "VPCNET_GATEWAY")]
@@ -61,8 +64,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -143,7 +145,9 @@ fn main() -> anyhow::Result<()> {
             let st = desired(Some(facts.clone()), &args.gateway, &inputs);
             let rep = worker.call(move |a| a.apply(&st, false)).await;
             if rep.error.is_none() {
-                shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             shared.metrics.applies.inc();
             tracing::info!(results = ?rep.results, error = ?rep.error, "applied state file");

@@ -20,7 +20,10 @@ fn facts() -> GatewayFacts {
 
 fn rules_of(text: &str, tag: &str) -> Vec<String> {
     let needle = format!("--comment \"vpcnet:{tag}\"");
-    text.lines().filter(|l| l.contains(&needle)).map(String::from).collect()
+    text.lines()
+        .filter(|l| l.contains(&needle))
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn snat_longest_prefix_first_with_random_fully() {
         ..Default::default()
     };
     let text = render(&desired(Some(facts()), GW, &inp));
-    let snats: Vec<&str> = text.lines().filter(|l| l.contains("vpcnet:snat/")).collect();
+    let snats: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("vpcnet:snat/"))
+        .collect();
     assert_eq!(snats.len(), 3);
     assert!(snats[0].contains("-s 10.0.1.7/32 ") && snats[0].contains("vpcnet:snat/t/host"));
     assert!(snats[1].contains("-s 10.0.1.0/24 "));
@@ -72,25 +78,50 @@ fn exclusive_dnat_and_port_ranges() {
     let inp = Inputs {
         eips: vec![eip("t", "e1", GW, Some("172.16.3.10"))],
         dnats: vec![
-            dnat("t", "web", "e1", "8888", "10.0.1.2", Some("80"), false, false),
+            dnat(
+                "t",
+                "web",
+                "e1",
+                "8888",
+                "10.0.1.2",
+                Some("80"),
+                false,
+                false,
+            ),
             dnat("t", "same", "e1", "53", "10.0.1.3", None, true, false),
-            dnat("t", "range", "e1", "1000-2000", "10.0.1.2", Some("3000-4000"), false, false),
+            dnat(
+                "t",
+                "range",
+                "e1",
+                "1000-2000",
+                "10.0.1.2",
+                Some("3000-4000"),
+                false,
+                false,
+            ),
         ],
         ..Default::default()
     };
     let text = render(&desired(Some(facts()), GW, &inp));
     assert_eq!(
         rules_of(&text, "dnat/t/web"),
-        vec!["-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 8888 -m comment --comment \"vpcnet:dnat/t/web\" -j DNAT --to-destination 10.0.1.2:80"]
+        vec![
+            "-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 8888 -m comment --comment \"vpcnet:dnat/t/web\" -j DNAT --to-destination 10.0.1.2:80"
+        ]
     );
     assert_eq!(
         rules_of(&text, "dnat/t/same"),
-        vec!["-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p udp -m udp --dport 53 -m comment --comment \"vpcnet:dnat/t/same\" -j DNAT --to-destination 10.0.1.3:53"]
+        vec![
+            "-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p udp -m udp --dport 53 -m comment --comment \"vpcnet:dnat/t/same\" -j DNAT --to-destination 10.0.1.3:53"
+        ]
     );
     let r = rules_of(&text, "dnat/t/range");
     assert_eq!(r.len(), 1);
     assert!(r[0].contains("--dport 1000:2000 "), "{r:?}");
-    assert!(r[0].ends_with("--to-destination 10.0.1.2:3000-4000"), "{r:?}");
+    assert!(
+        r[0].ends_with("--to-destination 10.0.1.2:3000-4000"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -106,14 +137,27 @@ fn shared_dnat_spreads_in_a_group_chain() {
     };
     let st = desired(Some(facts()), GW, &inp);
     let r = render_lines(&st);
-    let chain = r.chains.iter().find(|c| c.starts_with("VPCNAT-SHARED-")).expect("group chain").clone();
+    let chain = r
+        .chains
+        .iter()
+        .find(|c| c.starts_with("VPCNAT-SHARED-"))
+        .expect("group chain")
+        .clone();
     assert!(chain.len() <= 28);
     let text = render(&st);
     assert!(text.contains(&format!(":{chain} - [0:0]")));
-    let jump: Vec<&str> = text.lines().filter(|l| l.ends_with(&format!("-j {chain}"))).collect();
+    let jump: Vec<&str> = text
+        .lines()
+        .filter(|l| l.ends_with(&format!("-j {chain}")))
+        .collect();
     assert_eq!(jump.len(), 1);
-    assert!(jump[0].starts_with("-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 80 "));
-    let members: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("-A {chain} "))).collect();
+    assert!(
+        jump[0].starts_with("-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 80 ")
+    );
+    let members: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("-A {chain} ")))
+        .collect();
     assert_eq!(members.len(), 3);
     assert!(members[0].contains("--every 3 --packet 0") && members[0].contains("vpcnet:dnat/t/a"));
     assert!(members[1].contains("--every 2 --packet 0") && members[1].contains("vpcnet:dnat/t/b"));
@@ -133,7 +177,10 @@ fn exclusive_conflict_first_wins_and_is_reported() {
     };
     let st = desired(Some(facts()), GW, &inp);
     assert_eq!(st.rule_count(), 1);
-    assert_eq!(st.skipped[&ObjKey::new(Kind::Dnat, "t", "b")].reason, "Conflict");
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Dnat, "t", "b")].reason,
+        "Conflict"
+    );
 }
 
 #[test]
@@ -141,7 +188,9 @@ fn hairpin_snats_dnated_vpc_traffic_to_lan_ip() {
     let text = render(&desired(Some(facts()), GW, &Inputs::default()));
     assert_eq!(
         rules_of(&text, "hairpin"),
-        vec!["-A VPCNAT-POSTROUTING -s 10.0.1.0/24 -o eth0 -m conntrack --ctstate DNAT -m comment --comment \"vpcnet:hairpin\" -j SNAT --to-source 10.0.1.254"]
+        vec![
+            "-A VPCNAT-POSTROUTING -s 10.0.1.0/24 -o eth0 -m conntrack --ctstate DNAT -m comment --comment \"vpcnet:hairpin\" -j SNAT --to-source 10.0.1.254"
+        ]
     );
     // Hairpin precedes every SNAT.
     let inp = Inputs {
@@ -150,14 +199,20 @@ fn hairpin_snats_dnated_vpc_traffic_to_lan_ip() {
         ..Default::default()
     };
     let text = render(&desired(Some(facts()), GW, &inp));
-    let post: Vec<&str> = text.lines().filter(|l| l.starts_with("-A VPCNAT-POSTROUTING")).collect();
+    let post: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("-A VPCNAT-POSTROUTING"))
+        .collect();
     assert!(post[0].contains("vpcnet:hairpin") && post[1].contains("vpcnet:snat/t/s"));
 }
 
 #[test]
 fn every_rule_line_is_attributed() {
     let inp = Inputs {
-        eips: vec![eip("t", "e1", GW, Some("172.16.3.10")), eip("t", "e2", GW, Some("172.16.3.11"))],
+        eips: vec![
+            eip("t", "e1", GW, Some("172.16.3.10")),
+            eip("t", "e2", GW, Some("172.16.3.11")),
+        ],
         snats: vec![snat("t", "s", "e1", "10.0.1.0/24", true)],
         fips: vec![fip("t", "f", "e2", "10.0.1.9")],
         dnats: vec![
@@ -167,7 +222,10 @@ fn every_rule_line_is_attributed() {
     };
     let text = render(&desired(Some(facts()), GW, &inp));
     for l in text.lines().filter(|l| l.starts_with("-A ")) {
-        assert!(l.contains("-m comment --comment \"vpcnet:"), "unattributed: {l}");
+        assert!(
+            l.contains("-m comment --comment \"vpcnet:"),
+            "unattributed: {l}"
+        );
     }
     assert!(text.starts_with("*nat\n:VPCNAT-PREROUTING - [0:0]\n:VPCNAT-POSTROUTING - [0:0]\n"));
     assert!(text.ends_with("COMMIT\n"));
@@ -176,10 +234,40 @@ fn every_rule_line_is_attributed() {
 #[test]
 fn output_is_deterministic_whatever_the_input_order() {
     let mut inp = Inputs {
-        eips: (0..20).map(|i| eip("t", &format!("e{i}"), GW, Some(&format!("172.16.3.{}", 10 + i)))).collect(),
-        snats: (0..20).map(|i| snat("t", &format!("s{i}"), &format!("e{i}"), &format!("10.0.{i}.0/24"), true)).collect(),
+        eips: (0..20)
+            .map(|i| {
+                eip(
+                    "t",
+                    &format!("e{i}"),
+                    GW,
+                    Some(&format!("172.16.3.{}", 10 + i)),
+                )
+            })
+            .collect(),
+        snats: (0..20)
+            .map(|i| {
+                snat(
+                    "t",
+                    &format!("s{i}"),
+                    &format!("e{i}"),
+                    &format!("10.0.{i}.0/24"),
+                    true,
+                )
+            })
+            .collect(),
         dnats: (0..40)
-            .map(|i| dnat("t", &format!("d{i}"), &format!("e{}", i % 20), &format!("{}", 8000 + i / 20), "10.0.1.2", None, false, true))
+            .map(|i| {
+                dnat(
+                    "t",
+                    &format!("d{i}"),
+                    &format!("e{}", i % 20),
+                    &format!("{}", 8000 + i / 20),
+                    "10.0.1.2",
+                    None,
+                    false,
+                    true,
+                )
+            })
             .collect(),
         fips: vec![],
     };
@@ -213,13 +301,32 @@ fn not_accepted_rules_and_eips_without_ip_are_ignored() {
     let st = desired(Some(facts()), GW, &inp);
     assert_eq!(st.rule_count(), 0);
     assert_eq!(st.eips.len(), 1);
-    assert_eq!(st.skipped[&ObjKey::new(Kind::Snat, "t", "rejected")].reason, "NotAccepted");
-    assert_eq!(st.skipped[&ObjKey::new(Kind::Snat, "t", "waiting")].reason, "EipPending");
-    assert_eq!(st.skipped[&ObjKey::new(Kind::Eip, "t", "noip")].reason, "EipPending");
-    assert_eq!(st.skipped[&ObjKey::new(Kind::Dnat, "t", "d2")].reason, "NotAccepted");
-    assert!(!st.skipped.contains_key(&ObjKey::new(Kind::Snat, "t", "foreign")));
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Snat, "t", "rejected")].reason,
+        "NotAccepted"
+    );
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Snat, "t", "waiting")].reason,
+        "EipPending"
+    );
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Eip, "t", "noip")].reason,
+        "EipPending"
+    );
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Dnat, "t", "d2")].reason,
+        "NotAccepted"
+    );
+    assert!(
+        !st.skipped
+            .contains_key(&ObjKey::new(Kind::Snat, "t", "foreign"))
+    );
     let text = render(&st);
-    assert!(!text.contains("172.16.3.50") && !text.contains("10.0.2.0") && !text.contains("vpcnet:snat/"));
+    assert!(
+        !text.contains("172.16.3.50")
+            && !text.contains("10.0.2.0")
+            && !text.contains("vpcnet:snat/")
+    );
 }
 
 #[test]
@@ -233,5 +340,8 @@ fn rule_v4ip_must_match_eip() {
     };
     let st = desired(Some(facts()), GW, &inp);
     assert_eq!(st.rule_count(), 0);
-    assert_eq!(st.skipped[&ObjKey::new(Kind::Snat, "t", "s")].reason, "EipPending");
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Snat, "t", "s")].reason,
+        "EipPending"
+    );
 }

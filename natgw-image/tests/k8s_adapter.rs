@@ -16,7 +16,11 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut c = Command::new("kubectl")
         .env("KUBECONFIG", KUBECONFIG)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -66,7 +70,11 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 
 fn http_get(port: u16, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -105,38 +113,104 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         )),
     )
     .unwrap();
-    k(&["-n", &c.ns, "patch", "iptableseip", "e1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"ip":"172.16.3.10"}}"#]);
-    k(&["-n", &c.ns, "patch", "iptablesdnatrule", "web", "--subresource=status", "--type=merge", "-p", &accepted_patch("172.16.3.10")]);
+    k(&[
+        "-n",
+        &c.ns,
+        "patch",
+        "iptableseip",
+        "e1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ip":"172.16.3.10"}}"#,
+    ]);
+    k(&[
+        "-n",
+        &c.ns,
+        "patch",
+        "iptablesdnatrule",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &accepted_patch("172.16.3.10"),
+    ]);
 
     let port = 20000 + (std::process::id() % 20000) as u16;
     c.agent = Some(
         Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
             .env("KUBECONFIG", KUBECONFIG)
             .env("VPCNET_GATEWAY", &c.gw)
-            .args(["--netns", &t.gw, "--iptables", "iptables-nft", "--drift-interval", "1"])
+            .args([
+                "--netns",
+                &t.gw,
+                "--iptables",
+                "iptables-nft",
+                "--drift-interval",
+                "1",
+            ])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .spawn()
             .unwrap(),
     );
     let save = || nsx(&t.gw, &["iptables-nft-save", "-t", "nat"]);
     let web_tag = format!("\"vpcnet:dnat/{}/web\"", c.ns);
-    wait_for("the DNAT rule in iptables", 30, || save().contains(&web_tag));
+    wait_for("the DNAT rule in iptables", 30, || {
+        save().contains(&web_tag)
+    });
     let cond = |name: &str, field: &str| {
-        k(&["-n", &c.ns, "get", "iptablesdnatrule", name, "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"Programmed\")].{field}}}")])
+        k(&[
+            "-n",
+            &c.ns,
+            "get",
+            "iptablesdnatrule",
+            name,
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"Programmed\")].{field}}}"),
+        ])
     };
-    wait_for("Programmed=True on the rule", 30, || cond("web", "status") == "True");
+    wait_for("Programmed=True on the rule", 30, || {
+        cond("web", "status") == "True"
+    });
     assert_eq!(cond("web", "reason"), "Applied");
     // The operator's condition is untouched; the agent owns only Programmed.
-    let accepted = k(&["-n", &c.ns, "get", "iptablesdnatrule", "web", "-o", "jsonpath={.status.conditions[?(@.type==\"Accepted\")].message}"]);
+    let accepted = k(&[
+        "-n",
+        &c.ns,
+        "get",
+        "iptablesdnatrule",
+        "web",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Accepted\")].message}",
+    ]);
     assert_eq!(accepted, "checked");
-    let managers = k(&["-n", &c.ns, "get", "iptablesdnatrule", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers = k(&[
+        "-n",
+        &c.ns,
+        "get",
+        "iptablesdnatrule",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert!(managers.contains("vpcnet-natgw"), "{managers}");
     // Not accepted yet: not programmed, and says so.
-    wait_for("Programmed=False on the pending rule", 30, || cond("pending", "reason") == "NotAccepted");
+    wait_for("Programmed=False on the pending rule", 30, || {
+        cond("pending", "reason") == "NotAccepted"
+    });
     assert!(!save().contains("vpcnet:dnat/") || !save().contains("/pending\""));
     // The EIP is on net1 and its condition is set.
     wait_for("EIP Programmed", 30, || {
-        k(&["-n", &c.ns, "get", "iptableseip", "e1", "-o", "jsonpath={.status.conditions[?(@.type==\"Programmed\")].status}"]) == "True"
+        k(&[
+            "-n",
+            &c.ns,
+            "get",
+            "iptableseip",
+            "e1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Programmed\")].status}",
+        ]) == "True"
     });
     assert!(nsx(&t.gw, &["ip", "-4", "addr", "show", "dev", "net1"]).contains("172.16.3.10/24"));
     // Traffic.
@@ -150,15 +224,31 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
     assert!(m.contains("vpcnet_natgw_rules_programmed 1"), "{m}");
 
     // Accepting the pending rule programs it; deleting web removes its lines.
-    k(&["-n", &c.ns, "patch", "iptablesdnatrule", "pending", "--subresource=status", "--type=merge", "-p", &accepted_patch("172.16.3.10")]);
+    k(&[
+        "-n",
+        &c.ns,
+        "patch",
+        "iptablesdnatrule",
+        "pending",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &accepted_patch("172.16.3.10"),
+    ]);
     let pending_tag = format!("\"vpcnet:dnat/{}/pending\"", c.ns);
-    wait_for("pending rule programmed", 30, || save().contains(&pending_tag));
+    wait_for("pending rule programmed", 30, || {
+        save().contains(&pending_tag)
+    });
     k(&["-n", &c.ns, "delete", "iptablesdnatrule", "web"]);
     wait_for("web's lines to vanish", 30, || !save().contains(&web_tag));
     assert!(save().contains(&pending_tag));
 
     // Drift: flushing the table is repaired within the drift interval.
     nsx(&t.gw, &["iptables-nft", "-t", "nat", "-F"]);
-    wait_for("drift repair", 15, || save().contains(&pending_tag) && save().contains("vpcnet:jump"));
-    wait_for("drift metric", 5, || http_get(port, "/metrics").contains("vpcnet_natgw_drift_repairs_total 1"));
+    wait_for("drift repair", 15, || {
+        save().contains(&pending_tag) && save().contains("vpcnet:jump")
+    });
+    wait_for("drift metric", 5, || {
+        http_get(port, "/metrics").contains("vpcnet_natgw_drift_repairs_total 1")
+    });
 }

@@ -35,8 +35,26 @@ fn inputs() -> Inputs {
         ],
         snats: vec![snat("t", "s1", "e1", "10.0.1.0/24", true)],
         dnats: vec![
-            dnat("t", "web", "e2", "8888", "10.0.1.2", Some("80"), false, false),
-            dnat("t", "other", "e2", "9999", "10.0.1.3", Some("81"), false, false),
+            dnat(
+                "t",
+                "web",
+                "e2",
+                "8888",
+                "10.0.1.2",
+                Some("80"),
+                false,
+                false,
+            ),
+            dnat(
+                "t",
+                "other",
+                "e2",
+                "9999",
+                "10.0.1.3",
+                Some("81"),
+                false,
+                false,
+            ),
         ],
         fips: vec![],
     }
@@ -65,16 +83,28 @@ fn traffic_ownership_drift(backend: &str) {
     // Addresses: both EIPs as /24 (the primary's prefix), primary kept.
     let addrs = nsx(&t.gw, &["ip", "-4", "-o", "addr", "show", "dev", "net1"]);
     assert!(addrs.contains("172.16.3.101/24"), "{addrs}");
-    assert!(addrs.contains("172.16.3.10/24") && addrs.contains("172.16.3.11/24"), "{addrs}");
+    assert!(
+        addrs.contains("172.16.3.10/24") && addrs.contains("172.16.3.11/24"),
+        "{addrs}"
+    );
     assert!(addrs.contains("net1:eip"), "{addrs}");
-    assert_eq!(nsx(&t.gw, &["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(), "1");
+    assert_eq!(
+        nsx(&t.gw, &["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
     // The gratuitous ARP taught the external host the EIPs (arp_accept=1).
     let neigh = nsx(&t.ext, &["ip", "neigh", "show", "172.16.3.10"]);
-    assert!(neigh.contains("lladdr"), "no neighbour entry from gratuitous ARP: {neigh:?}");
+    assert!(
+        neigh.contains("lladdr"),
+        "no neighbour entry from gratuitous ARP: {neigh:?}"
+    );
 
     // SNAT: the external host sees the EIP.
     let l = Listener::start(&t.ext, "172.16.3.2", 9000, 1);
-    assert_eq!(connect(&t.pod, "172.16.3.2", 9000, Some("10.0.1.2")).unwrap(), "hi");
+    assert_eq!(
+        connect(&t.pod, "172.16.3.2", 9000, Some("10.0.1.2")).unwrap(),
+        "hi"
+    );
     assert_eq!(l.peers(), vec!["172.16.3.10"]);
     // DNAT: EIP:8888 reaches the pod's :80 and the pod sees the real client.
     let l = Listener::start(&t.pod, "10.0.1.2", 80, 1);
@@ -82,14 +112,22 @@ fn traffic_ownership_drift(backend: &str) {
     assert_eq!(l.peers(), vec!["172.16.3.2"]);
     // Hairpin: a pod reaching another pod through the EIP gets answers via the gateway.
     let l = Listener::start(&t.pod, "10.0.1.3", 81, 1);
-    assert_eq!(connect(&t.pod, "172.16.3.11", 9999, Some("10.0.1.2")).unwrap(), "hi");
+    assert_eq!(
+        connect(&t.pod, "172.16.3.11", 9999, Some("10.0.1.2")).unwrap(),
+        "hi"
+    );
     assert_eq!(l.peers(), vec!["10.0.1.254"]);
 
     // Exact ownership: deleting one rule removes exactly its lines.
     let before = snapshot(&w);
     assert_eq!(before.lines_with_comment("vpcnet:dnat/t/other").len(), 1);
-    assert_eq!(before.chains["PREROUTING"].len(), 1, "one jump, not re-added");
-    inp.dnats.retain(|d| d.metadata.name.as_deref() != Some("other"));
+    assert_eq!(
+        before.chains["PREROUTING"].len(),
+        1,
+        "one jump, not re-added"
+    );
+    inp.dnats
+        .retain(|d| d.metadata.name.as_deref() != Some("other"));
     let st = desired(Some(facts.clone()), GW, &inp);
     let st2 = st.clone();
     let rep = w.call_blocking(move |a| a.apply(&st2, false));
@@ -115,22 +153,39 @@ fn traffic_ownership_drift(backend: &str) {
     let d = w.call_blocking(drift::check).unwrap();
     assert!(!d.repaired_rules, "a clean table must not count as drift");
     // An EIP address removed by hand comes back.
-    nsx(&t.gw, &["ip", "addr", "del", "172.16.3.10/24", "dev", "net1"]);
+    nsx(
+        &t.gw,
+        &["ip", "addr", "del", "172.16.3.10/24", "dev", "net1"],
+    );
     let d = w.call_blocking(drift::check).unwrap();
-    assert_eq!(d.readded_addrs, vec!["172.16.3.10".parse::<std::net::Ipv4Addr>().unwrap()]);
+    assert_eq!(
+        d.readded_addrs,
+        vec!["172.16.3.10".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
     let l = Listener::start(&t.ext, "172.16.3.2", 9001, 1);
-    assert_eq!(connect(&t.pod, "172.16.3.2", 9001, Some("10.0.1.2")).unwrap(), "hi");
+    assert_eq!(
+        connect(&t.pod, "172.16.3.2", 9001, Some("10.0.1.2")).unwrap(),
+        "hi"
+    );
     assert_eq!(l.peers(), vec!["172.16.3.10"]);
 
     // EIP gone -> its address goes, the primary stays; its DNAT goes too.
-    inp.eips.retain(|e| e.metadata.name.as_deref() != Some("e2"));
+    inp.eips
+        .retain(|e| e.metadata.name.as_deref() != Some("e2"));
     let st = desired(Some(facts), GW, &inp);
     let rep = w.call_blocking(move |a| a.apply(&st, false));
     all_ok(&rep.results);
     let addrs = nsx(&t.gw, &["ip", "-4", "-o", "addr", "show", "dev", "net1"]);
     assert!(!addrs.contains("172.16.3.11/"), "{addrs}");
-    assert!(addrs.contains("172.16.3.101/24") && addrs.contains("172.16.3.10/24"), "{addrs}");
-    assert!(snapshot(&w).lines_with_comment("vpcnet:dnat/t/web").is_empty());
+    assert!(
+        addrs.contains("172.16.3.101/24") && addrs.contains("172.16.3.10/24"),
+        "{addrs}"
+    );
+    assert!(
+        snapshot(&w)
+            .lines_with_comment("vpcnet:dnat/t/web")
+            .is_empty()
+    );
     assert!(connect(&t.ext, "172.16.3.11", 8888, None).is_err());
 }
 
@@ -154,7 +209,10 @@ fn bad_rule_reported(backend: &str) {
     assert!(rep.error.is_none(), "{:?}", rep.error);
     let s1 = &rep.results[&ObjKey::new(Kind::Snat, "t", "s1")];
     let msg = s1.as_ref().expect_err("SNAT must fail");
-    assert!(msg.contains("line"), "stderr of iptables-restore expected: {msg}");
+    assert!(
+        msg.contains("line"),
+        "stderr of iptables-restore expected: {msg}"
+    );
     assert!(rep.results[&ObjKey::new(Kind::Dnat, "t", "web")].is_ok());
     let snap = snapshot(&w);
     assert_eq!(snap.lines_with_comment("vpcnet:dnat/t/web").len(), 1);
@@ -204,19 +262,38 @@ fn real_binary_once_with_state_file() {
     let file = dir.join("desired.json");
     std::fs::write(&file, serde_json::to_vec(&inputs()).unwrap()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
-        .args(["--gateway", GW, "--iptables", "iptables-legacy", "--netns", &t.gw, "--once", "--state-file"])
+        .args([
+            "--gateway",
+            GW,
+            "--iptables",
+            "iptables-legacy",
+            "--netns",
+            &t.gw,
+            "--once",
+            "--state-file",
+        ])
         .arg(&file)
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["dnat/t/web"]["programmed"], true, "{v}");
     assert_eq!(v["snat/t/s1"]["programmed"], true, "{v}");
     assert_eq!(v["eip/t/e1"]["programmed"], true, "{v}");
     let save = nsx(&t.gw, &["iptables-legacy-save", "-t", "nat"]);
-    assert!(save.contains("-A PREROUTING -m comment --comment \"vpcnet:jump\" -j VPCNAT-PREROUTING"), "{save}");
-    assert!(save.contains("\"vpcnet:dnat/t/web\" -j DNAT --to-destination 10.0.1.2:80"), "{save}");
+    assert!(
+        save.contains("-A PREROUTING -m comment --comment \"vpcnet:jump\" -j VPCNAT-PREROUTING"),
+        "{save}"
+    );
+    assert!(
+        save.contains("\"vpcnet:dnat/t/web\" -j DNAT --to-destination 10.0.1.2:80"),
+        "{save}"
+    );
     let l = Listener::start(&t.pod, "10.0.1.2", 80, 1);
     assert_eq!(connect(&t.ext, "172.16.3.11", 8888, None).unwrap(), "hi");
     assert_eq!(l.peers(), vec!["172.16.3.2"]);

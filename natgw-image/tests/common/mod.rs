@@ -95,7 +95,11 @@ pub fn dnat(
         IptablesDnatRuleSpec {
             eip: eip.into(),
             external_port: ext.into(),
-            protocol: if udp { L4Protocol::Udp } else { L4Protocol::Tcp },
+            protocol: if udp {
+                L4Protocol::Udp
+            } else {
+                L4Protocol::Tcp
+            },
             internal_ip: ip.into(),
             internal_port: int.map(String::from),
             shared,
@@ -143,13 +147,28 @@ pub struct Topo {
 
 impl Topo {
     pub fn new() -> Topo {
-        for tool in ["ip", "iptables-nft-restore", "iptables-legacy-restore", "conntrack", "python3"] {
+        for tool in [
+            "ip",
+            "iptables-nft-restore",
+            "iptables-legacy-restore",
+            "conntrack",
+            "python3",
+        ] {
             assert!(
-                Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success(),
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success(),
                 "required tool {tool} not found"
             );
         }
-        let id = format!("{}{}", std::process::id() % 100000, SEQ.fetch_add(1, Ordering::SeqCst));
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
         let t = Topo {
             gw: format!("ngw-{id}"),
             pod: format!("npod-{id}"),
@@ -159,19 +178,40 @@ impl Topo {
             sh(&["ip", "netns", "add", n]);
             nsx(n, &["ip", "link", "set", "lo", "up"]);
         }
-        sh(&["ip", "-n", &t.gw, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &t.pod]);
-        sh(&["ip", "-n", &t.gw, "link", "add", "net1", "type", "veth", "peer", "name", "eth0", "netns", &t.ext]);
-        nsx(&t.gw, &["ip", "addr", "add", "10.0.1.254/24", "dev", "eth0"]);
-        nsx(&t.gw, &["ip", "addr", "add", "172.16.3.101/24", "dev", "net1"]);
+        sh(&[
+            "ip", "-n", &t.gw, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+            "netns", &t.pod,
+        ]);
+        sh(&[
+            "ip", "-n", &t.gw, "link", "add", "net1", "type", "veth", "peer", "name", "eth0",
+            "netns", &t.ext,
+        ]);
+        nsx(
+            &t.gw,
+            &["ip", "addr", "add", "10.0.1.254/24", "dev", "eth0"],
+        );
+        nsx(
+            &t.gw,
+            &["ip", "addr", "add", "172.16.3.101/24", "dev", "net1"],
+        );
         nsx(&t.gw, &["ip", "link", "set", "eth0", "up"]);
         nsx(&t.gw, &["ip", "link", "set", "net1", "up"]);
         nsx(&t.pod, &["ip", "addr", "add", "10.0.1.2/24", "dev", "eth0"]);
         nsx(&t.pod, &["ip", "addr", "add", "10.0.1.3/24", "dev", "eth0"]);
         nsx(&t.pod, &["ip", "link", "set", "eth0", "up"]);
-        nsx(&t.pod, &["ip", "route", "add", "default", "via", "10.0.1.254"]);
-        nsx(&t.ext, &["ip", "addr", "add", "172.16.3.2/24", "dev", "eth0"]);
+        nsx(
+            &t.pod,
+            &["ip", "route", "add", "default", "via", "10.0.1.254"],
+        );
+        nsx(
+            &t.ext,
+            &["ip", "addr", "add", "172.16.3.2/24", "dev", "eth0"],
+        );
         nsx(&t.ext, &["ip", "link", "set", "eth0", "up"]);
-        nsx(&t.ext, &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1"]);
+        nsx(
+            &t.ext,
+            &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1"],
+        );
         t
     }
 }
@@ -230,7 +270,9 @@ impl Drop for Listener {
 
 /// Connects from `ns` to `addr:port` (optionally from `src`), returns what the server sent.
 pub fn connect(ns: &str, addr: &str, port: u16, src: Option<&str>) -> Result<String, String> {
-    let bind = src.map(|s| format!("c.bind(('{s}',0))\n")).unwrap_or_default();
+    let bind = src
+        .map(|s| format!("c.bind(('{s}',0))\n"))
+        .unwrap_or_default();
     let code = format!(
         "import socket\nc=socket.socket()\nc.settimeout(3)\n{bind}c.connect(('{addr}',{port}))\nprint(c.recv(10).decode())\n"
     );

@@ -57,7 +57,14 @@ pub fn run() -> Result<(), String> {
         })
         .and_then(|()| {
             timed("e2e tests on the box", &|| {
-                shell::cargo(&["test", "-p", "vpcnet-e2e", "--locked", "--", "--test-threads=1"])
+                shell::cargo(&[
+                    "test",
+                    "-p",
+                    "vpcnet-e2e",
+                    "--locked",
+                    "--",
+                    "--test-threads=1",
+                ])
             })
         });
     let down = timed("box down", &|| shell::box_script("down.sh", &[]));

@@ -15,3 +15,4 @@ pub mod k8s;
 pub mod model;
 pub mod netns;
 pub mod render;
+pub mod routes;

@@ -34,9 +34,16 @@ struct Args {
     /// SNAT `--random-fully`: auto (probe once), on or off.
     #[arg(long, default_value = "auto")]
     random_fully: String,
-    /// Hairpin source ranges (repeatable); default: the LAN interface's subnet.
-    #[arg(long = "vpc-cidr")]
+    /// The VPC's subnets (repeatable or comma-separated): hairpin source
+    /// ranges and routes via the LAN leg; default: the LAN interface's subnet.
+    #[arg(long = "vpc-cidr", env = "VPCNET_VPC_CIDRS", value_delimiter = ',')]
     vpc_cidrs: Vec<Ipv4Net>,
+    /// The VPC router's address on the LAN subnet (routes to the VPC's other subnets).
+    #[arg(long, env = "VPCNET_LAN_GATEWAY")]
+    lan_gateway: Option<std::net::Ipv4Addr>,
+    /// The external network's gateway: the pod's default route via the external leg.
+    #[arg(long, env = "VPCNET_EXTERNAL_GATEWAY", value_parser = parse_optional_ip)]
+    external_gateway: Option<Option<std::net::Ipv4Addr>>,
     /// HTTP address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -61,6 +68,16 @@ struct Args {
     no_ip_forward: bool,
 }
 
+/// An address, or nothing for an empty value (the operator passes "" when
+/// the external subnet has no gateway).
+fn parse_optional_ip(s: &str) -> Result<Option<std::net::Ipv4Addr>, String> {
+    if s.trim().is_empty() {
+        Ok(None)
+    } else {
+        s.trim().parse().map(Some).map_err(|e| format!("{s}: {e}"))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -83,6 +100,21 @@ fn main() -> anyhow::Result<()> {
         .call_blocking(move |a| a.facts(&gw))
         .map_err(anyhow::Error::msg)?;
     tracing::info!(?facts, "gateway facts");
+    let plan = vpcnet_natgw::routes::Plan {
+        external_gateway: args.external_gateway.flatten(),
+        ext_iface: args.ext_iface.clone(),
+        lan_gateway: args.lan_gateway,
+        lan_iface: args.lan_iface.clone(),
+        vpc_cidrs: args.vpc_cidrs.clone(),
+    };
+    let lan_net = plan
+        .vpc_cidrs
+        .iter()
+        .copied()
+        .find(|c| c.contains(&facts.lan_ip));
+    worker
+        .call_blocking(move |_| vpcnet_natgw::routes::ensure(&plan, lan_net))
+        .map_err(anyhow::Error::msg)?;
 
     if args.once {
         let path = args.state_file.as_ref().expect("clap requires it");

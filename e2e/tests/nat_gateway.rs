@@ -1,0 +1,253 @@
+//! The seed walk-through on the real node: a tenant VPC with a NAT gateway
+//! (eth0 in the VPC, net1 on the external network through Multus), EIPs,
+//! SNAT, DNAT, FIP, hairpin and shared DNAT — proven with traffic to and from
+//! the box's external host (`vpcnet-ext`, 172.16.3.2, which logs clients).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
+use vpcnet_e2e::kubectl::Kubectl;
+
+const READY: Duration = Duration::from_secs(180);
+const EXT_NETNS: &str = "vpcnet-ext";
+const GW_NS: &str = "vpcnet-system";
+
+/// The external network of the samples (Subnet + NAD are box-provided or applied here).
+fn external_network(k: &Kubectl) {
+    let samples = vpcnet_e2e::repo_root().join("config/samples/03-external-subnet.yaml");
+    let out = k.apply(&samples);
+    assert!(out.ok, "{}", out.stderr);
+}
+
+/// A tenant: namespace, VPC, subnet and a NAT gateway at `lan_ip`.
+fn tenant_with_gateway(k: &Kubectl, c: &mut Cleanup, t: &str, cidr: &str, lan_ip: &str) {
+    k.must_apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {t}}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}}}\nspec: {{vpc: {t}, cidrBlock: {cidr}, namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {{name: {t}}}\nspec: {{vpc: {t}, subnet: {t}, lanIp: {lan_ip}, externalSubnets: [ovn-vpc-external-network]}}\n"
+    ));
+    c.add("vpc", None, t);
+    c.add("subnet", None, t);
+    c.add("vpc-nat-gw", None, t);
+    c.add("namespace", None, t);
+}
+
+fn wait_condition(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str, cond: &str) {
+    let mut args = vec![
+        "wait".to_string(),
+        format!("--for=condition={cond}"),
+        format!("--timeout={}s", READY.as_secs()),
+        format!("{kind}/{name}"),
+    ];
+    if let Some(ns) = ns {
+        args.extend(["-n".into(), ns.into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = k.run(&args);
+    if !out.ok {
+        let mut get = vec!["get", kind, name, "-o", "yaml"];
+        if let Some(ns) = ns {
+            get.extend(["-n", ns]);
+        }
+        panic!(
+            "{kind}/{name} not {cond}: {}\n{}",
+            out.stderr,
+            k.run(&get).stdout
+        );
+    }
+}
+
+/// `curl` from the external host.
+fn from_outside(url: &str) -> Result<String, String> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            EXT_NETNS,
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            url,
+        ])
+        .output()
+        .expect("ip netns exec");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into())
+    }
+}
+
+fn from_pod(k: &Kubectl, ns: &str, pod: &str, url: &str) -> Result<String, String> {
+    let out = k.exec(ns, pod, &["curl", "-s", "--max-time", "3", url]);
+    if out.ok {
+        Ok(out.stdout.trim().to_string())
+    } else {
+        Err(out.stderr)
+    }
+}
+
+fn eip(k: &Kubectl, ns: &str, name: &str, gw: &str, v4ip: Option<&str>) {
+    let ip = v4ip.map(|i| format!(", v4ip: {i}")).unwrap_or_default();
+    k.must_apply(&format!("apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{natGwDp: {gw}{ip}}}\n"));
+}
+
+fn nat_lines(k: &Kubectl, gw: &str) -> String {
+    k.exec(
+        GW_NS,
+        &format!("vpc-nat-gw-{gw}-0"),
+        &["iptables-save", "-t", "nat"],
+    )
+    .stdout
+}
+
+#[test]
+fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    external_network(&k);
+    let t = "e2e-nat";
+    tenant_with_gateway(&k, &mut c, t, "10.0.1.0/24", "10.0.1.254");
+    k.must_apply(&testapp_pod(t, "web", Some("10.0.1.2")));
+    k.must_apply(&testapp_pod(t, "db", Some("10.0.1.3")));
+    eip(&k, t, "eips01", t, Some("172.16.3.208"));
+    eip(&k, t, "eipd01", t, Some("172.16.3.203"));
+    eip(&k, t, "eipf01", t, None);
+    k.must_apply(&format!(
+        "apiVersion: vpcnet.io/v1\nkind: IptablesSnatRule\nmetadata: {{name: snat01, namespace: {t}}}\nspec: {{eip: eips01, internalCIDR: 10.0.1.0/24}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: dnat01, namespace: {t}}}\nspec: {{eip: eipd01, externalPort: '8888', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: shared-a, namespace: {t}}}\nspec: {{eip: eipd01, externalPort: '9999', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp, shared: true}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: shared-b, namespace: {t}}}\nspec: {{eip: eipd01, externalPort: '9999', internalIp: 10.0.1.3, internalPort: '8080', protocol: tcp, shared: true}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesFIPRule\nmetadata: {{name: fip01, namespace: {t}}}\nspec: {{eip: eipf01, internalIp: 10.0.1.3}}\n"
+    ));
+    k.wait_ready(t, &["web", "db"], READY);
+    wait_condition(&k, "vpc-nat-gw", None, t, "Ready");
+    for (kind, name) in [
+        ("eip", "eips01"),
+        ("eip", "eipd01"),
+        ("eip", "eipf01"),
+        ("snat", "snat01"),
+        ("dnat", "dnat01"),
+        ("dnat", "shared-a"),
+        ("dnat", "shared-b"),
+        ("fip", "fip01"),
+    ] {
+        wait_condition(&k, kind, Some(t), name, "Ready");
+    }
+    let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
+
+    // Egress: the external host sees the SNAT EIP (the FIP pod its FIP).
+    let seen = from_pod(&k, t, "web", "http://172.16.3.2/").expect("web reaches the external host");
+    assert!(seen.contains("client=172.16.3.208:"), "SNAT source: {seen}");
+    let seen = from_pod(&k, t, "db", "http://172.16.3.2/").expect("db reaches the external host");
+    assert!(
+        seen.contains(&format!("client={fip}:")),
+        "FIP egress source: {seen}"
+    );
+
+    // Ingress: EIP:8888 -> web:8080; the FIP on any port -> db.
+    let got = from_outside("http://172.16.3.203:8888/").expect("DNAT from outside");
+    assert!(
+        got.contains("server=web") && got.contains("client=172.16.3.2:"),
+        "{got}"
+    );
+    let got = from_outside(&format!("http://{fip}:8080/")).expect("FIP from outside");
+    assert!(got.contains("server=db"), "{got}");
+
+    // Hairpin: from inside the VPC to another pod's FIP and DNAT.
+    let got = from_pod(&k, t, "web", &format!("http://{fip}:8080/")).expect("hairpin to the FIP");
+    assert!(got.contains("server=db"), "{got}");
+    let got = from_pod(&k, t, "db", "http://172.16.3.203:8888/").expect("hairpin to the DNAT");
+    assert!(got.contains("server=web"), "{got}");
+
+    // Shared DNAT spreads new connections over both backends.
+    let servers: BTreeSet<String> = (0..20)
+        .filter_map(|_| from_outside("http://172.16.3.203:9999/").ok())
+        .filter_map(|a| {
+            a.split_whitespace()
+                .find(|w| w.starts_with("server="))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        servers,
+        BTreeSet::from(["server=db".to_string(), "server=web".to_string()]),
+        "both backends answer"
+    );
+
+    // Deleting a rule removes exactly its lines.
+    let before = nat_lines(&k, t);
+    assert!(
+        before.contains(&format!("vpcnet:dnat/{t}/dnat01")),
+        "{before}"
+    );
+    k.ok(&["delete", "dnat", "-n", t, "dnat01", "--wait=true"]);
+    k.eventually(Duration::from_secs(20), "dnat01's lines gone", || {
+        !nat_lines(&k, t).contains(&format!("vpcnet:dnat/{t}/dnat01"))
+    });
+    let after = nat_lines(&k, t);
+    let strip = |s: &str| -> BTreeSet<String> {
+        s.lines()
+            .filter(|l| l.starts_with("-A VPCNAT"))
+            .map(str::to_string)
+            .collect()
+    };
+    let removed: Vec<String> = strip(&before).difference(&strip(&after)).cloned().collect();
+    assert!(
+        !removed.is_empty()
+            && removed
+                .iter()
+                .all(|l| l.contains(&format!("vpcnet:dnat/{t}/dnat01"))),
+        "only dnat01's lines went: {removed:?}"
+    );
+    assert!(
+        from_outside("http://172.16.3.203:8888/").is_err(),
+        "the deleted DNAT no longer forwards"
+    );
+}
+
+#[test]
+fn a_tenant_cannot_use_another_tenants_gateway() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    external_network(&k);
+    tenant_with_gateway(&k, &mut c, "e2e-own-a", "10.0.1.0/24", "10.0.1.254");
+    k.must_apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: e2e-own-b}\n");
+    c.add("namespace", None, "e2e-own-b");
+    eip(&k, "e2e-own-b", "stolen", "e2e-own-a", None);
+    k.must_apply(
+        "apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {name: sneaky, namespace: e2e-own-b}\n\
+         spec: {eip: stolen, externalPort: '7777', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}\n",
+    );
+    k.eventually(
+        Duration::from_secs(30),
+        "Forbidden on the EIP and the rule",
+        || {
+            k.field(
+                "eip",
+                Some("e2e-own-b"),
+                "stolen",
+                "{.status.conditions[?(@.type==\"Ready\")].reason}",
+            ) == "Forbidden"
+                && k.field(
+                    "dnat",
+                    Some("e2e-own-b"),
+                    "sneaky",
+                    "{.status.conditions[?(@.type==\"Ready\")].reason}",
+                ) == "Forbidden"
+        },
+    );
+    assert_eq!(
+        k.field("eip", Some("e2e-own-b"), "stolen", "{.status.ip}"),
+        "",
+        "no address handed out"
+    );
+    wait_condition(&k, "vpc-nat-gw", None, "e2e-own-a", "Ready");
+    assert!(
+        !nat_lines(&k, "e2e-own-a").contains("sneaky"),
+        "nothing programmed"
+    );
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The box's "external" network (sourced by up.sh/down.sh after lib.sh; or
+# standalone against a running box: `external.sh up|down|status`):
+#
+#   netns vpcnet-node                       netns vpcnet-ext (the external host)
+#   ext0 (no address, up)  <--- veth --->   eth0 172.16.3.2/24
+#   = macvlan master of the NAD             HTTP on :80 and :8080, one line per
+#     ovn-vpc-external-network              connection in $BOX/ext/access.log
+#
+#   external_up        creates the netns, the veth pair and starts the server
+#                      (recorded as daemon `ext-http` in $BOX/pids, so down.sh
+#                      stops it with the other daemons)
+#   external_down      stops the server (by its recorded PID) and deletes the
+#                      netns (the veth pair goes with it); idempotent
+#   external_nad_apply applies config/box/external-nad.yaml (needs the NAD CRD
+#                      and the vpcnet-system namespace)
+#
+# The server answers every connection (HTTP or not) with an HTTP 200 whose body
+# is `client=<ip>:<port> server=external`, and appends `client=<ip>:<port>` to
+# the access log. It binds its sockets itself: no reverse DNS lookups.
+# shellcheck shell=bash
+
+EXT_NETNS=vpcnet-ext
+EXT_NODE_IF=ext0
+EXT_HOST_IF=eth0
+EXT_HOST_IP=172.16.3.2
+EXT_PREFIX=24
+EXT_PORTS=(80 8080)
+EXT_DAEMON=ext-http
+EXT_PYTHON=/usr/bin/python3
+
+ext_server_py() {
+  cat <<'PY'
+"""External host of the vpcnet box: answers each TCP connection with an HTTP 200
+naming the client's address and logs `client=<ip>:<port>` per connection."""
+import socket
+import sys
+import threading
+
+log_path, addr, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+log_lock = threading.Lock()
+log = open(log_path, "a", buffering=1)
+
+
+def handle(conn, peer):
+    client = f"client={peer[0]}:{peer[1]}"
+    with log_lock:
+        log.write(client + "\n")
+    try:
+        conn.settimeout(2)
+        try:
+            conn.recv(4096)  # the request, if any; the answer does not depend on it
+        except OSError:
+            pass
+        body = f"{client} server=external\n".encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def serve(sock):
+    while True:
+        conn, peer = sock.accept()
+        threading.Thread(target=handle, args=(conn, peer), daemon=True).start()
+
+
+socks = []
+for port in ports:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(128)
+    socks.append(s)
+print(f"listening on {addr} ports {ports}, log {log_path}", file=sys.stderr, flush=True)
+for s in socks[1:]:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+serve(socks[0])
+PY
+}
+
+ext_netns_exists() { ip netns list | awk '{print $1}' | grep -qxF "$EXT_NETNS"; }
+
+# ext_serving: every port answers.
+ext_serving() {
+  local p
+  for p in "${EXT_PORTS[@]}"; do
+    [[ -n "$(ip netns exec "$EXT_NETNS" ss -Hltn "sport = :$p")" ]] || return 1
+  done
+}
+
+external_up() {
+  [[ -e "/run/netns/$NODE_NETNS" ]] || die "the node's netns $NODE_NETNS does not exist (is the box up?)"
+  if daemon_pid "$EXT_DAEMON" >/dev/null; then
+    log "external network already up"
+    return 0
+  fi
+  ext_netns_exists && external_down
+  mkdir -p "$BOX/ext" "$BOX/pids" "$BOX/logs"
+  ip netns add "$EXT_NETNS"
+  ip link add "$EXT_NODE_IF" netns "$NODE_NETNS" type veth peer name "$EXT_HOST_IF" netns "$EXT_NETNS"
+  ip -n "$NODE_NETNS" link set "$EXT_NODE_IF" up
+  ip -n "$EXT_NETNS" link set lo up
+  ip -n "$EXT_NETNS" addr add "$EXT_HOST_IP/$EXT_PREFIX" dev "$EXT_HOST_IF"
+  ip -n "$EXT_NETNS" link set "$EXT_HOST_IF" up
+  ext_server_py >"$BOX/ext/server.py"
+  : >>"$BOX/ext/access.log"
+  # Recorded like up.sh's daemons (PID, binary, order): ip netns exec execs
+  # python, so the PID is the server's; its command line names $BOX/.
+  local exe pid i
+  exe=$(readlink -f "$EXT_PYTHON")
+  setsid ip netns exec "$EXT_NETNS" "$EXT_PYTHON" "$BOX/ext/server.py" "$BOX/ext/access.log" \
+    "$EXT_HOST_IP" "${EXT_PORTS[@]}" </dev/null >"$BOX/logs/$EXT_DAEMON.log" 2>&1 8>&- &
+  pid=$!
+  echo "$pid" >"$BOX/pids/$EXT_DAEMON.pid"
+  echo "$exe" >"$BOX/pids/$EXT_DAEMON.exe"
+  grep -qxF "$EXT_DAEMON" "$BOX/pids/order" 2>/dev/null || echo "$EXT_DAEMON" >>"$BOX/pids/order"
+  for ((i = 0; i < 100; i++)); do
+    ext_serving && break
+    proc_alive "$pid" || die "$EXT_DAEMON did not start (see $BOX/logs/$EXT_DAEMON.log)"
+    sleep 0.05
+  done
+  ext_serving || die "$EXT_DAEMON does not listen (see $BOX/logs/$EXT_DAEMON.log)"
+  log "external host $EXT_HOST_IP (netns $EXT_NETNS) serving :${EXT_PORTS[*]}, log $BOX/ext/access.log"
+}
+
+external_down() {
+  local pid i
+  if pid=$(daemon_pid "$EXT_DAEMON"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      proc_alive "$pid" || break
+      sleep 0.1
+    done
+    proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$BOX/pids/$EXT_DAEMON.pid" "$BOX/pids/$EXT_DAEMON.exe"
+  if [[ -f "$BOX/pids/order" ]]; then
+    grep -vxF "$EXT_DAEMON" "$BOX/pids/order" >"$BOX/pids/order.tmp" || true
+    mv -f "$BOX/pids/order.tmp" "$BOX/pids/order"
+  fi
+  # Deleting a netns with ip netns del only unmounts it: the veth goes once no
+  # process is left in it. Delete the node's end explicitly too.
+  ip -n "$NODE_NETNS" link del "$EXT_NODE_IF" 2>/dev/null || true
+  ext_netns_exists && ip netns del "$EXT_NETNS"
+  return 0
+}
+
+external_nad_apply() {
+  "$KUBECTL" apply --server-side --field-manager=vpcnet-box -f "$REPO/config/box/external-nad.yaml" >/dev/null
+  log "NetworkAttachmentDefinition vpcnet-system/ovn-vpc-external-network applied (macvlan on $EXT_NODE_IF)"
+}
+
+external_status() {
+  ip -n "$EXT_NETNS" -br addr
+  ip -n "$NODE_NETNS" -br link show "$EXT_NODE_IF"
+  daemon_pid "$EXT_DAEMON" && tail -n 5 "$BOX/ext/access.log"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  KUBECTL="${KUBECTL:-$K8S_BIN/kubectl}"
+  export KUBECONFIG="$BOX/kubeconfig"
+  case "${1:-}" in
+    up) [[ -d "$BOX" ]] || die "no box in $BOX"; external_up ;;
+    down) external_down ;;
+    nad) external_nad_apply ;;
+    status) external_status ;;
+    *) echo "usage: $0 up|down|nad|status" >&2; exit 2 ;;
+  esac
+fi

@@ -29,6 +29,9 @@ node_mounts() {
     node_exec mount --bind "$NODE_DIR/sysctl/${d//\//.}" "/proc/sys/$d"
   done
   node_exec mkdir -p /etc/cni/net.d /opt/cni/bin /var/log/pods /var/log/containers
+  # The reference plugins, where a node has them: containerd's CRI runs
+  # `loopback` from /opt/cni/bin for every sandbox; macvlan/static serve NAD legs.
+  node_exec cp -a /usr/lib/cni/. /opt/cni/bin/
 }
 
 # node_holder_up: the namespaces' holder: `tail -f` on a file of this box (its

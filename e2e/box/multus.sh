@@ -17,12 +17,18 @@
 # Needs: BOX, REPO, K8S_BIN, API_SERVER, node_exec (lib.sh); KUBECTL (up.sh,
 # defaults to the box's kubectl).
 # Env: MULTUS_VERSION (build-multus.sh), MULTUS_CLUSTER_NETWORK (default
-#      /etc/cni/net.d/10-vpcnet.conflist), MULTUS_LOG_LEVEL (default verbose).
+#      vpcnet, the name in 10-vpcnet.conflist), MULTUS_LOG_LEVEL (default verbose).
 # shellcheck shell=bash
 
 MULTUS_CONF=/etc/cni/net.d/00-multus.conf
 MULTUS_KUBECONFIG=/etc/cni/net.d/multus.d/multus.kubeconfig
-MULTUS_CLUSTER_NETWORK="${MULTUS_CLUSTER_NETWORK:-/etc/cni/net.d/10-vpcnet.conflist}"
+# The default network by its CNI name ("name" of 10-vpcnet.conflist in confDir),
+# not by path: Multus 4.2 re-encodes a conflist loaded by path through its typed
+# structs and drops every plugin-specific field (vpcnet-cni then gets no
+# kubeconfig/ovsdb/bridge); by name it passes the file's bytes unchanged. A
+# name is first looked up as a NetworkAttachmentDefinition in kube-system
+# (NotFound), then in confDir.
+MULTUS_CLUSTER_NETWORK="${MULTUS_CLUSTER_NETWORK:-vpcnet}"
 MULTUS_REF_PLUGINS_DIR=/usr/lib/cni   # Debian's containernetworking-plugins
 
 # multus_token: the multus ServiceAccount's token, once the token controller

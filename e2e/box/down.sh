@@ -10,6 +10,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$BOX_SCRIPTS/box-net.sh"
 source "$BOX_SCRIPTS/node.sh"
+# The external network (optional part of the box: external.sh).
+[[ -f "$BOX_SCRIPTS/external.sh" ]] && source "$BOX_SCRIPTS/external.sh"
 GRACE_S=10
 
 box_lock
@@ -67,6 +69,7 @@ node_kill_rest "$holder"
 # takes over 10 s while they are still connected.
 for n in "${names[@]}"; do stop "$n"; done
 node_cgroups_down
+if declare -F external_down >/dev/null; then external_down; fi
 net_down
 node_dirs_down
 

@@ -17,6 +17,8 @@ source "$BOX_SCRIPTS/ovn.sh"
 source "$BOX_SCRIPTS/node.sh"
 source "$BOX_SCRIPTS/images.sh"
 source "$BOX_SCRIPTS/config.sh"
+source "$BOX_SCRIPTS/multus.sh"
+source "$BOX_SCRIPTS/external.sh"
 CRDS_DIR="${VPCNET_CRDS_DIR:-$REPO/crds}"
 PKI="$BOX/pki"
 
@@ -302,7 +304,10 @@ main() {
 
   local node=1
   [[ -n "${VPCNET_BOX_NO_NODE:-}" || "$ADVERTISE_IP" == 127.0.0.1 ]] && node=""
-  [[ -n "$node" ]] && net_up
+  if [[ -n "$node" ]]; then
+    net_up
+    external_up
+  fi
   gen_certs
   start_etcd
   start_apiserver
@@ -318,12 +323,14 @@ main() {
     phase "OVN"
     containerd_up
     kubelet_up
+    multus_install
     phase "node"
     local archives
     mapfile -t archives < <(build_images pause testapp operator cni natgw)
     import_images "${archives[@]}"
     phase "images"
     config_up
+    external_nad_apply
     phase "config"
   fi
   summary "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')"

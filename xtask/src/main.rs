@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["crds"] => write_crds(),
-        ["box", "up"] => shell::box_script("up.sh", &[]),
+        ["box", "up"] => shell::box_up(),
         ["box", "down"] => shell::box_script("down.sh", &[]),
         ["box", "env"] => shell::box_script("env.sh", &[]),
         ["demo"] => demo(),
@@ -56,7 +56,7 @@ fn write_crds() -> Result<(), String> {
 
 /// The walk-through: a running box with the sample objects applied, listed.
 fn demo() -> Result<(), String> {
-    shell::box_script("up.sh", &[])?;
+    shell::box_up()?;
     let root = shell::repo_root();
     let kubeconfig = shell::box_dir().join("kubeconfig");
     let binary = shell::box_dir().join("bin/kubectl");

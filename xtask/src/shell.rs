@@ -39,3 +39,37 @@ pub fn cargo(args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(cargo).current_dir(repo_root()).args(args))
 }
+
+/// Cargo's target directory for this build.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The components that run as pods in the box, built for release so the
+/// box's images carry exactly this tree's code.
+pub const BOX_COMPONENTS: &[&str] = &["vpcnet-operator", "vpcnet-cni", "vpcnet-natgw"];
+
+/// Builds the box's release binaries, then starts the box with them.
+pub fn box_up() -> Result<(), String> {
+    build_box_binaries()?;
+    start_box()
+}
+
+/// `cargo build --release` of the components the box runs as pods.
+pub fn build_box_binaries() -> Result<(), String> {
+    let mut args = vec!["build", "--release", "--locked"];
+    for c in BOX_COMPONENTS {
+        args.extend(["-p", c]);
+    }
+    cargo(&args)
+}
+
+/// Starts the box with the release binaries already built.
+pub fn start_box() -> Result<(), String> {
+    let script = repo_root().join("e2e/box/up.sh");
+    run(Command::new("bash")
+        .arg(script)
+        .env("VPCNET_BOX_TARGET", target_dir()))
+}

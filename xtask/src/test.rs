@@ -48,7 +48,11 @@ pub fn run() -> Result<(), String> {
     })?;
     // The box comes up before any test: integration tests of the CNI and
     // the NAT agent use its API server, the e2e suite all of it.
-    let up = timed("box up", &|| shell::box_script("up.sh", &[]));
+    timed(
+        "cargo build --release (box images)",
+        &shell::build_box_binaries,
+    )?;
+    let up = timed("box up", &shell::start_box);
     let tests = up
         .and_then(|()| {
             timed("unit + integration tests", &|| {

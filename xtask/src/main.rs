@@ -54,28 +54,98 @@ fn write_crds() -> Result<(), String> {
     Ok(())
 }
 
-/// The walk-through: a running box with the sample objects applied, listed.
+/// The walk-through of the reference scenario: VPC, subnet, external
+/// network, NAT gateway, EIPs, SNAT, DNAT and a web server, then traffic in
+/// both directions through the EIPs. The box keeps running afterwards.
 fn demo() -> Result<(), String> {
     shell::box_up()?;
     let root = shell::repo_root();
     let kubeconfig = shell::box_dir().join("kubeconfig");
     let binary = shell::box_dir().join("bin/kubectl");
     let kubectl = |args: &[&str]| {
+        println!("$ kubectl {}", args.join(" "));
         shell::run(
             std::process::Command::new(&binary)
                 .env("KUBECONFIG", &kubeconfig)
                 .args(args),
         )
     };
+    let samples = root.join("config/samples");
+    for f in [
+        "00-namespace.yaml",
+        "01-vpc.yaml",
+        "02-subnet.yaml",
+        "03-external-subnet.yaml",
+        "04-nat-gateway.yaml",
+        "05-eips.yaml",
+        "06-snat.yaml",
+        "07-dnat.yaml",
+    ] {
+        kubectl(&["apply", "-f", &samples.join(f).to_string_lossy()])?;
+    }
     kubectl(&[
         "apply",
         "-f",
-        &root.join("config/samples").to_string_lossy(),
+        &root.join("config/demo/web.yaml").to_string_lossy(),
     ])?;
-    println!("\n$ kubectl get vpcnet -A");
+    kubectl(&[
+        "wait",
+        "-n",
+        "sukai263",
+        "--for=condition=Ready",
+        "--timeout=180s",
+        "pod/vpc-nginx",
+    ])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=180s",
+        "vpcnatgateway/natgw",
+    ])?;
+    kubectl(&[
+        "wait",
+        "-n",
+        "sukai263",
+        "--for=condition=Ready",
+        "--timeout=120s",
+        "iptableseip/eips01",
+        "iptableseip/eipd01",
+        "iptablessnatrule/snat01",
+        "iptablesdnatrule/dnat01",
+    ])?;
     kubectl(&["get", "vpcnet", "-A"])?;
+
     println!(
-        "\nThe cluster-in-a-box keeps running.\n  use it:  eval \"$(cargo xtask box env)\"; kubectl get vpcnet -A\n  stop it: cargo xtask box down"
+        "\n# From the external host (172.16.3.2) to the DNAT EIP 172.16.3.203:8888 -> vpc-nginx:80"
+    );
+    println!("$ ip netns exec vpcnet-ext curl -s http://172.16.3.203:8888/");
+    shell::run(std::process::Command::new("ip").args([
+        "netns",
+        "exec",
+        "vpcnet-ext",
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "http://172.16.3.203:8888/",
+    ]))?;
+    println!(
+        "\n# From vpc-nginx out to the external host: the source it sees is the SNAT EIP 172.16.3.208"
+    );
+    kubectl(&[
+        "exec",
+        "-n",
+        "sukai263",
+        "vpc-nginx",
+        "--",
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "http://172.16.3.2/",
+    ])?;
+    println!(
+        "\n\nThe cluster-in-a-box keeps running.\n  use it:  eval \"$(cargo xtask box env)\"; kubectl get vpcnet -A\n  stop it: cargo xtask box down"
     );
     Ok(())
 }

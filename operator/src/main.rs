@@ -271,9 +271,10 @@ async fn main() -> anyhow_free::Result {
     let nat_task = tokio::spawn(async move {
         tokio::join!(gw_ctl, eip_ctl, snat_ctl, dnat_ctl, fip_ctl);
     });
+    // Subnets are judged against VPCs: start them once every VPC is known.
+    wait_ready(&vpcs).await;
     let subnet_task = tokio::spawn(subnet_ctl);
     // Pods are placed by namespace binding: never before every Subnet is known.
-    wait_ready(&vpcs).await;
     wait_ready(&subnets).await;
     let pod_ctl = Controller::new(pod_api, watcher::Config::default())
         .run(pod::reconcile, error_policy::<Pod>("Pod"), ctx.clone())

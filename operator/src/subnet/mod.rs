@@ -93,7 +93,13 @@ async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Acti
     }
 
     let vpc = vpc_of(subnet).to_string();
-    let vpc_exists = ctx.vpcs.state().iter().any(|v| v.name_any() == vpc);
+    // The cache may lag (e.g. right after a restart): a refusal deletes the
+    // switch, so "VPC missing" is confirmed with the API server first.
+    let vpc_exists = ctx.vpcs.state().iter().any(|v| v.name_any() == vpc)
+        || Api::<vpcnet_api::Vpc>::all(ctx.client.clone())
+            .get_opt(&vpc)
+            .await?
+            .is_some();
     let plan = match validate::validate(subnet, &vpc, vpc_exists, &ctx.subnets.state()) {
         Ok(p) => p,
         Err(r) => return refuse(r.reason, r.message).await,

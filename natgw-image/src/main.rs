@@ -42,8 +42,9 @@ struct Args {
     #[arg(long, env = "VPCNET_LAN_GATEWAY")]
     lan_gateway: Option<std::net::Ipv4Addr>,
     /// The external network's gateway: the pod's default route via the external leg.
-    #[arg(long, env = "VPCNET_EXTERNAL_GATEWAY", value_parser = parse_optional_ip)]
-    external_gateway: Option<Option<std::net::Ipv4Addr>>,
+    /// Empty means none (the operator passes "" when the subnet has no gateway).
+    #[arg(long, env = "VPCNET_EXTERNAL_GATEWAY")]
+    external_gateway: Option<String>,
     /// HTTP address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -101,7 +102,10 @@ fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     tracing::info!(?facts, "gateway facts");
     let plan = vpcnet_natgw::routes::Plan {
-        external_gateway: args.external_gateway.flatten(),
+        external_gateway: match args.external_gateway.as_deref() {
+            Some(g) => parse_optional_ip(g).map_err(anyhow::Error::msg)?,
+            None => None,
+        },
         ext_iface: args.ext_iface.clone(),
         lan_gateway: args.lan_gateway,
         lan_iface: args.lan_iface.clone(),

@@ -24,6 +24,10 @@ EXT_NETNS=vpcnet-ext
 EXT_NODE_IF=ext0
 EXT_HOST_IF=eth0
 EXT_HOST_IP=172.16.3.2
+# The node's own address on the external network (inside the samples'
+# excludeIps range, so never handed out as an EIP).
+EXT_NODE_IP=172.16.3.1
+EXT_NET=172.16.3.0/24
 EXT_PREFIX=24
 EXT_PORTS=(80 8080)
 EXT_DAEMON=ext-http
@@ -105,6 +109,21 @@ external_up() {
   ip -n "$EXT_NETNS" link set lo up
   ip -n "$EXT_NETNS" addr add "$EXT_HOST_IP/$EXT_PREFIX" dev "$EXT_HOST_IF"
   ip -n "$EXT_NETNS" link set "$EXT_HOST_IF" up
+  # As on a real cluster's physical network, the control plane is reachable
+  # from the external network: NAT gateway agents talk to the API server
+  # through their external leg. The external host routes the box's network
+  # via the node, which forwards to the API server and masquerades, so the
+  # host itself needs no route back.
+  ip -n "$NODE_NETNS" addr add "$EXT_NODE_IP/$EXT_PREFIX" dev "$EXT_NODE_IF"
+  ip netns exec "$NODE_NETNS" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$NODE_NETNS" iptables -t nat -A POSTROUTING -s "$EXT_NET" -d "$HOST_IP/32" \
+    -m comment --comment "vpcnet-box: external network to the API server" -j MASQUERADE
+  ip netns exec "$EXT_NETNS" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$EXT_NETNS" route add "$HOST_IP/32" via "$EXT_NODE_IP"
+  # Replies then come back to the external host, which alone can reach the
+  # gateways' macvlan legs (a macvlan child and its lower device on the node
+  # cannot talk to each other directly).
+  ip netns exec "$EXT_NETNS" iptables -t nat -A POSTROUTING -d "$HOST_IP/32" -j MASQUERADE
   ext_server_py >"$BOX/ext/server.py"
   : >>"$BOX/ext/access.log"
   # Recorded like up.sh's daemons (PID, binary, order): ip netns exec execs

@@ -70,6 +70,9 @@ pub struct GatewayPlan {
     pub tolerations: Value,
     /// Owner reference to the VpcNatGateway.
     pub owner: Value,
+    /// The API server's real address: the agent reaches it through its
+    /// external leg, where Service IPs are not translated.
+    pub api_endpoint: Option<(String, i32)>,
 }
 
 /// The gateway's ServiceAccount, binding and StatefulSet (pure).
@@ -101,6 +104,11 @@ pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
         {"name": "VPCNET_EXTERNAL_GATEWAY", "value": plan.external_gateway.map(|g| g.to_string()).unwrap_or_default()},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]);
+    let mut env = env;
+    if let (Some((host, port)), Some(list)) = (&plan.api_endpoint, env.as_array_mut()) {
+        list.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": host}));
+        list.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": port.to_string()}));
+    }
     let sts = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(&wl, Some(&plan.namespace)),
         "spec": {
@@ -330,6 +338,20 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, R
         node_selector: node_selector(&gw.spec.selector),
         tolerations: serde_json::to_value(&gw.spec.tolerations).unwrap_or(json!([])),
         owner,
+        api_endpoint: api_endpoint(&ctx.client).await?,
+    }))
+}
+
+/// The first address and port of the `default/kubernetes` Service's endpoints.
+async fn api_endpoint(client: &kube::Client) -> Result<Option<(String, i32)>> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await?;
+    Ok(slices.items.iter().find_map(|s| {
+        let addr = s.endpoints.first()?.addresses.first()?.clone();
+        let port = s.ports.as_ref()?.first()?.port?;
+        Some((addr, port))
     }))
 }
 
@@ -554,6 +576,7 @@ mod tests {
             node_selector: node_selector(&["kubernetes.io/os: linux".into()]),
             tolerations: json!([]),
             owner: json!({"kind": "VpcNatGateway", "name": "natgw", "uid": "u"}),
+            api_endpoint: Some(("10.255.0.1".into(), 36443)),
         }
     }
 

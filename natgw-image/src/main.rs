@@ -79,7 +79,44 @@ fn parse_optional_ip(s: &str) -> Result<Option<std::net::Ipv4Addr>, String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// `vpcnet-natgw probe <path>`: asks the agent in this pod for `<path>` on
+/// its own HTTP port and exits 0 on 200. The kubelet runs it as an exec
+/// probe, since it cannot reach addresses inside a tenant VPC.
+fn probe(path: &str, port: u16) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            Duration::from_secs(2),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match answer {
+        Ok(a) if a.starts_with("HTTP/1.0 200") || a.starts_with("HTTP/1.1 200") => {
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("{}", a.lines().next().unwrap_or("no answer"));
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("probe") {
+        let path = argv.get(2).map(String::as_str).unwrap_or("/readyz");
+        let port = argv.get(3).and_then(|p| p.parse().ok()).unwrap_or(8080);
+        return Ok(probe(path, port));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -199,5 +236,6 @@ fn main() -> anyhow::Result<()> {
             Duration::from_millis(args.debounce_ms),
         )
         .await
-    })
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

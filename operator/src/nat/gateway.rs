@@ -135,8 +135,10 @@ pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
                         "imagePullPolicy": plan.pull_policy,
                         "env": env,
                         "securityContext": {"privileged": true},
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 2},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10, "failureThreshold": 6},
+                        // Exec probes: the kubelet cannot reach addresses inside a
+                        // tenant VPC, so the agent asks itself on localhost.
+                        "readinessProbe": {"exec": {"command": ["vpcnet-natgw", "probe", "/readyz"]}, "periodSeconds": 2},
+                        "livenessProbe": {"exec": {"command": ["vpcnet-natgw", "probe", "/healthz"]}, "periodSeconds": 10, "failureThreshold": 6},
                     }],
                 },
             },

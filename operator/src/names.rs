@@ -17,6 +17,9 @@ pub mod annotations {
     pub const ALLOCATED: &str = "vpcnet.io/allocated";
     /// A comma-separated list of addresses a workload's pods take from.
     pub const IP_POOL: &str = "vpcnet.io/ip_pool";
+    /// `"true"` on a pod that routes for others (NAT gateways): its port
+    /// pins only its MAC, not its address.
+    pub const ROUTER: &str = "vpcnet.io/router";
     /// The subnet the address came from.
     pub const SUBNET: &str = "vpcnet.io/subnet";
 }

@@ -122,6 +122,7 @@ pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
                         NETWORKS_ANNOTATION: networks.to_string(),
                         ann::SUBNET: plan.subnet,
                         ann::IP_ADDRESS: plan.lan_ip.to_string(),
+                        ann::ROUTER: "true",
                     },
                 },
                 "spec": {

@@ -125,7 +125,18 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     };
     let mac = mac_for(ip);
     let sts = deletion::statefulset_of(pod);
-    let port = port_row(&ns, &name, &subnet_name, &mac, ip, sts.as_deref());
+    let mut port = port_row(&ns, &name, &subnet_name, &mac, ip, sts.as_deref());
+    // A router pod (a NAT gateway) forwards other addresses' packets, so
+    // only its MAC is pinned. Honoured only in the operator's namespace:
+    // anywhere else it would let a tenant spoof addresses.
+    if ns == ctx.namespace
+        && pod
+            .annotations()
+            .get(ann::ROUTER)
+            .is_some_and(|v| v == "true")
+    {
+        port.port_security = BTreeSet::from([mac.clone()]);
+    }
     ovn::owner::ensure_owned(
         &ctx.nb,
         &owner(&ns, &name, &vpc),

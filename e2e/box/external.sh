@@ -109,6 +109,12 @@ external_up() {
   ip -n "$EXT_NETNS" link set lo up
   ip -n "$EXT_NETNS" addr add "$EXT_HOST_IP/$EXT_PREFIX" dev "$EXT_HOST_IF"
   ip -n "$EXT_NETNS" link set "$EXT_HOST_IF" up
+  # A veth hands on packets with checksums still to be filled in; a real
+  # wire never does. NAT gateways forward such replies into OVS's userspace
+  # datapath, which would pass the unfinished checksum on to pods, so both
+  # ends compute checksums in software, as a NIC on a wire would.
+  ip netns exec "$EXT_NETNS" ethtool -K "$EXT_HOST_IF" tx off >/dev/null
+  ip netns exec "$NODE_NETNS" ethtool -K "$EXT_NODE_IF" tx off >/dev/null
   # As on a real cluster's physical network, the control plane is reachable
   # from the external network: NAT gateway agents talk to the API server
   # through their external leg. The external host routes the box's network

@@ -63,7 +63,17 @@ async fn apply(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let extra = crate::nat::gateway::default_routes(&name, &vpc.spec, &ctx.gateways.state());
+    // Read from the API, not a cache: this reconcile is often triggered by
+    // a gateway event that another controller's cache has not seen yet.
+    let gateways: Vec<Arc<vpcnet_api::VpcNatGateway>> =
+        Api::<vpcnet_api::VpcNatGateway>::all(ctx.client.clone())
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+    let extra = crate::nat::gateway::default_routes(&name, &vpc.spec, &gateways);
     if let Some(prefix) = desired::duplicate_route(&vpc.spec, &extra) {
         let msg = format!("two static routes for {prefix} with the same policy; remove one");
         ctx.event(vpc, true, "DuplicateRoute", "Validate", msg.clone())

@@ -40,14 +40,16 @@ pub fn switch(subnet: &str) -> String {
     format!("vpcnet-{subnet}")
 }
 
-/// The router's port onto a subnet.
-pub fn router_port(vpc: &str, subnet: &str) -> String {
-    format!("vpcnet-{vpc}-{subnet}")
+/// The router's port onto a subnet. Router and switch ports share one name
+/// space in OVN's southbound DB, so the two ends differ in more than order,
+/// and `_` (never in a pod or namespace name) keeps both apart from pod ports.
+pub fn router_port(subnet: &str) -> String {
+    format!("vpcnet_lrp_{subnet}")
 }
 
 /// The switch's port peering with the router port.
-pub fn switch_router_port(vpc: &str, subnet: &str) -> String {
-    format!("vpcnet-{subnet}-{vpc}")
+pub fn switch_router_port(subnet: &str) -> String {
+    format!("vpcnet_lsp_{subnet}")
 }
 
 /// A pod's logical switch port; the CNI sets the same as the OVS iface-id.
@@ -58,4 +60,17 @@ pub fn pod_port(namespace: &str, pod: &str) -> String {
 /// The IPAM holder key of a pod.
 pub fn pod_holder(namespace: &str, pod: &str) -> String {
     format!("pod/{namespace}/{pod}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_names_never_collide() {
+        // A VPC and a subnet of the same name once gave both ends one name.
+        assert_ne!(router_port("x"), switch_router_port("x"));
+        assert_ne!(switch_router_port("a"), pod_port("b", "vpcnet_lsp_a"));
+        assert!(!pod_port("ns", "p").contains('_'));
+    }
 }

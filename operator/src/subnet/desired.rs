@@ -36,7 +36,7 @@ pub fn desired(plan: &SwitchPlan, router: Uuid) -> Vec<Desired> {
         m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         m
     };
-    let lrp_name = names::router_port(&plan.vpc, &plan.subnet);
+    let lrp_name = names::router_port(&plan.subnet);
     let switch = LogicalSwitch {
         name: names::switch(&plan.subnet),
         external_ids: ids(&[]),
@@ -50,7 +50,7 @@ pub fn desired(plan: &SwitchPlan, router: Uuid) -> Vec<Desired> {
         ..Default::default()
     };
     let lsp = LogicalSwitchPort {
-        name: names::switch_router_port(&plan.vpc, &plan.subnet),
+        name: names::switch_router_port(&plan.subnet),
         r#type: "router".into(),
         addresses: BTreeSet::from(["router".to_string()]),
         options: BTreeMap::from([("router-port".to_string(), lrp_name)]),
@@ -97,7 +97,7 @@ mod tests {
         let dbg = format!("{rows:?}");
         assert!(dbg.contains("vpcnet-vmservers"), "{dbg}");
         assert!(dbg.contains("10.0.1.1/24"));
-        assert!(dbg.contains("vpcnet-mail263-vmservers"));
+        assert!(dbg.contains("vpcnet_lrp_vmservers") && dbg.contains("vpcnet_lsp_vmservers"));
         assert!(dbg.contains("\"router\""));
     }
 

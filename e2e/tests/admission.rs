@@ -9,9 +9,31 @@ fn samples_dir() -> std::path::PathBuf {
     vpcnet_e2e::repo_root().join("config/samples")
 }
 
-fn apply_samples(k: &Kubectl) {
+/// Applies every sample; they are deleted again when the guard drops, so
+/// later suites find their addresses free.
+fn apply_samples(k: &Kubectl) -> SamplesApplied {
     let out = k.apply(&samples_dir());
     assert!(out.ok, "samples must apply cleanly: {}", out.stderr);
+    SamplesApplied(k.clone())
+}
+
+struct SamplesApplied(Kubectl);
+
+impl Drop for SamplesApplied {
+    fn drop(&mut self) {
+        let dir = samples_dir();
+        let out = self.0.run(&[
+            "delete",
+            "-f",
+            &dir.to_string_lossy(),
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+        if !out.ok {
+            eprintln!("deleting the samples: {}", out.stderr);
+        }
+    }
 }
 
 #[test]
@@ -31,7 +53,7 @@ fn every_crd_is_established() {
 #[test]
 fn samples_apply_and_are_listed_by_category() {
     let k = Kubectl::for_box();
-    apply_samples(&k);
+    let _samples = apply_samples(&k);
     let listed = k.ok(&["get", "vpcnet", "-A"]);
     for name in [
         "vpc.vpcnet.io/mail263",
@@ -58,7 +80,7 @@ fn samples_apply_and_are_listed_by_category() {
 #[test]
 fn printer_columns_answer_is_it_working_and_where() {
     let k = Kubectl::for_box();
-    apply_samples(&k);
+    let _samples = apply_samples(&k);
     let cases: &[(&str, &[&str], &[&str])] = &[
         (
             "subnet",
@@ -182,7 +204,7 @@ fn explain_teaches_the_api() {
 #[test]
 fn bad_input_corpus_is_rejected_at_admission() {
     let k = Kubectl::for_box();
-    apply_samples(&k);
+    let _samples = apply_samples(&k);
     let cases = corpus::load(&vpcnet_e2e::repo_root().join("e2e/corpus/invalid"));
     assert!(
         cases.len() >= 25,

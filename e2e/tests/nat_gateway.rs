@@ -113,8 +113,8 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     tenant_with_gateway(&k, &mut c, t, "10.0.1.0/24", "10.0.1.254");
     k.must_apply(&testapp_pod(t, "web", Some("10.0.1.2")));
     k.must_apply(&testapp_pod(t, "db", Some("10.0.1.3")));
-    eip(&k, t, "eips01", t, Some("172.16.3.208"));
-    eip(&k, t, "eipd01", t, Some("172.16.3.203"));
+    eip(&k, t, "eips01", t, Some("172.16.3.218"));
+    eip(&k, t, "eipd01", t, Some("172.16.3.213"));
     eip(&k, t, "eipf01", t, None);
     k.must_apply(&format!(
         "apiVersion: vpcnet.io/v1\nkind: IptablesSnatRule\nmetadata: {{name: snat01, namespace: {t}}}\nspec: {{eip: eips01, internalCIDR: 10.0.1.0/24}}\n---\n\
@@ -141,7 +141,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
 
     // Egress: the external host sees the SNAT EIP (the FIP pod its FIP).
     let seen = from_pod(&k, t, "web", "http://172.16.3.2/").expect("web reaches the external host");
-    assert!(seen.contains("client=172.16.3.208:"), "SNAT source: {seen}");
+    assert!(seen.contains("client=172.16.3.218:"), "SNAT source: {seen}");
     let seen = from_pod(&k, t, "db", "http://172.16.3.2/").expect("db reaches the external host");
     assert!(
         seen.contains(&format!("client={fip}:")),
@@ -149,7 +149,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     );
 
     // Ingress: EIP:8888 -> web:8080; the FIP on any port -> db.
-    let got = from_outside("http://172.16.3.203:8888/").expect("DNAT from outside");
+    let got = from_outside("http://172.16.3.213:8888/").expect("DNAT from outside");
     assert!(
         got.contains("server=web") && got.contains("client=172.16.3.2:"),
         "{got}"
@@ -160,12 +160,12 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     // Hairpin: from inside the VPC to another pod's FIP and DNAT.
     let got = from_pod(&k, t, "web", &format!("http://{fip}:8080/")).expect("hairpin to the FIP");
     assert!(got.contains("server=db"), "{got}");
-    let got = from_pod(&k, t, "db", "http://172.16.3.203:8888/").expect("hairpin to the DNAT");
+    let got = from_pod(&k, t, "db", "http://172.16.3.213:8888/").expect("hairpin to the DNAT");
     assert!(got.contains("server=web"), "{got}");
 
     // Shared DNAT spreads new connections over both backends.
     let servers: BTreeSet<String> = (0..20)
-        .filter_map(|_| from_outside("http://172.16.3.203:9999/").ok())
+        .filter_map(|_| from_outside("http://172.16.3.213:9999/").ok())
         .filter_map(|a| {
             a.split_whitespace()
                 .find(|w| w.starts_with("server="))
@@ -204,7 +204,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
         "only dnat01's lines went: {removed:?}"
     );
     assert!(
-        from_outside("http://172.16.3.203:8888/").is_err(),
+        from_outside("http://172.16.3.213:8888/").is_err(),
         "the deleted DNAT no longer forwards"
     );
 }

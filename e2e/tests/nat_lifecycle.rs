@@ -1,0 +1,373 @@
+//! NAT objects over time: invalid or conflicting objects are refused with a
+//! reason; rules come back by themselves after the gateway is disturbed;
+//! hundreds of create/delete cycles leave nothing behind.
+
+use std::time::Duration;
+
+use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
+use vpcnet_e2e::kubectl::Kubectl;
+
+const GW_NS: &str = "vpcnet-system";
+
+fn setup(k: &Kubectl, c: &mut Cleanup, t: &str, lan_ip: &str) {
+    let ext = vpcnet_e2e::repo_root().join("config/samples/03-external-subnet.yaml");
+    assert!(k.apply(&ext).ok);
+    k.must_apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {t}}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}-net}}\nspec: {{vpc: {t}, cidrBlock: 10.0.1.0/24, namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {{name: {t}}}\nspec: {{vpc: {t}, subnet: {t}-net, lanIp: {lan_ip}, externalSubnets: [ovn-vpc-external-network]}}\n"
+    ));
+    c.add("vpc", None, t);
+    c.add("subnet", None, &format!("{t}-net"));
+    c.add("vpc-nat-gw", None, t);
+    c.add("namespace", None, t);
+}
+
+fn ready_reason(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str) -> (String, String) {
+    let reason = k.field(
+        kind,
+        ns,
+        name,
+        "{.status.conditions[?(@.type==\"Ready\")].reason}",
+    );
+    let msg = k.field(
+        kind,
+        ns,
+        name,
+        "{.status.conditions[?(@.type==\"Ready\")].message}",
+    );
+    (reason, msg)
+}
+
+fn expect_refused(
+    k: &Kubectl,
+    kind: &str,
+    ns: Option<&str>,
+    name: &str,
+    reason: &str,
+    text: &str,
+) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    let mut last = (String::new(), String::new());
+    while start.elapsed() < Duration::from_secs(40) {
+        last = ready_reason(k, kind, ns, name);
+        if last.0 == reason && last.1.contains(text) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(format!(
+        "{kind}/{name}: want Ready=False {reason} mentioning {text:?}, got {last:?}"
+    ))
+}
+
+fn from_outside(url: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "vpcnet-ext",
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            url,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+#[test]
+fn invalid_and_conflicting_nat_objects_are_refused_with_a_reason() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let t = "e2e-natbad";
+    setup(&k, &mut c, t, "10.0.1.254");
+    k.must_apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: e2e-natbad-other}\n");
+    c.add("namespace", None, "e2e-natbad-other");
+    let eip = |name: &str, gw: &str, ip: &str| {
+        format!(
+            "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: {name}, namespace: {t}}}\nspec: {{natGwDp: {gw}{ip}}}\n---\n"
+        )
+    };
+    let mut yaml = String::new();
+    yaml += &eip("good", t, ", v4ip: 172.16.3.230");
+    yaml += &eip("good2", t, ", v4ip: 172.16.3.231");
+    yaml += &eip("no-gw", "missing-gw", "");
+    yaml += &eip("outside", t, ", v4ip: 172.16.4.9");
+    yaml += &eip("excluded", t, ", v4ip: 172.16.3.50");
+    yaml += &eip("taken", t, ", v4ip: 172.16.3.230");
+    let rule = |kind: &str, name: &str, spec: &str| {
+        format!(
+            "apiVersion: vpcnet.io/v1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {t}}}\nspec: {spec}\n---\n"
+        )
+    };
+    yaml += &rule(
+        "IptablesDnatRule",
+        "d-first",
+        "{eip: good, externalPort: '80', internalIp: 10.0.1.5, protocol: tcp}",
+    );
+    yaml += &rule(
+        "IptablesDnatRule",
+        "no-eip",
+        "{eip: nope, externalPort: '80', internalIp: 10.0.1.5, protocol: tcp}",
+    );
+    yaml += &rule(
+        "IptablesDnatRule",
+        "d-outside",
+        "{eip: good, externalPort: '81', internalIp: 10.9.0.5, protocol: tcp}",
+    );
+    yaml += &rule(
+        "IptablesSnatRule",
+        "s-outside",
+        "{eip: good, internalCIDR: 192.168.0.0/24}",
+    );
+    yaml += &rule(
+        "IptablesFIPRule",
+        "f-outside",
+        "{eip: good2, internalIp: 10.9.0.6}",
+    );
+    yaml += &rule(
+        "IptablesSnatRule",
+        "s-ok",
+        "{eip: good, internalCIDR: 10.0.1.0/24}",
+    );
+    yaml += &rule(
+        "IptablesFIPRule",
+        "f-first",
+        "{eip: good2, internalIp: 10.0.1.7}",
+    );
+    k.must_apply(&yaml);
+    // Younger rules that conflict with the ones above.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut later = String::new();
+    later += &rule(
+        "IptablesDnatRule",
+        "d-second",
+        "{eip: good, externalPort: '80', internalIp: 10.0.1.6, protocol: tcp}",
+    );
+    later += &rule(
+        "IptablesFIPRule",
+        "f-on-snat",
+        "{eip: good, internalIp: 10.0.1.8}",
+    );
+    later += &rule(
+        "IptablesFIPRule",
+        "f-twice",
+        "{eip: good2, internalIp: 10.0.1.9}",
+    );
+    later += &rule(
+        "IptablesDnatRule",
+        "d-on-fip",
+        "{eip: good2, externalPort: '90', internalIp: 10.0.1.5, protocol: tcp}",
+    );
+    later += "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {name: stolen, namespace: e2e-natbad-other}\nspec: {natGwDp: e2e-natbad}\n---\n";
+    later += "apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {name: e2e-natbad-lan}\nspec: {vpc: e2e-natbad, subnet: e2e-natbad-net, lanIp: 10.0.2.254}\n---\n";
+    later += "apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {name: e2e-natbad-ext}\nspec: {vpc: e2e-natbad, subnet: e2e-natbad-net, lanIp: 10.0.1.250, externalSubnets: [no-such-net]}\n---\n";
+    later += "apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {name: e2e-natbad-vpc}\nspec: {vpc: e2e-natbad, subnet: ovn-default, lanIp: 10.16.0.250}\n";
+    k.must_apply(&later);
+    c.add("vpc-nat-gw", None, "e2e-natbad-lan");
+    c.add("vpc-nat-gw", None, "e2e-natbad-ext");
+    c.add("vpc-nat-gw", None, "e2e-natbad-vpc");
+
+    let ns = Some(t);
+    let cases: Vec<(&str, Option<&str>, &str, &str, &str)> = vec![
+        ("eip", ns, "no-gw", "GatewayNotFound", "missing-gw"),
+        ("eip", ns, "outside", "IPConflict", "outside"),
+        ("eip", ns, "excluded", "IPConflict", "reserved"),
+        ("eip", ns, "taken", "IPConflict", "already used"),
+        (
+            "eip",
+            Some("e2e-natbad-other"),
+            "stolen",
+            "Forbidden",
+            "e2e-natbad-other",
+        ),
+        ("dnat", ns, "no-eip", "EipNotFound", "nope"),
+        ("dnat", ns, "d-outside", "OutsideVpc", "10.9.0.5"),
+        ("snat", ns, "s-outside", "OutsideVpc", "192.168.0.0/24"),
+        ("fip", ns, "f-outside", "OutsideVpc", "10.9.0.6"),
+        ("dnat", ns, "d-second", "Conflict", "dnat/d-first"),
+        (
+            "fip",
+            ns,
+            "f-on-snat",
+            "Conflict",
+            "a floating IP needs an EIP no other rule uses",
+        ),
+        ("fip", ns, "f-twice", "Conflict", "fip/f-first"),
+        ("dnat", ns, "d-on-fip", "Conflict", "fip/f-first"),
+        (
+            "vpc-nat-gw",
+            None,
+            "e2e-natbad-lan",
+            "InvalidLanIp",
+            "10.0.2.254",
+        ),
+        (
+            "vpc-nat-gw",
+            None,
+            "e2e-natbad-ext",
+            "ExternalSubnetNotFound",
+            "no-such-net",
+        ),
+        (
+            "vpc-nat-gw",
+            None,
+            "e2e-natbad-vpc",
+            "SubnetNotInVpc",
+            "ovn-default",
+        ),
+    ];
+    assert!(cases.len() >= 15);
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(kind, ns, name, reason, text)| {
+            expect_refused(&k, kind, *ns, name, reason, text).err()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} refusals wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    // Refusals come with an Event naming the problem.
+    let events = k.ok(&[
+        "get",
+        "events",
+        "-n",
+        t,
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ]);
+    for r in ["Conflict", "OutsideVpc", "IPConflict"] {
+        assert!(
+            events.lines().any(|l| l == r),
+            "an Event with reason {r}: {events}"
+        );
+    }
+}
+
+#[test]
+fn rules_heal_after_flush_address_loss_and_pod_recreation() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let t = "e2e-heal";
+    setup(&k, &mut c, t, "10.0.1.254");
+    k.must_apply(&testapp_pod(t, "web", Some("10.0.1.2")));
+    k.must_apply(&format!(
+        "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: e, namespace: {t}}}\nspec: {{natGwDp: {t}, v4ip: 172.16.3.220}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d, namespace: {t}}}\nspec: {{eip: e, externalPort: '8888', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n"
+    ));
+    k.wait_ready(t, &["web"], Duration::from_secs(120));
+    let url = "http://172.16.3.220:8888/";
+    k.eventually(Duration::from_secs(120), "DNAT works", || {
+        from_outside(url).is_some_and(|a| a.contains("server=web"))
+    });
+    let gw = format!("vpc-nat-gw-{t}-0");
+
+    let flush = k.exec(
+        GW_NS,
+        &gw,
+        &["iptables", "-t", "nat", "-F", "VPCNAT-PREROUTING"],
+    );
+    assert!(flush.ok, "{}", flush.stderr);
+    assert!(from_outside(url).is_none(), "flushing really broke it");
+    k.eventually(Duration::from_secs(30), "DNAT back after a flush", || {
+        from_outside(url).is_some_and(|a| a.contains("server=web"))
+    });
+
+    let del = k.exec(
+        GW_NS,
+        &gw,
+        &["ip", "addr", "del", "172.16.3.220/24", "dev", "net1"],
+    );
+    assert!(del.ok, "{}", del.stderr);
+    k.eventually(Duration::from_secs(30), "EIP address back", || {
+        from_outside(url).is_some_and(|a| a.contains("server=web"))
+    });
+
+    k.ok(&["delete", "pod", "-n", GW_NS, &gw, "--wait=true"]);
+    k.eventually(
+        Duration::from_secs(120),
+        "DNAT back after the gateway pod is recreated",
+        || from_outside(url).is_some_and(|a| a.contains("server=web")),
+    );
+}
+
+#[test]
+fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let t = "e2e-cycle";
+    setup(&k, &mut c, t, "10.0.1.254");
+    let gw = format!("vpc-nat-gw-{t}-0");
+    k.eventually(Duration::from_secs(120), "gateway ready", || {
+        k.field(
+            "vpc-nat-gw",
+            None,
+            t,
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let used = || {
+        k.field(
+            "subnet",
+            None,
+            "ovn-vpc-external-network",
+            "{.status.v4usingIPs}",
+        )
+    };
+    let before = used();
+    for i in 0..200 {
+        let yaml = format!(
+            "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: c{i}, namespace: {t}}}\nspec: {{natGwDp: {t}}}\n---\n\
+             apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: c{i}, namespace: {t}}}\nspec: {{eip: c{i}, externalPort: '8080', internalIp: 10.0.1.2, protocol: tcp}}\n"
+        );
+        k.must_apply(&yaml);
+        let name = format!("c{i}");
+        k.ok(&[
+            "delete",
+            "-n",
+            t,
+            "iptablesdnatrule",
+            &name,
+            "iptableseip",
+            &name,
+            "--wait=false",
+        ]);
+    }
+    k.eventually(Duration::from_secs(180), "every EIP and rule gone", || {
+        k.run(&["get", "eip,dnat", "-n", t, "-o", "name"])
+            .stdout
+            .trim()
+            .is_empty()
+    });
+    k.eventually(
+        Duration::from_secs(60),
+        "no iptables lines of the cycled rules",
+        || {
+            let save = k.exec(GW_NS, &gw, &["iptables-save", "-t", "nat"]).stdout;
+            !save.contains(&format!("vpcnet:dnat/{t}/")) && !save.is_empty()
+        },
+    );
+    k.eventually(
+        Duration::from_secs(60),
+        "external addresses back to where they were",
+        || used() == before,
+    );
+    let addrs = k
+        .exec(GW_NS, &gw, &["ip", "-4", "addr", "show", "net1"])
+        .stdout;
+    assert_eq!(
+        addrs.matches("net1:eip").count(),
+        0,
+        "no EIP left on net1: {addrs}"
+    );
+}

@@ -194,14 +194,14 @@ async fn main() {
     let sched = col(&|x| since(x.created, x.scheduled));
     let alloc = col(&|x| since(x.created, x.allocated));
     let after_alloc = col(&|x| since(x.allocated.max(x.scheduled), x.ready));
-    let cni_log =
-        std::fs::read_to_string(std::env::var("VPCNET_CNI_LOG_FILE").unwrap_or_else(|_| {
-            vpcnet_e2e::box_dir()
-                .join("logs/vpcnet-cni.log")
-                .display()
-                .to_string()
-        }))
+    // The plugin logs inside the node's mount namespace; /proc/<pid>/root
+    // of the namespace's holder process shows that view from the host.
+    let default_log = std::fs::read_to_string(vpcnet_e2e::box_dir().join("pids/node-holder.pid"))
+        .map(|pid| format!("/proc/{}/root/var/log/vpcnet-cni.log", pid.trim()))
         .unwrap_or_default();
+    let cni_log =
+        std::fs::read_to_string(std::env::var("VPCNET_CNI_LOG_FILE").unwrap_or(default_log))
+            .unwrap_or_default();
     let cni = cni_timings(&cni_log);
     let cni_col = |i: usize| -> Vec<f64> { cni.values().map(|v| v[i]).collect() };
 

@@ -251,3 +251,40 @@ fn a_tenant_cannot_use_another_tenants_gateway() {
         "nothing programmed"
     );
 }
+
+#[test]
+fn two_tenants_with_the_same_cidr_leave_through_their_own_eips() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    external_network(&k);
+    let tenants = [
+        ("e2e-two-a", "172.16.3.240", "10.0.1.20"),
+        ("e2e-two-b", "172.16.3.241", "10.0.1.21"),
+    ];
+    for (t, eip_ip, pod_ip) in tenants {
+        tenant_with_gateway(&k, &mut c, t, "10.0.1.0/24", "10.0.1.254");
+        k.must_apply(&testapp_pod(t, "app", Some(pod_ip)));
+        eip(&k, t, "out", t, Some(eip_ip));
+        k.must_apply(&format!("apiVersion: vpcnet.io/v1\nkind: IptablesSnatRule\nmetadata: {{name: out, namespace: {t}}}\nspec: {{eip: out, internalCIDR: 10.0.1.0/24}}\n"));
+    }
+    for (t, eip_ip, _) in tenants {
+        k.wait_ready(t, &["app"], READY);
+        wait_condition(&k, "snat", Some(t), "out", "Ready");
+        let seen = from_pod(&k, t, "app", "http://172.16.3.2/").expect("egress works");
+        assert!(
+            seen.contains(&format!("client={eip_ip}:")),
+            "{t} leaves with its own EIP {eip_ip}: {seen}"
+        );
+    }
+    // Same CIDR, separate VPCs: A's pod cannot reach B's pod address.
+    let cross = k.exec(
+        "e2e-two-a",
+        "app",
+        &["curl", "-s", "--max-time", "2", "http://10.0.1.21:8080/"],
+    );
+    assert!(
+        !cross.ok,
+        "tenant A reached tenant B's pod: {}",
+        cross.stdout
+    );
+}

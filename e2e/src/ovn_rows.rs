@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 
 /// The box's Northbound DB address (`OVN_NB_DB`, else the box's socket).
 pub fn nb_target() -> String {
-    std::env::var("OVN_NB_DB")
-        .unwrap_or_else(|_| format!("unix:{}", crate::box_dir().join("ovn/ovnnb_db.sock").display()))
+    std::env::var("OVN_NB_DB").unwrap_or_else(|_| {
+        format!(
+            "unix:{}",
+            crate::box_dir().join("ovn/ovnnb_db.sock").display()
+        )
+    })
 }
 
 /// `owner -> number of rows` over the tables vpcnet writes.

@@ -331,17 +331,11 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
              apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: c{i}, namespace: {t}}}\nspec: {{eip: c{i}, externalPort: '8080', internalIp: 10.0.1.2, protocol: tcp}}\n"
         );
         k.must_apply(&yaml);
-        let name = format!("c{i}");
-        k.ok(&[
-            "delete",
-            "-n",
-            t,
-            "iptablesdnatrule",
-            &name,
-            "iptableseip",
-            &name,
-            "--wait=false",
-        ]);
+        let (rule, eip) = (
+            format!("iptablesdnatrule/c{i}"),
+            format!("iptableseip/c{i}"),
+        );
+        k.ok(&["delete", "-n", t, &rule, &eip, "--wait=false"]);
     }
     k.eventually(Duration::from_secs(180), "every EIP and rule gone", || {
         k.run(&["get", "eip,dnat", "-n", t, "-o", "name"])

@@ -119,6 +119,8 @@ cgroupDriver: cgroupfs
 cgroupRoot: /$CGROUP_ROOT
 failCgroupV1: false
 failSwapOn: false
+# Room for the 200-pod start-up benchmark (the default is 110).
+maxPods: 250
 protectKernelDefaults: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

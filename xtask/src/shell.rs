@@ -73,3 +73,11 @@ pub fn start_box() -> Result<(), String> {
         .arg(script)
         .env("VPCNET_BOX_TARGET", target_dir()))
 }
+
+/// Starts only the box's control plane (API server, etcd, controllers).
+pub fn start_box_control_plane() -> Result<(), String> {
+    let script = repo_root().join("e2e/box/up.sh");
+    run(Command::new("bash")
+        .arg(script)
+        .env("VPCNET_BOX_NO_NODE", "1"))
+}

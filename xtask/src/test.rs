@@ -46,19 +46,23 @@ pub fn run() -> Result<(), String> {
             "warnings",
         ])
     })?;
-    // The box comes up before any test: integration tests of the CNI and
-    // the NAT agent use its API server, the e2e suite all of it.
     timed(
         "cargo build --release (box images)",
         &shell::build_box_binaries,
     )?;
-    let up = timed("box up", &shell::start_box);
-    let tests = up
+    // Integration tests of the CNI plugin and the NAT agent play the
+    // operator themselves: they get a box with the control plane only. The
+    // e2e suite then gets the whole box, operator and node included.
+    let plane = timed("box up (control plane)", &|| {
+        shell::start_box_control_plane()
+    });
+    let tests = plane
         .and_then(|()| {
             timed("unit + integration tests", &|| {
                 shell::cargo(&["test", "--workspace", "--locked", "--exclude", "vpcnet-e2e"])
             })
         })
+        .and_then(|()| timed("box up (node, images, config)", &shell::start_box))
         .and_then(|()| {
             timed("e2e tests on the box", &|| {
                 shell::cargo(&[

@@ -467,12 +467,17 @@ pub fn cni(
     }
     let t0 = Instant::now();
     let mut child = c.spawn().expect("spawn vpcnet-cni");
-    child
+    // A plugin may exit without reading stdin (VERSION needs none); like the
+    // runtime's libcni, a closed pipe is not a failure of the invocation.
+    match child
         .stdin
         .take()
         .unwrap()
         .write_all(conf.to_string().as_bytes())
-        .unwrap();
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.unwrap(),
+    }
     let Output {
         status,
         stdout,

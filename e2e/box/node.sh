@@ -131,7 +131,6 @@ serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s
 syncFrequency: 10s
 fileCheckFrequency: 10s
-maxPods: 110
 EOF
 }
 

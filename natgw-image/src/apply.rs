@@ -66,8 +66,10 @@ pub struct ApplyReport {
 
 pub(crate) struct Applied {
     pub(crate) state: NatState,
-    /// Full rendered text (before any exclusion): unchanged -> skip.
-    pub(crate) text: String,
+    /// Each owned chain's rendered rules (before any exclusion): a chain
+    /// whose text is unchanged is not rewritten. A chain that lost a line
+    /// to an exclusion is recorded as never applied, so it is retried.
+    pub(crate) chain_texts: BTreeMap<String, String>,
     /// What the owned chains should read back as.
     pub(crate) expected: Snapshot,
 }
@@ -143,18 +145,29 @@ impl Applier {
         })
     }
 
-    /// Programs `state`. Skips iptables when the rendered text equals the
-    /// last applied one (unless `force`). A rule iptables blames by line is
-    /// left out and reported; the rest is applied.
+    /// Programs `state`. Rewrites only the owned chains whose rendered
+    /// rules changed since the last apply (all of them when `force`, after
+    /// a failure, or at first). A rule iptables blames by line is left out
+    /// and reported; the rest is applied.
     pub fn apply(&mut self, state: &NatState, force: bool) -> ApplyReport {
         let t0 = Instant::now();
         let mut rep = ApplyReport::default();
         let rendered = render_lines(state);
-        let full_text = rendered.to_restore(&[]);
-        let unchanged = self.last.as_ref().is_some_and(|l| l.text == full_text);
+        let mut chain_texts = rendered.chain_texts();
+        let last = self.last.as_ref().filter(|_| !force && self.jumps_ok);
+        let declare: BTreeSet<String> = rendered
+            .chains
+            .iter()
+            .filter(|c| last.is_none_or(|l| l.chain_texts.get(*c) != chain_texts.get(*c)))
+            .cloned()
+            .collect();
         let mut excluded: BTreeMap<ObjKey, String> = BTreeMap::new();
         let mut expected = self.last.as_ref().map(|l| l.expected.clone());
-        if !unchanged || force || !self.jumps_ok {
+        let stale_known = self
+            .chains
+            .as_ref()
+            .is_some_and(|known| known.iter().any(|c| !chain_texts.contains_key(c)));
+        if !declare.is_empty() || stale_known || self.chains.is_none() {
             if self.chains.is_none() {
                 match self.ipt.owned_snapshot() {
                     Ok(s) => self.chains = Some(s.owned_chains().into_iter().collect()),
@@ -166,10 +179,10 @@ impl Applier {
                 .as_ref()
                 .expect("read above")
                 .iter()
-                .filter(|c| !rendered.chains.contains(c))
+                .filter(|c| !chain_texts.contains_key(*c))
                 .cloned()
                 .collect();
-            let mut r = rendered.clone();
+            let mut r = rendered.only(&declare);
             r.chains.extend(stale.iter().cloned());
             let extra: Vec<String> = stale.iter().map(|c| format!("-X {c}")).collect();
             let all_lines = std::mem::take(&mut r.lines);
@@ -204,8 +217,24 @@ impl Applier {
                 self.jumps_ok = true;
             }
             self.chains = Some(rendered.chains.iter().cloned().collect());
+            for l in all_lines
+                .iter()
+                .filter(|l| l.owner.as_ref().is_some_and(|o| excluded.contains_key(o)))
+            {
+                chain_texts.insert(l.chain().to_string(), String::new());
+            }
             let texts: Vec<String> = r.lines.iter().map(|l| l.text.clone()).collect();
-            expected = Some(Snapshot::expected(&rendered.chains, &texts));
+            // Chains not rewritten keep what the last apply left in them.
+            let mut e = match expected.take() {
+                Some(e) if declare.len() < rendered.chains.len() => e,
+                _ => Snapshot::default(),
+            };
+            e.chains
+                .extend(Snapshot::expected(&r.chains, &texts).chains);
+            for c in &stale {
+                e.chains.remove(c);
+            }
+            expected = Some(e);
         }
 
         // Addresses, announcements.
@@ -248,7 +277,7 @@ impl Applier {
         }
         self.last = Some(Applied {
             state: state.clone(),
-            text: full_text,
+            chain_texts,
             expected: expected.unwrap_or_default(),
         });
         rep.duration = t0.elapsed();
@@ -267,10 +296,7 @@ impl Applier {
         }
         rep.error = Some(err);
         rep.duration = t0.elapsed();
-        // Next apply must retry even if the text is the same.
-        if let Some(l) = &mut self.last {
-            l.text.clear();
-        }
+        // The next apply rewrites every chain (jumps_ok = false).
         self.jumps_ok = false;
         rep
     }

@@ -178,6 +178,9 @@ async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kub
     }
 }
 
+/// Condition writes in flight at once.
+const STATUS_WRITES_IN_FLIGHT: usize = 16;
+
 /// Runs the watch -> desired -> apply -> status loop forever.
 pub async fn run(
     client: Client,
@@ -232,6 +235,7 @@ pub async fn run(
         ready?;
     }
     tracing::info!("initial lists done");
+    let mut first_apply = true;
     // Conditions as last written by us: (status, reason, message, generation).
     let mut written: HashMap<ObjKey, (String, String, String, Option<i64>)> = HashMap::new();
     let mut warned_lan = false;
@@ -259,6 +263,16 @@ pub async fn run(
         } else {
             shared.ready.store(true, Ordering::Relaxed);
         }
+        if first_apply {
+            // What a restarted gateway costs: process start to rules live.
+            first_apply = false;
+            tracing::info!(
+                rules = st.rule_count(),
+                since_start_ms = crate::uptime::process_uptime().map(|d| d.as_millis() as u64),
+                apply_ms = rep.duration.as_millis() as u64,
+                "first apply done"
+            );
+        }
         for w in &rep.warnings {
             tracing::warn!("{w}");
         }
@@ -270,6 +284,7 @@ pub async fn run(
         );
         let mut keys: Vec<&ObjKey> = st.skipped.keys().collect();
         keys.extend(rep.results.keys());
+        let mut writes = Vec::new();
         for key in keys {
             let Some((ok, reason, message)) = programmed(&st, &rep, key) else {
                 continue;
@@ -300,9 +315,22 @@ pub async fn run(
                 observed_generation: generation,
                 last_transition_time: ltt,
             };
-            match write_condition(&client, key, &cond).await {
+            writes.push((key.clone(), want, cond));
+        }
+        // Thousands of rules after a restart: write in parallel, bounded.
+        let client = &client;
+        let done: Vec<_> = futures::stream::iter(writes)
+            .map(|(key, want, cond)| async move {
+                let r = write_condition(client, &key, &cond).await;
+                (key, want, r)
+            })
+            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (key, want, r) in done {
+            match r {
                 Ok(()) => {
-                    written.insert(key.clone(), want);
+                    written.insert(key, want);
                 }
                 Err(e) => tracing::warn!(%key, "writing Programmed: {e}"),
             }

@@ -16,3 +16,4 @@ pub mod model;
 pub mod netns;
 pub mod render;
 pub mod routes;
+pub mod uptime;

@@ -16,6 +16,12 @@ pub const CHAIN_PRE: &str = "VPCNAT-PREROUTING";
 pub const CHAIN_POST: &str = "VPCNAT-POSTROUTING";
 /// Prefix of the per-group chains of shared DNAT rules.
 pub const SHARED_PREFIX: &str = "VPCNAT-SHARED-";
+/// Prefix of the DNAT bucket chains (one per EIP, protocol and block of
+/// `DNAT_BUCKET_PORTS` ports).
+pub const BUCKET_PREFIX: &str = "VPCNAT-D-";
+/// Ports per DNAT bucket. Adding or removing one rule rewrites only its
+/// bucket, so the cost of a change stays small however many rules exist.
+pub const DNAT_BUCKET_PORTS: u32 = 256;
 
 /// Kind of an object the agent programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -233,6 +239,55 @@ impl DnatGroup {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         format!("{SHARED_PREFIX}{:08X}", (h ^ (h >> 32)) as u32)
+    }
+}
+
+/// A block of `DNAT_BUCKET_PORTS` ports of one EIP and protocol, whose
+/// DNAT rules live in a chain of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnatBucket {
+    /// The EIP.
+    pub eip: Ipv4Addr,
+    /// Protocol.
+    pub proto: Proto,
+    /// Block number: ports `index * DNAT_BUCKET_PORTS ..` up to the next block.
+    pub index: u16,
+}
+
+impl DnatBucket {
+    /// The bucket holding `group`, or `None` when its port range crosses a
+    /// block boundary (such a rule stays in the main chain).
+    pub fn of(group: &DnatGroup) -> Option<DnatBucket> {
+        let lo = u32::from(group.ext.lo) / DNAT_BUCKET_PORTS;
+        let hi = u32::from(group.ext.hi) / DNAT_BUCKET_PORTS;
+        (lo == hi).then_some(DnatBucket {
+            eip: group.eip,
+            proto: group.proto,
+            index: lo as u16,
+        })
+    }
+
+    /// The ports of this block (port 0 is never a rule's port, so the first
+    /// block starting at 0 is harmless).
+    pub fn ports(&self) -> PortRange {
+        let lo = u32::from(self.index) * DNAT_BUCKET_PORTS;
+        PortRange {
+            lo: lo as u16,
+            hi: (lo + DNAT_BUCKET_PORTS - 1).min(65535) as u16,
+        }
+    }
+
+    /// `VPCNAT-D-<EIP in hex>-<T|U>-<block in hex>`, at most 22 characters.
+    pub fn chain(&self) -> String {
+        let p = match self.proto {
+            Proto::Tcp => 'T',
+            Proto::Udp => 'U',
+        };
+        format!(
+            "{BUCKET_PREFIX}{:08X}-{p}-{:02X}",
+            u32::from(self.eip),
+            self.index
+        )
     }
 }
 

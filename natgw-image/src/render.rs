@@ -1,6 +1,7 @@
 //! `render`: the NAT state as `iptables-restore --noflush` input for the
 //! agent's own chains. Pure and deterministic.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use crate::model::*;
@@ -13,6 +14,16 @@ pub struct Line {
     pub owner: Option<ObjKey>,
     /// The `-A CHAIN ...` text.
     pub text: String,
+}
+
+impl Line {
+    /// The chain this line appends to.
+    pub fn chain(&self) -> &str {
+        self.text
+            .strip_prefix("-A ")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_default()
+    }
 }
 
 /// The owned chains and their rules, in order.
@@ -45,6 +56,41 @@ impl Rendered {
         s
     }
 
+    /// Each declared chain's rule text, to tell which chains a change touches.
+    pub fn chain_texts(&self) -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, String> = self
+            .chains
+            .iter()
+            .map(|c| (c.clone(), String::new()))
+            .collect();
+        for l in &self.lines {
+            if let Some(t) = m.get_mut(l.chain()) {
+                t.push_str(&l.text);
+                t.push('\n');
+            }
+        }
+        m
+    }
+
+    /// The same rendering restricted to `chains` (declarations and lines),
+    /// order kept.
+    pub fn only(&self, chains: &BTreeSet<String>) -> Rendered {
+        Rendered {
+            chains: self
+                .chains
+                .iter()
+                .filter(|c| chains.contains(*c))
+                .cloned()
+                .collect(),
+            lines: self
+                .lines
+                .iter()
+                .filter(|l| chains.contains(l.chain()))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// 1-based line number, in `to_restore` output, of rule `i`.
     pub fn restore_line_of(&self, i: usize) -> usize {
         2 + self.chains.len() + i
@@ -69,35 +115,61 @@ pub fn render_lines(st: &NatState) -> Rendered {
         })
     };
 
-    // PREROUTING: DNAT groups (by EIP, protocol, port), then FIPs.
+    // PREROUTING: DNAT groups (by EIP, protocol, port) in their bucket
+    // chains, each bucket entered by one jump; then FIPs.
+    let mut buckets: Vec<(String, Vec<Line>)> = Vec::new();
     for (g, members) in &st.dnats {
         let p = g.proto.as_str();
+        let bucket = DnatBucket::of(g);
+        let chain = match bucket {
+            Some(b) => {
+                let name = b.chain();
+                if buckets.last().is_none_or(|(c, _)| *c != name) {
+                    push(
+                        None,
+                        format!(
+                            "-A {CHAIN_PRE} -d {}/32 -p {p} -m {p} --dport {} {} -j {name}",
+                            b.eip,
+                            b.ports().match_form(),
+                            comment("dnat-bucket")
+                        ),
+                    );
+                    buckets.push((name.clone(), Vec::new()));
+                }
+                name
+            }
+            None => CHAIN_PRE.to_string(),
+        };
         let m = format!(
             "-d {}/32 -p {p} -m {p} --dport {}",
             g.eip,
             g.ext.match_form()
         );
-        if members.len() == 1 {
+        let line = if members.len() == 1 {
             let d = &members[0];
-            push(
-                Some(&d.key),
-                format!(
-                    "-A {CHAIN_PRE} {m} {} -j DNAT --to-destination {}:{}",
+            Line {
+                owner: Some(d.key.clone()),
+                text: format!(
+                    "-A {chain} {m} {} -j DNAT --to-destination {}:{}",
                     comment(&d.key.to_string()),
                     d.internal,
                     d.int_port.nat_form()
                 ),
-            );
+            }
         } else {
-            let chain = g.chain();
-            push(
-                None,
-                format!(
-                    "-A {CHAIN_PRE} {m} {} -j {chain}",
+            let shared = g.chain();
+            shared_chains.push((shared.clone(), members));
+            Line {
+                owner: None,
+                text: format!(
+                    "-A {chain} {m} {} -j {shared}",
                     comment(&format!("dnat-shared/{}/{p}/{}", g.eip, g.ext))
                 ),
-            );
-            shared_chains.push((chain, members));
+            }
+        };
+        match bucket {
+            Some(_) => buckets.last_mut().expect("pushed above").1.push(line),
+            None => push(line.owner.as_ref(), line.text),
         }
     }
     for f in &st.fips {
@@ -152,6 +224,13 @@ pub fn render_lines(st: &NatState) -> Rendered {
                 if random { " --random-fully" } else { "" }
             ),
         );
+    }
+
+    for (chain, lines) in buckets {
+        r.chains.push(chain);
+        for l in lines {
+            push(l.owner.as_ref(), l.text);
+        }
     }
 
     // Shared DNAT groups: the i-th of n backends takes every (n-i)-th new

@@ -106,18 +106,28 @@ fn exclusive_dnat_and_port_ranges() {
     assert_eq!(
         rules_of(&text, "dnat/t/web"),
         vec![
-            "-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 8888 -m comment --comment \"vpcnet:dnat/t/web\" -j DNAT --to-destination 10.0.1.2:80"
+            "-A VPCNAT-D-AC10030A-T-22 -d 172.16.3.10/32 -p tcp -m tcp --dport 8888 -m comment --comment \"vpcnet:dnat/t/web\" -j DNAT --to-destination 10.0.1.2:80"
         ]
     );
     assert_eq!(
         rules_of(&text, "dnat/t/same"),
         vec![
-            "-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p udp -m udp --dport 53 -m comment --comment \"vpcnet:dnat/t/same\" -j DNAT --to-destination 10.0.1.3:53"
+            "-A VPCNAT-D-AC10030A-U-00 -d 172.16.3.10/32 -p udp -m udp --dport 53 -m comment --comment \"vpcnet:dnat/t/same\" -j DNAT --to-destination 10.0.1.3:53"
         ]
     );
     let r = rules_of(&text, "dnat/t/range");
     assert_eq!(r.len(), 1);
     assert!(r[0].contains("--dport 1000:2000 "), "{r:?}");
+    // A range across port blocks stays in the main chain.
+    assert!(r[0].starts_with("-A VPCNAT-PREROUTING "), "{r:?}");
+    // Each block is entered by one jump from the main chain.
+    assert_eq!(
+        rules_of(&text, "dnat-bucket"),
+        vec![
+            "-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 8704:8959 -m comment --comment \"vpcnet:dnat-bucket\" -j VPCNAT-D-AC10030A-T-22",
+            "-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p udp -m udp --dport 0:255 -m comment --comment \"vpcnet:dnat-bucket\" -j VPCNAT-D-AC10030A-U-00",
+        ]
+    );
     assert!(
         r[0].ends_with("--to-destination 10.0.1.2:3000-4000"),
         "{r:?}"
@@ -152,7 +162,8 @@ fn shared_dnat_spreads_in_a_group_chain() {
         .collect();
     assert_eq!(jump.len(), 1);
     assert!(
-        jump[0].starts_with("-A VPCNAT-PREROUTING -d 172.16.3.10/32 -p tcp -m tcp --dport 80 ")
+        jump[0]
+            .starts_with("-A VPCNAT-D-AC10030A-T-00 -d 172.16.3.10/32 -p tcp -m tcp --dport 80 ")
     );
     let members: Vec<&str> = text
         .lines()
@@ -344,4 +355,44 @@ fn rule_v4ip_must_match_eip() {
         st.skipped[&ObjKey::new(Kind::Snat, "t", "s")].reason,
         "EipPending"
     );
+}
+
+#[test]
+fn one_more_dnat_rule_changes_only_its_port_block() {
+    let mut inp = Inputs {
+        eips: vec![
+            eip("t", "e1", GW, Some("172.16.3.10")),
+            eip("t", "e2", GW, Some("172.16.3.11")),
+        ],
+        dnats: (0..1000)
+            .map(|i| {
+                dnat(
+                    "t",
+                    &format!("d{i}"),
+                    if i % 2 == 0 { "e1" } else { "e2" },
+                    &(1000 + i / 2).to_string(),
+                    "10.0.1.2",
+                    None,
+                    false,
+                    false,
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let before = render_lines(&desired(Some(facts()), GW, &inp)).chain_texts();
+    inp.dnats.push(dnat(
+        "t", "new", "e2", "1500", "10.0.1.3", None, false, false,
+    ));
+    let after = render_lines(&desired(Some(facts()), GW, &inp)).chain_texts();
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(c, t)| before.get(*c) != Some(*t))
+        .map(|(c, _)| c)
+        .collect();
+    // 1500 / 256 = block 5; 172.16.3.11 = AC10030B.
+    assert_eq!(changed, vec!["VPCNAT-D-AC10030B-T-05"]);
+    // No chain holds more than a block's worth of rules.
+    assert!(after.values().all(|t| t.lines().count() <= 256));
 }

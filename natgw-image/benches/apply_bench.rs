@@ -1,6 +1,7 @@
 //! `cargo bench -p vpcnet-natgw`: applying N DNAT rules in a fresh network
 //! namespace, from cold and after adding one rule, against one
 //! `iptables -t nat -A` process per rule. Needs root.
+//! `VPCNET_BENCH_NAT_N=10000` runs one size only.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -123,12 +124,17 @@ fn main() {
         return;
     }
     println!(
-        "| backend | N rules | (a) cold render+apply | (b) +1 rule, median of 5 | baseline: one `iptables -A` per rule |"
+        "| backend | N rules | (a) cold: compute + apply | (b) +1 rule: compute -> line live, median of 5 | (b): of which compute | (b): of which iptables-restore | (b): apply returned (with bookkeeping) | baseline: one `iptables -A` per rule |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for backend in ["iptables-nft", "iptables-legacy"] {
         let mut per_rule_1k: Option<Duration> = None;
-        for n in [100usize, 1_000, 10_000] {
+        let sizes: Vec<usize> = std::env::var("VPCNET_BENCH_NAT_N")
+            .unwrap_or_else(|_| "100,1000,10000".into())
+            .split(',')
+            .map(|s| s.trim().parse().expect("VPCNET_BENCH_NAT_N: numbers"))
+            .collect();
+        for &n in &sizes {
             let ns = Ns::new(&format!("{backend}-{n}"));
             let cfg = ApplyConfig {
                 iptables: backend.into(),
@@ -151,8 +157,14 @@ fn main() {
                 inp.dnats.push(rule(n + k));
                 let t0 = Instant::now();
                 let st = desired(Some(facts.clone()), "gw", &inp);
+                let computed = t0.elapsed();
                 let rep = w.call_blocking(move |a| a.apply(&st, false));
-                adds.push(t0.elapsed());
+                adds.push((
+                    computed + rep.rules_live_after,
+                    t0.elapsed(),
+                    computed,
+                    rep.restore_time,
+                ));
                 assert!(rep.restored && rep.error.is_none());
             }
             adds.sort();
@@ -212,13 +224,19 @@ fn main() {
                 per_rule_1k = Some(d / n as u32);
                 ms(d)
             } else {
-                let per = per_rule_1k.expect("1k measured first");
-                format!("~{} (extrapolated from 1,000)", ms(per * n as u32))
+                match per_rule_1k {
+                    Some(per) => format!("~{} (extrapolated from 1,000)", ms(per * n as u32)),
+                    None => "not run".into(),
+                }
             };
+            let (b, b_returned, b_desired, b_restore) = adds[2];
             println!(
-                "| {backend} | {n} | {} | {} | {base} |",
+                "| {backend} | {n} | {} | {} | {} | {} | {} | {base} |",
                 ms(cold),
-                ms(adds[2])
+                ms(b),
+                ms(b_desired),
+                ms(b_restore),
+                ms(b_returned)
             );
         }
     }

@@ -15,7 +15,7 @@ use crate::conntrack;
 use crate::garp;
 use crate::iptables::{IptError, Iptables, Snapshot};
 use crate::model::{GatewayFacts, NatState, ObjKey};
-use crate::render::render_lines;
+use crate::render::{changed_blocks, is_block_chain, render_lines, render_lines_with};
 
 /// Static settings of the apply layer.
 #[derive(Clone, Debug)]
@@ -58,6 +58,12 @@ pub struct ApplyReport {
     pub error: Option<String>,
     /// Wall time.
     pub duration: Duration,
+    /// Of which in `iptables-restore`.
+    pub restore_time: Duration,
+    /// From the start of the apply until the last `iptables-restore`
+    /// committed: when the new rules took effect (the bookkeeping after it
+    /// does not delay traffic).
+    pub rules_live_after: Duration,
     /// EIPs added to the external interface.
     pub added_addrs: Vec<Ipv4Addr>,
     /// Non-fatal problems (gratuitous ARP, conntrack).
@@ -66,10 +72,13 @@ pub struct ApplyReport {
 
 pub(crate) struct Applied {
     pub(crate) state: NatState,
-    /// Each owned chain's rendered rules (before any exclusion): a chain
-    /// whose text is unchanged is not rewritten. A chain that lost a line
-    /// to an exclusion is recorded as never applied, so it is retried.
+    /// The rendered rules of each owned chain other than the DNAT port
+    /// blocks (before any exclusion): unchanged text -> not rewritten. The
+    /// blocks are compared by their part of `state`, which is cheaper.
     pub(crate) chain_texts: BTreeMap<String, String>,
+    /// Chains that lost a line to an exclusion: rewritten next time, so the
+    /// excluded rule is retried and reported again.
+    pub(crate) retry: BTreeSet<String>,
     /// What the owned chains should read back as.
     pub(crate) expected: Snapshot,
 }
@@ -152,21 +161,42 @@ impl Applier {
     pub fn apply(&mut self, state: &NatState, force: bool) -> ApplyReport {
         let t0 = Instant::now();
         let mut rep = ApplyReport::default();
-        let rendered = render_lines(state);
+        let prev = self.last.as_ref().filter(|_| !force && self.jumps_ok);
+        // Port blocks whose share of the state changed (None: all).
+        let blocks = prev.map(|l| {
+            let mut b = changed_blocks(&l.state, state);
+            b.extend(l.retry.iter().filter(|c| is_block_chain(c)).cloned());
+            b
+        });
+        let rendered = match &blocks {
+            None => render_lines(state),
+            Some(b) => render_lines_with(state, &|c| b.contains(c)),
+        };
         let mut chain_texts = rendered.chain_texts();
-        let last = self.last.as_ref().filter(|_| !force && self.jumps_ok);
+        chain_texts.retain(|c, _| !is_block_chain(c));
         let declare: BTreeSet<String> = rendered
             .chains
             .iter()
-            .filter(|c| last.is_none_or(|l| l.chain_texts.get(*c) != chain_texts.get(*c)))
+            .filter(|c| match (prev, &blocks) {
+                (Some(l), Some(b)) => {
+                    if is_block_chain(c) {
+                        b.contains(*c)
+                    } else {
+                        l.retry.contains(*c) || l.chain_texts.get(*c) != chain_texts.get(*c)
+                    }
+                }
+                _ => true,
+            })
             .cloned()
             .collect();
+        let wanted_chains: BTreeSet<&String> = rendered.chains.iter().collect();
+        let mut retry = BTreeSet::new();
         let mut excluded: BTreeMap<ObjKey, String> = BTreeMap::new();
         let mut expected = self.last.as_ref().map(|l| l.expected.clone());
         let stale_known = self
             .chains
             .as_ref()
-            .is_some_and(|known| known.iter().any(|c| !chain_texts.contains_key(c)));
+            .is_some_and(|known| known.iter().any(|c| !wanted_chains.contains(c)));
         if !declare.is_empty() || stale_known || self.chains.is_none() {
             if self.chains.is_none() {
                 match self.ipt.owned_snapshot() {
@@ -179,7 +209,7 @@ impl Applier {
                 .as_ref()
                 .expect("read above")
                 .iter()
-                .filter(|c| !chain_texts.contains_key(*c))
+                .filter(|c| !wanted_chains.contains(*c))
                 .cloned()
                 .collect();
             let mut r = rendered.only(&declare);
@@ -192,7 +222,10 @@ impl Applier {
                     .filter(|l| l.owner.as_ref().is_none_or(|o| !excluded.contains_key(o)))
                     .cloned()
                     .collect();
-                match self.ipt.restore(&r.to_restore(&extra)) {
+                let t_restore = Instant::now();
+                let restored = self.ipt.restore(&r.to_restore(&extra));
+                rep.restore_time += t_restore.elapsed();
+                match restored {
                     Ok(()) => break,
                     Err(IptError::Failed { stderr, line, .. }) => {
                         let owner = line
@@ -210,6 +243,7 @@ impl Applier {
                 }
             }
             rep.restored = true;
+            rep.rules_live_after = t0.elapsed();
             if !self.jumps_ok {
                 if let Err(e) = self.ipt.ensure_jumps() {
                     return self.fail(state, rep, e.to_string(), t0);
@@ -221,7 +255,7 @@ impl Applier {
                 .iter()
                 .filter(|l| l.owner.as_ref().is_some_and(|o| excluded.contains_key(o)))
             {
-                chain_texts.insert(l.chain().to_string(), String::new());
+                retry.insert(l.chain().to_string());
             }
             let texts: Vec<String> = r.lines.iter().map(|l| l.text.clone()).collect();
             // Chains not rewritten keep what the last apply left in them.
@@ -278,6 +312,7 @@ impl Applier {
         self.last = Some(Applied {
             state: state.clone(),
             chain_texts,
+            retry,
             expected: expected.unwrap_or_default(),
         });
         rep.duration = t0.elapsed();

@@ -103,6 +103,13 @@ fn comment(tag: &str) -> String {
 
 /// Renders the whole state into lines.
 pub fn render_lines(st: &NatState) -> Rendered {
+    render_lines_with(st, &|_| true)
+}
+
+/// Renders the state, but the rules of a DNAT port-block chain only when
+/// `block_wanted(chain)`: the other blocks are declared and jumped to, but
+/// their lines left out (the caller knows they did not change).
+pub fn render_lines_with(st: &NatState, block_wanted: &dyn Fn(&str) -> bool) -> Rendered {
     let mut r = Rendered {
         chains: vec![CHAIN_PRE.to_string(), CHAIN_POST.to_string()],
         lines: Vec::new(),
@@ -118,13 +125,15 @@ pub fn render_lines(st: &NatState) -> Rendered {
     // PREROUTING: DNAT groups (by EIP, protocol, port) in their bucket
     // chains, each bucket entered by one jump; then FIPs.
     let mut buckets: Vec<(String, Vec<Line>)> = Vec::new();
+    // The block being filled and whether its rules are rendered.
+    let mut open: Option<(DnatBucket, bool)> = None;
     for (g, members) in &st.dnats {
         let p = g.proto.as_str();
         let bucket = DnatBucket::of(g);
         let chain = match bucket {
             Some(b) => {
-                let name = b.chain();
-                if buckets.last().is_none_or(|(c, _)| *c != name) {
+                if open.is_none_or(|(ob, _)| ob != b) {
+                    let name = b.chain();
                     push(
                         None,
                         format!(
@@ -134,9 +143,18 @@ pub fn render_lines(st: &NatState) -> Rendered {
                             comment("dnat-bucket")
                         ),
                     );
-                    buckets.push((name.clone(), Vec::new()));
+                    open = Some((b, block_wanted(&name)));
+                    buckets.push((name, Vec::new()));
                 }
-                name
+                if open.is_some_and(|(_, wanted)| !wanted) {
+                    // A shared group's chain is still declared: the block
+                    // that is not rewritten keeps jumping to it.
+                    if members.len() > 1 {
+                        shared_chains.push((g.chain(), members));
+                    }
+                    continue;
+                }
+                buckets.last().expect("pushed above").0.clone()
             }
             None => CHAIN_PRE.to_string(),
         };
@@ -257,6 +275,33 @@ pub fn render_lines(st: &NatState) -> Rendered {
         r.chains.push(chain);
     }
     r
+}
+
+/// The DNAT port-block chains whose rules differ between `old` and `new`
+/// (including blocks that appear or disappear).
+pub fn changed_blocks(old: &NatState, new: &NatState) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut note = |g: &DnatGroup| {
+        if let Some(b) = DnatBucket::of(g) {
+            out.insert(b.chain());
+        }
+    };
+    for (g, m) in &new.dnats {
+        if old.dnats.get(g) != Some(m) {
+            note(g);
+        }
+    }
+    for g in old.dnats.keys() {
+        if !new.dnats.contains_key(g) {
+            note(g);
+        }
+    }
+    out
+}
+
+/// Whether `chain` is a DNAT port-block chain.
+pub fn is_block_chain(chain: &str) -> bool {
+    chain.starts_with(BUCKET_PREFIX)
 }
 
 /// The `iptables-restore --noflush` input for the state.

@@ -359,6 +359,14 @@ fn incremental_equals_full(backend: &str) {
                 "t", "s2", "e2", "40000", "10.0.1.5", None, false, true,
             ));
         }),
+        // Another block changes: the shared group's block is not rewritten,
+        // and the group's chain it jumps to must stay.
+        Box::new(|i| {
+            i.dnats.push(dnat(
+                "t", "n2", "e1", "2049", "10.0.1.6", None, false, false,
+            ))
+        }),
+        Box::new(|i| i.dnats.retain(|d| d.metadata.name.as_deref() != Some("s1"))),
     ];
     for (n, step) in steps.iter().enumerate() {
         step(&mut inp);

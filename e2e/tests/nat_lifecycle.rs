@@ -367,3 +367,82 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
         "no EIP left on net1: {addrs}"
     );
 }
+
+/// Entries in the gateway's conntrack table for flows to `eip:port`.
+fn conntrack_entries(k: &Kubectl, gw: &str, eip: &str, port: &str) -> usize {
+    let out = k.exec(
+        GW_NS,
+        gw,
+        &[
+            "conntrack",
+            "-L",
+            "-p",
+            "tcp",
+            "--orig-dst",
+            eip,
+            "--orig-port-dst",
+            port,
+        ],
+    );
+    assert!(out.ok, "conntrack -L: {}", out.stderr);
+    out.stdout.lines().filter(|l| l.contains(eip)).count()
+}
+
+#[test]
+fn deleting_a_rule_removes_exactly_its_lines_and_its_conntrack_entries() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let t = "e2e-ct";
+    setup(&k, &mut c, t, "10.0.1.254");
+    k.must_apply(&testapp_pod(t, "web", Some("10.0.1.2")));
+    let eip = "172.16.3.221";
+    k.must_apply(&format!(
+        "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: e, namespace: {t}}}\nspec: {{natGwDp: {t}, v4ip: {eip}}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d1, namespace: {t}}}\nspec: {{eip: e, externalPort: '8888', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d2, namespace: {t}}}\nspec: {{eip: e, externalPort: '8889', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n"
+    ));
+    k.wait_ready(t, &["web"], Duration::from_secs(120));
+    let gw = format!("vpc-nat-gw-{t}-0");
+    for port in ["8888", "8889"] {
+        let url = format!("http://{eip}:{port}/");
+        k.eventually(
+            Duration::from_secs(120),
+            &format!("DNAT {port} works"),
+            || from_outside(&url).is_some_and(|a| a.contains("server=web")),
+        );
+        // A finished connection stays in conntrack (TIME_WAIT) for minutes.
+        assert!(
+            conntrack_entries(&k, &gw, eip, port) >= 1,
+            "the flow through {port} is tracked"
+        );
+    }
+    let lines = |tag: &str| -> Vec<String> {
+        k.exec(GW_NS, &gw, &["iptables-save", "-t", "nat"])
+            .stdout
+            .lines()
+            .filter(|l| l.contains(&format!("\"vpcnet:dnat/{t}/{tag}\"")))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(lines("d1").len(), 1);
+    let d2_before = lines("d2");
+    assert_eq!(d2_before.len(), 1);
+
+    k.ok(&["delete", "dnat", "d1", "-n", t, "--wait=true"]);
+    k.eventually(Duration::from_secs(30), "d1's line gone", || {
+        lines("d1").is_empty()
+    });
+    assert_eq!(lines("d2"), d2_before, "the other rule is untouched");
+    // Flushed right after the rule's lines go, in the same apply.
+    k.eventually(
+        Duration::from_secs(10),
+        "the removed rule's flows flushed from conntrack",
+        || conntrack_entries(&k, &gw, eip, "8888") == 0,
+    );
+    assert!(
+        conntrack_entries(&k, &gw, eip, "8889") >= 1,
+        "the other rule's flows are kept"
+    );
+    assert!(from_outside(&format!("http://{eip}:8888/")).is_none());
+    assert!(from_outside(&format!("http://{eip}:8889/")).is_some_and(|a| a.contains("server=web")));
+}

@@ -6,7 +6,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::Mutex;
-use vpcnet_api::{Subnet, Vpc, VpcNatGateway};
+use vpcnet_api::{
+    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
+};
 
 use crate::ipam::Ipam;
 use crate::metrics::Metrics;
@@ -42,6 +44,41 @@ pub struct Context {
     pub image_pull_policy: String,
     /// External subnet used when a gateway names none.
     pub external_subnet: String,
+    /// Cached NAT objects: a rule's verdict is judged against these, not
+    /// against fresh lists (which cost the API server O(rules) per rule).
+    pub nat: NatStores,
+}
+
+/// Caches of the NAT kinds, filled by their controllers' watches.
+#[derive(Clone)]
+pub struct NatStores {
+    /// IptablesEIPs.
+    pub eips: Store<IptablesEIP>,
+    /// IptablesSnatRules.
+    pub snats: Store<IptablesSnatRule>,
+    /// IptablesDnatRules.
+    pub dnats: Store<IptablesDnatRule>,
+    /// IptablesFIPRules.
+    pub fips: Store<IptablesFIPRule>,
+}
+
+impl NatStores {
+    /// Waits until every cache holds its first full list, so no verdict is
+    /// reached on a partial view. (Polls: a parked `wait_until_ready` was not
+    /// woken reliably.)
+    pub async fn ready(&self) {
+        use futures::FutureExt;
+        loop {
+            let all = self.eips.wait_until_ready().now_or_never().is_some()
+                && self.snats.wait_until_ready().now_or_never().is_some()
+                && self.dnats.wait_until_ready().now_or_never().is_some()
+                && self.fips.wait_until_ready().now_or_never().is_some();
+            if all {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Context {

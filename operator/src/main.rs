@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use vpcnet_api::{
     IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
 };
+use vpcnet_operator::context::NatStores;
 use vpcnet_operator::ipam::Ipam;
 use vpcnet_operator::metrics::Metrics;
 use vpcnet_operator::nat::{eip as nat_eip, gateway, rules};
@@ -88,6 +89,8 @@ async fn main() -> anyhow_free::Result {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Container logs are files: colour codes only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = Args::parse();
     let client = kube::Client::try_default().await?;
@@ -113,6 +116,26 @@ async fn main() -> anyhow_free::Result {
     let gw_api: Api<VpcNatGateway> = Api::all(client.clone());
     let gw_ctl = Controller::new(gw_api.clone(), watcher::Config::default());
     let gateways = gw_ctl.store();
+    let eip_api: Api<IptablesEIP> = Api::all(client.clone());
+    let eip_ctl = Controller::new(eip_api.clone(), watcher::Config::default());
+    let snat_ctl = Controller::new(
+        Api::<IptablesSnatRule>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let dnat_ctl = Controller::new(
+        Api::<IptablesDnatRule>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let fip_ctl = Controller::new(
+        Api::<IptablesFIPRule>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let nat = NatStores {
+        eips: eip_ctl.store(),
+        snats: snat_ctl.store(),
+        dnats: dnat_ctl.store(),
+        fips: fip_ctl.store(),
+    };
 
     let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context {
@@ -130,6 +153,7 @@ async fn main() -> anyhow_free::Result {
         natgw_image: args.natgw_image.clone(),
         image_pull_policy: args.image_pull_policy.clone(),
         external_subnet: args.external_subnet.clone(),
+        nat,
     });
 
     // Addresses and orphans first: no allocation before the state is known.
@@ -216,8 +240,7 @@ async fn main() -> anyhow_free::Result {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let eip_api: Api<IptablesEIP> = Api::all(client.clone());
-    let eip_ctl = Controller::new(eip_api.clone(), watcher::Config::default())
+    let eip_ctl = eip_ctl
         .watches(
             Api::<IptablesSnatRule>::all(client.clone()),
             watcher::Config::default(),
@@ -245,19 +268,19 @@ async fn main() -> anyhow_free::Result {
         )
         .for_each(|_| async {});
     let snat_ctl = rule_controller::<IptablesSnatRule>(
-        &client,
+        snat_ctl,
         eip_api.clone(),
         |r| r.spec.eip.clone(),
         ctx.clone(),
     );
     let dnat_ctl = rule_controller::<IptablesDnatRule>(
-        &client,
+        dnat_ctl,
         eip_api.clone(),
         |r| r.spec.eip.clone(),
         ctx.clone(),
     );
     let fip_ctl = rule_controller::<IptablesFIPRule>(
-        &client,
+        fip_ctl,
         eip_api.clone(),
         |r| r.spec.eip.clone(),
         ctx.clone(),
@@ -299,9 +322,13 @@ fn eip_ref<K: kube::Resource>(rule: &K, eip: &str) -> Option<ObjectRef<IptablesE
     Some(ObjectRef::new(eip).within(rule.meta().namespace.as_deref().unwrap_or_default()))
 }
 
-/// A controller for one NAT rule kind, re-run when its EIP changes.
+/// A controller for one NAT rule kind, re-run when its EIP changes. An
+/// EIP's `status.nat` changes with every rule that joins it; accepted rules
+/// do not depend on that list (the older of two conflicting rules wins), so
+/// such a change re-runs only the rules still waiting or refused. A change
+/// of the EIP itself (spec, address, verdict, deletion) re-runs them all.
 fn rule_controller<K>(
-    client: &kube::Client,
+    ctl: Controller<K>,
     eips: Api<IptablesEIP>,
     eip_of: fn(&K) -> String,
     ctx: Arc<Context>,
@@ -309,20 +336,46 @@ fn rule_controller<K>(
 where
     K: rules::NatRule + kube::Resource<DynamicType = ()>,
 {
-    let ctl = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let store = ctl.store();
+    let seen: std::sync::Mutex<std::collections::HashMap<(String, String), u64>> =
+        Default::default();
     ctl.watches(eips, watcher::Config::default(), move |e: IptablesEIP| {
         let ns = e.metadata.namespace.clone().unwrap_or_default();
         let name = e.metadata.name.clone().unwrap_or_default();
+        let fp = eip_fingerprint(&e);
+        let changed = seen
+            .lock()
+            .map(|mut m| m.insert((ns.clone(), name.clone()), fp) != Some(fp))
+            .unwrap_or(true);
         store
             .state()
             .iter()
             .filter(|r| r.meta().namespace.as_deref() == Some(ns.as_str()) && eip_of(r) == name)
+            .filter(|r| changed || !rules::is_accepted(r.as_ref()))
             .map(|r| ObjectRef::from(r.as_ref()))
             .collect::<Vec<_>>()
     })
     .run(rules::reconcile::<K>, error_policy::<K>(K::SHORT), ctx)
     .for_each(|_| async {})
+}
+
+/// What rules depend on in their EIP: spec, address, gateway, verdict and
+/// whether it is being deleted (not its list of users).
+fn eip_fingerprint(e: &IptablesEIP) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&e.spec)
+        .unwrap_or_default()
+        .hash(&mut h);
+    e.metadata.deletion_timestamp.is_some().hash(&mut h);
+    if let Some(st) = &e.status {
+        st.ip.hash(&mut h);
+        st.nat_gw_dp.hash(&mut h);
+        for c in &st.conditions {
+            (&c.type_, &c.status, c.observed_generation).hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// Waits until a controller's store holds its first full list. (A parked

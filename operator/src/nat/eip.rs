@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
@@ -64,11 +65,12 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
     let gw_name = eip.spec.nat_gw_dp.clone();
-    let gateway = Api::<VpcNatGateway>::all(ctx.client.clone())
-        .get_opt(&gw_name)
-        .await?;
-    let users: Vec<String> = rules::users_of(&ctx.client, &ns, &name)
-        .await?
+    let gateway = ctx
+        .gateways
+        .get(&ObjectRef::<VpcNatGateway>::new(&gw_name))
+        .map(|g| (*g).clone());
+    ctx.nat.ready().await;
+    let users: Vec<String> = rules::users_of(&ctx.nat, &ns, &name)
         .into_iter()
         .map(|u| u.key)
         .collect();
@@ -130,7 +132,13 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
         st["ip"] = json!(ip);
         st["natGwDp"] = json!(gw_name);
     }
-    status::apply(api, &name, st).await?;
+    // Re-run for every change of a rule naming it: write only news.
+    if !status::unchanged(
+        &serde_json::to_value(eip).unwrap_or_default()["status"],
+        &st,
+    ) {
+        status::apply(api, &name, st).await?;
+    }
     Ok(Action::requeue(Duration::from_secs(if decision.is_ok() {
         300
     } else {
@@ -141,7 +149,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
 async fn cleanup(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Result<Action> {
     let ns = eip.namespace().unwrap_or_default();
     let name = eip.name_any();
-    let users: Vec<String> = rules::users_of(&ctx.client, &ns, &name)
+    let users: Vec<String> = rules::users_of_live(&ctx.client, &ns, &name)
         .await?
         .into_iter()
         .map(|u| u.key)

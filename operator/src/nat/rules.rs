@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +22,7 @@ use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRul
 
 use super::conflicts::{self, RuleUse, Use};
 use super::{ACCEPTED, ownership};
+use crate::context::NatStores;
 use crate::names::FINALIZER;
 use crate::{Context, Error, Result, status};
 
@@ -161,8 +163,44 @@ fn age<K: Resource>(o: &K) -> (Option<i64>, String) {
     )
 }
 
-/// Every rule (of the three kinds) in `ns` that names `eip`.
-pub async fn users_of(client: &kube::Client, ns: &str, eip: &str) -> Result<Vec<RuleUse>> {
+fn use_of<K: NatRule>(r: &K) -> RuleUse {
+    let (t, n) = age(r);
+    RuleUse {
+        key: format!("{}/{}", K::SHORT, r.name_any()),
+        age: (t, format!("{}/{n}", K::SHORT)),
+        what: r.use_(),
+    }
+}
+
+fn names_eip<K: NatRule>(r: &K, ns: &str, eip: &str) -> bool {
+    r.eip() == eip
+        && r.meta().namespace.as_deref() == Some(ns)
+        && r.meta().deletion_timestamp.is_none()
+}
+
+/// Every rule (of the three kinds) in `ns` that names `eip`, oldest first,
+/// from the caches.
+pub fn users_of(stores: &NatStores, ns: &str, eip: &str) -> Vec<RuleUse> {
+    fn of<K: NatRule>(store: &Store<K>, ns: &str, eip: &str, out: &mut Vec<RuleUse>) {
+        out.extend(
+            store
+                .state()
+                .iter()
+                .filter(|r| names_eip(r.as_ref(), ns, eip))
+                .map(|r| use_of(r.as_ref())),
+        );
+    }
+    let mut out = Vec::new();
+    of(&stores.snats, ns, eip, &mut out);
+    of(&stores.dnats, ns, eip, &mut out);
+    of(&stores.fips, ns, eip, &mut out);
+    out.sort_by(|a, b| a.age.cmp(&b.age));
+    out
+}
+
+/// Like `users_of`, but listed from the API server: for decisions that must
+/// not rest on a cache that may lag, such as releasing an EIP.
+pub async fn users_of_live(client: &kube::Client, ns: &str, eip: &str) -> Result<Vec<RuleUse>> {
     async fn of<K: NatRule>(
         client: &kube::Client,
         ns: &str,
@@ -171,13 +209,8 @@ pub async fn users_of(client: &kube::Client, ns: &str, eip: &str) -> Result<Vec<
     ) -> Result<()> {
         let api: Api<K> = Api::namespaced(client.clone(), ns);
         for r in api.list(&ListParams::default()).await? {
-            if r.eip() == eip && r.meta().deletion_timestamp.is_none() {
-                let (t, n) = age(&r);
-                out.push(RuleUse {
-                    key: format!("{}/{}", K::SHORT, r.name_any()),
-                    age: (t, format!("{}/{n}", K::SHORT)),
-                    what: r.use_(),
-                });
+            if names_eip(&r, ns, eip) {
+                out.push(use_of(&r));
             }
         }
         Ok(())
@@ -190,10 +223,18 @@ pub async fn users_of(client: &kube::Client, ns: &str, eip: &str) -> Result<Vec<
     Ok(out)
 }
 
+/// Whether the operator has accepted the rule (for its current spec or not).
+pub fn is_accepted<K: NatRule>(r: &K) -> bool {
+    r.conditions()
+        .iter()
+        .any(|c| c.type_ == ACCEPTED && c.status == "True")
+}
+
 /// Reconciles one rule of kind `K`.
 #[instrument(skip_all, fields(kind = K::SHORT, namespace = %rule.namespace().unwrap_or_default(), name = %rule.name_any()))]
 pub async fn reconcile<K: NatRule>(rule: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    ctx.nat.ready().await;
     let ns = rule.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, rule, |ev| async {
@@ -216,8 +257,11 @@ type Refusal = (&'static str, String);
 
 async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, String), Refusal>> {
     let ns = rule.namespace().unwrap_or_default();
-    let eips: Api<IptablesEIP> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(eip) = eips.get_opt(rule.eip()).await? else {
+    let Some(eip) = ctx
+        .nat
+        .eips
+        .get(&ObjectRef::<IptablesEIP>::new(rule.eip()).within(&ns))
+    else {
         return Ok(Err((
             "EipNotFound",
             format!(
@@ -227,10 +271,8 @@ async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, S
         )));
     };
     let gw_name = eip.spec.nat_gw_dp.clone();
-    let gateway = Api::<VpcNatGateway>::all(ctx.client.clone())
-        .get_opt(&gw_name)
-        .await?;
-    let vpc = match ownership::check(&ns, gateway.as_ref(), &gw_name, &ctx.vpcs.state()) {
+    let gateway = ctx.gateways.get(&ObjectRef::<VpcNatGateway>::new(&gw_name));
+    let vpc = match ownership::check(&ns, gateway.as_deref(), &gw_name, &ctx.vpcs.state()) {
         Ok(v) => v,
         Err(r) => return Ok(Err(r)),
     };
@@ -243,7 +285,7 @@ async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, S
     if let Err(msg) = rule.check_inside(&ownership::vpc_cidrs(&vpc, &ctx.subnets.state())) {
         return Ok(Err(("OutsideVpc", msg)));
     }
-    let users = users_of(&ctx.client, &ns, rule.eip()).await?;
+    let users = users_of(&ctx.nat, &ns, rule.eip());
     let (t, n) = age(rule);
     let me = RuleUse {
         key: format!("{}/{}", K::SHORT, rule.name_any()),
@@ -291,7 +333,13 @@ async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Acti
     if let (Some(m), Some(e)) = (st.as_object_mut(), extra.as_object()) {
         m.extend(e.clone());
     }
-    status::apply(api, &rule.name_any(), st).await?;
+    // Re-judged whenever its EIP or a neighbour changes: write only news.
+    if !status::unchanged(
+        &serde_json::to_value(rule).unwrap_or_default()["status"],
+        &st,
+    ) {
+        status::apply(api, &rule.name_any(), st).await?;
+    }
     Ok(match decision {
         Ok(_) => Action::requeue(Duration::from_secs(300)),
         // A missing EIP or address may appear; retry calmly.

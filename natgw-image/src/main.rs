@@ -188,7 +188,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     }
 
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
+    let agent = async move {
         let shared = Arc::new(Shared::default());
         let listen = args.listen;
         let s = shared.clone();
@@ -238,6 +238,19 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             Duration::from_millis(args.debounce_ms),
         )
         .await
+    };
+    rt.block_on(async move {
+        // PID 1 of the container: without a handler SIGTERM is ignored and
+        // a replaced gateway waits out the whole grace period. The rules
+        // need no teardown: they go with the pod's network namespace.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = agent => r,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: exiting");
+                Ok(())
+            }
+        }
     })?;
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -409,3 +409,75 @@ fn incremental_equals_full_nft() {
 fn incremental_equals_full_legacy() {
     incremental_equals_full("iptables-legacy");
 }
+
+/// As PID 1 of its container the agent must act on SIGTERM itself, or a
+/// replaced gateway pod waits out its whole grace period. It exits at once
+/// and leaves the rules to the network namespace that goes with the pod.
+#[test]
+fn agent_exits_promptly_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let t = Topo::new();
+    let dir = std::env::temp_dir().join(format!("natgw-term-{}", t.gw));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("desired.json");
+    std::fs::write(&file, serde_json::to_vec(&inputs()).unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
+        .args([
+            "--gateway",
+            GW,
+            "--iptables",
+            "iptables-nft",
+            "--netns",
+            &t.gw,
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--state-file"])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = || -> bool {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = write!(
+            s,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        if Instant::now() > end {
+            let _ = agent.kill();
+            let _ = agent.wait();
+            panic!("agent never ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = Instant::now();
+    sh(&["kill", "-TERM", &agent.id().to_string()]);
+    let status = loop {
+        if let Some(st) = agent.try_wait().unwrap() {
+            break st;
+        }
+        if sent.elapsed() > Duration::from_secs(3) {
+            let _ = agent.kill();
+            let _ = agent.wait();
+            panic!("agent still running 3 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status:?}");
+    let save = nsx(&t.gw, &["iptables-nft-save", "-t", "nat"]);
+    assert!(save.contains("\"vpcnet:dnat/t/web\""), "{save}");
+}

@@ -209,7 +209,14 @@ async fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let back = wait_live(&k, n, Duration::from_secs(600)).duration_since(t1);
-        let (agent, apply) = match first_apply(&k) {
+        // The agent logs its first apply just after the lines went live.
+        let mut logged = first_apply(&k);
+        let end = Instant::now() + Duration::from_secs(10);
+        while logged.is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(200));
+            logged = first_apply(&k);
+        }
+        let (agent, apply) = match logged {
             Some((s, a)) => (format!("{:.2} s", s as f64 / 1e3), format!("{a} ms")),
             None => ("?".into(), "?".into()),
         };

@@ -64,20 +64,21 @@ pub struct NatStores {
 
 impl NatStores {
     /// Waits until every cache holds its first full list, so no verdict is
-    /// reached on a partial view. (Polls: a parked `wait_until_ready` was not
-    /// woken reliably.)
+    /// reached on a partial view.
     pub async fn ready(&self) {
-        use futures::FutureExt;
-        loop {
-            let all = self.eips.wait_until_ready().now_or_never().is_some()
-                && self.snats.wait_until_ready().now_or_never().is_some()
-                && self.dnats.wait_until_ready().now_or_never().is_some()
-                && self.fips.wait_until_ready().now_or_never().is_some();
-            if all {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        wait_ready(&self.eips).await;
+        wait_ready(&self.snats).await;
+        wait_ready(&self.dnats).await;
+        wait_ready(&self.fips).await;
+    }
+}
+
+/// Waits until a controller's store holds its first full list. (A parked
+/// `wait_until_ready` was not woken reliably, so this polls.)
+pub async fn wait_ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) {
+    use futures::FutureExt;
+    while store.wait_until_ready().now_or_never().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use vpcnet_api::{
     IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
 };
-use vpcnet_operator::context::NatStores;
+use vpcnet_operator::context::{NatStores, wait_ready};
 use vpcnet_operator::ipam::Ipam;
 use vpcnet_operator::metrics::Metrics;
 use vpcnet_operator::nat::{eip as nat_eip, gateway, rules};
@@ -376,17 +376,6 @@ fn eip_fingerprint(e: &IptablesEIP) -> u64 {
         }
     }
     h.finish()
-}
-
-/// Waits until a controller's store holds its first full list. (A parked
-/// `wait_until_ready` here was not woken reliably, so this polls.)
-async fn wait_ready<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
-    store: &kube::runtime::reflector::Store<K>,
-) {
-    use futures::FutureExt;
-    while store.wait_until_ready().now_or_never().is_none() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A `main` result that prints the error chain without an extra crate.

@@ -172,8 +172,9 @@ impl Applier {
             None => render_lines(state),
             Some(b) => render_lines_with(state, &|c| b.contains(c)),
         };
-        let mut chain_texts = rendered.chain_texts();
-        chain_texts.retain(|c, _| !is_block_chain(c));
+        // Blocks are judged by `blocks`; copying their lines would only
+        // burden a cold start with 10,000 rules.
+        let chain_texts = rendered.chain_texts_where(|c| !is_block_chain(c));
         let declare: BTreeSet<String> = rendered
             .chains
             .iter()

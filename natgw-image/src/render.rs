@@ -58,9 +58,16 @@ impl Rendered {
 
     /// Each declared chain's rule text, to tell which chains a change touches.
     pub fn chain_texts(&self) -> BTreeMap<String, String> {
+        self.chain_texts_where(|_| true)
+    }
+
+    /// `chain_texts` of the chains `keep` selects only (the others' lines
+    /// are not copied).
+    pub fn chain_texts_where(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, String> {
         let mut m: BTreeMap<String, String> = self
             .chains
             .iter()
+            .filter(|c| keep(c))
             .map(|c| (c.clone(), String::new()))
             .collect();
         for l in &self.lines {

@@ -75,18 +75,6 @@ fn wait_live(k: &Kubectl, n: usize, timeout: Duration) -> Instant {
 fn first_apply(k: &Kubectl) -> Option<(u64, u64)> {
     let log = k.run(&["logs", "-n", GW_NS, &gw_pod()]).stdout;
     let line = log.lines().find(|l| l.contains("first apply done"))?;
-    // Colour codes, should a terminal have been attached.
-    let mut plain = String::with_capacity(line.len());
-    let mut in_esc = false;
-    for ch in line.chars() {
-        match (in_esc, ch) {
-            (false, '\u{1b}') => in_esc = true,
-            (true, 'm') => in_esc = false,
-            (true, _) => {}
-            (false, c) => plain.push(c),
-        }
-    }
-    let line = plain.as_str();
     let field = |name: &str| -> Option<u64> {
         let i = line.find(&format!("{name}="))? + name.len() + 1;
         line[i..]

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod corpus;
+pub mod external;
 pub mod kubectl;
 pub mod ovn_rows;
 

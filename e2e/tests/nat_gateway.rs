@@ -7,10 +7,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
+use vpcnet_e2e::external::from_outside;
 use vpcnet_e2e::kubectl::Kubectl;
 
 const READY: Duration = Duration::from_secs(180);
-const EXT_NETNS: &str = "vpcnet-ext";
+/// How long a request from the external host may take.
+const CURL: Duration = Duration::from_secs(3);
 const GW_NS: &str = "vpcnet-system";
 
 /// The external network of the samples (Subnet + NAD are box-provided or applied here).
@@ -56,28 +58,6 @@ fn wait_condition(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str, cond: &
             out.stderr,
             k.run(&get).stdout
         );
-    }
-}
-
-/// `curl` from the external host.
-fn from_outside(url: &str) -> Result<String, String> {
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            EXT_NETNS,
-            "curl",
-            "-s",
-            "--max-time",
-            "3",
-            url,
-        ])
-        .output()
-        .expect("ip netns exec");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into())
     }
 }
 
@@ -149,12 +129,12 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     );
 
     // Ingress: EIP:8888 -> web:8080; the FIP on any port -> db.
-    let got = from_outside("http://172.16.3.213:8888/").expect("DNAT from outside");
+    let got = from_outside("http://172.16.3.213:8888/", CURL).expect("DNAT from outside");
     assert!(
         got.contains("server=web") && got.contains("client=172.16.3.2:"),
         "{got}"
     );
-    let got = from_outside(&format!("http://{fip}:8080/")).expect("FIP from outside");
+    let got = from_outside(&format!("http://{fip}:8080/"), CURL).expect("FIP from outside");
     assert!(got.contains("server=db"), "{got}");
 
     // Hairpin: from inside the VPC to another pod's FIP and DNAT.
@@ -165,7 +145,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
 
     // Shared DNAT spreads new connections over both backends.
     let servers: BTreeSet<String> = (0..20)
-        .filter_map(|_| from_outside("http://172.16.3.213:9999/").ok())
+        .filter_map(|_| from_outside("http://172.16.3.213:9999/", CURL).ok())
         .filter_map(|a| {
             a.split_whitespace()
                 .find(|w| w.starts_with("server="))
@@ -216,7 +196,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
         "only dnat01's lines went: {removed:?}"
     );
     assert!(
-        from_outside("http://172.16.3.213:8888/").is_err(),
+        from_outside("http://172.16.3.213:8888/", CURL).is_err(),
         "the deleted DNAT no longer forwards"
     );
 }

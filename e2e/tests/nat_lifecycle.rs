@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
+use vpcnet_e2e::external::from_outside;
 use vpcnet_e2e::kubectl::Kubectl;
 
 const GW_NS: &str = "vpcnet-system";
+/// How long a request from the external host may take.
+const CURL: Duration = Duration::from_secs(2);
 
 fn setup(k: &Kubectl, c: &mut Cleanup, t: &str, lan_ip: &str) {
     let ext = vpcnet_e2e::repo_root().join("config/samples/03-external-subnet.yaml");
@@ -60,25 +63,6 @@ fn expect_refused(
     Err(format!(
         "{kind}/{name}: want Ready=False {reason} mentioning {text:?}, got {last:?}"
     ))
-}
-
-fn from_outside(url: &str) -> Option<String> {
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            "vpcnet-ext",
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            url,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 #[test]
@@ -268,7 +252,7 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
     k.wait_ready(t, &["web"], Duration::from_secs(120));
     let url = "http://172.16.3.220:8888/";
     k.eventually(Duration::from_secs(120), "DNAT works", || {
-        from_outside(url).is_some_and(|a| a.contains("server=web"))
+        from_outside(url, CURL).is_ok_and(|a| a.contains("server=web"))
     });
     let gw = format!("vpc-nat-gw-{t}-0");
 
@@ -278,9 +262,9 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
         &["iptables", "-t", "nat", "-F", "VPCNAT-PREROUTING"],
     );
     assert!(flush.ok, "{}", flush.stderr);
-    assert!(from_outside(url).is_none(), "flushing really broke it");
+    assert!(from_outside(url, CURL).is_err(), "flushing really broke it");
     k.eventually(Duration::from_secs(30), "DNAT back after a flush", || {
-        from_outside(url).is_some_and(|a| a.contains("server=web"))
+        from_outside(url, CURL).is_ok_and(|a| a.contains("server=web"))
     });
 
     let del = k.exec(
@@ -290,14 +274,14 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
     );
     assert!(del.ok, "{}", del.stderr);
     k.eventually(Duration::from_secs(30), "EIP address back", || {
-        from_outside(url).is_some_and(|a| a.contains("server=web"))
+        from_outside(url, CURL).is_ok_and(|a| a.contains("server=web"))
     });
 
     k.ok(&["delete", "pod", "-n", GW_NS, &gw, "--wait=true"]);
     k.eventually(
         Duration::from_secs(120),
         "DNAT back after the gateway pod is recreated",
-        || from_outside(url).is_some_and(|a| a.contains("server=web")),
+        || from_outside(url, CURL).is_ok_and(|a| a.contains("server=web")),
     );
 }
 
@@ -408,7 +392,7 @@ fn deleting_a_rule_removes_exactly_its_lines_and_its_conntrack_entries() {
         k.eventually(
             Duration::from_secs(120),
             &format!("DNAT {port} works"),
-            || from_outside(&url).is_some_and(|a| a.contains("server=web")),
+            || from_outside(&url, CURL).is_ok_and(|a| a.contains("server=web")),
         );
         // A finished connection stays in conntrack (TIME_WAIT) for minutes.
         assert!(
@@ -443,6 +427,8 @@ fn deleting_a_rule_removes_exactly_its_lines_and_its_conntrack_entries() {
         conntrack_entries(&k, &gw, eip, "8889") >= 1,
         "the other rule's flows are kept"
     );
-    assert!(from_outside(&format!("http://{eip}:8888/")).is_none());
-    assert!(from_outside(&format!("http://{eip}:8889/")).is_some_and(|a| a.contains("server=web")));
+    assert!(from_outside(&format!("http://{eip}:8888/"), CURL).is_err());
+    assert!(
+        from_outside(&format!("http://{eip}:8889/"), CURL).is_ok_and(|a| a.contains("server=web"))
+    );
 }

@@ -268,13 +268,32 @@ fn restore_is_atomic_and_exit_2() {
     }
 }
 
+/// `inputs()` as a `--state-file` for the agent binary, removed on drop.
+struct StateFile {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl StateFile {
+    fn new(t: &Topo) -> StateFile {
+        let dir = std::env::temp_dir().join(format!("natgw-state-{}", t.gw));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("desired.json");
+        std::fs::write(&path, serde_json::to_vec(&inputs()).unwrap()).unwrap();
+        StateFile { dir, path }
+    }
+}
+
+impl Drop for StateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn real_binary_once_with_state_file() {
     let t = Topo::new();
-    let dir = std::env::temp_dir().join(format!("natgw-state-{}", t.gw));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("desired.json");
-    std::fs::write(&file, serde_json::to_vec(&inputs()).unwrap()).unwrap();
+    let state = StateFile::new(&t);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
         .args([
             "--gateway",
@@ -286,10 +305,9 @@ fn real_binary_once_with_state_file() {
             "--once",
             "--state-file",
         ])
-        .arg(&file)
+        .arg(&state.path)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
         "{}",
@@ -419,10 +437,7 @@ fn agent_exits_promptly_on_sigterm() {
     use std::time::{Duration, Instant};
 
     let t = Topo::new();
-    let dir = std::env::temp_dir().join(format!("natgw-term-{}", t.gw));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("desired.json");
-    std::fs::write(&file, serde_json::to_vec(&inputs()).unwrap()).unwrap();
+    let state = StateFile::new(&t);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -438,7 +453,7 @@ fn agent_exits_promptly_on_sigterm() {
             &t.gw,
         ])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--state-file"])
-        .arg(&file)
+        .arg(&state.path)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -476,7 +491,6 @@ fn agent_exits_promptly_on_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{status:?}");
     let save = nsx(&t.gw, &["iptables-nft-save", "-t", "nat"]);
     assert!(save.contains("\"vpcnet:dnat/t/web\""), "{save}");

@@ -65,7 +65,7 @@ image_context() {
     cc -static -O2 -o "$dir/$name" "$dir/$name.c" || die "cc $name.c failed"
     rm "$dir/$name.c"
   else
-    [[ -x "$BOX_TARGET/release/$bin" ]] || return 1
+    [[ -x "$BOX_TARGET/release/$bin" ]] || return 2
     mkdir -p "$dir/target/release" "$dir/config"
     cp "$REPO/Dockerfile" "$dir/"
     cp "$BOX_TARGET/release/$bin" "$dir/target/release/"
@@ -75,13 +75,14 @@ image_context() {
 }
 
 # build_image NAME: archive $IMAGE_CACHE/vpcnet-NAME-<key>.tar, built unless the
-# key exists. Prints the archive path; fails if the binary is not built.
+# key exists. Prints the archive path; returns 2 if the binary is not built.
 build_image() {
-  local name=$1 ctx key archive
+  local name=$1 ctx key archive rc=0
   ctx=$(mktemp -d "$CACHE/.ctx.XXXXXX")
-  if ! key=$(image_context "$name" "$ctx"); then
+  key=$(image_context "$name" "$ctx") || rc=$?
+  if ((rc)); then
     rm -rf "$ctx"
-    return 1
+    return "$rc"
   fi
   archive="$IMAGE_CACHE/vpcnet-$name-$key.tar"
   if [[ ! -s "$archive" ]]; then
@@ -92,8 +93,9 @@ build_image() {
       --build-arg "BASE=$BASE_IMAGE" --target "$name" -t "$tag" "$ctx" \
       >"$CACHE/build-$name.log" 2>&1 || { rm -rf "$ctx"; die "image $name failed (see $CACHE/build-$name.log)"; }
     rm -f "$IMAGE_CACHE"/vpcnet-"$name"-*.tar
-    "${BUILDAH[@]}" push -q "$tag" "oci-archive:$archive.tmp:$tag" >>"$CACHE/build-$name.log" 2>&1 &&
-      mv "$archive.tmp" "$archive"
+    "${BUILDAH[@]}" push -q "$tag" "oci-archive:$archive.tmp:$tag" >>"$CACHE/build-$name.log" 2>&1 ||
+      { rm -rf "$ctx" "$archive.tmp"; die "pushing image $name to $archive failed (see $CACHE/build-$name.log)"; }
+    mv "$archive.tmp" "$archive"
     # vfs keeps full copies: the archive is the cache, not buildah's storage.
     "${BUILDAH[@]}" rmi -f "$tag" >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
@@ -102,17 +104,20 @@ build_image() {
   echo "$archive"
 }
 
-# build_images NAME...: builds what is buildable; writes $BOX/images.list
-# (archive per line) when a box is up, else prints it.
+# build_images NAME...: prints the archive of each image, one per line; an
+# image whose release binary is not built is skipped with a message, any other
+# failure stops.
 build_images() {
   mkdir -p "$IMAGE_CACHE"
-  local name archive out=()
+  local name archive rc out=()
   for name in "$@"; do
-    if archive=$(build_image "$name"); then
-      out+=("$archive")
-    else
-      log "image vpcnet-$name skipped: $BOX_TARGET/release/${IMAGE_BINARY[$name]} is not built"
-    fi
+    rc=0
+    archive=$(build_image "$name") || rc=$?
+    case $rc in
+      0) out+=("$archive") ;;
+      2) log "image vpcnet-$name skipped: $BOX_TARGET/release/${IMAGE_BINARY[$name]} is not built" ;;
+      *) die "image vpcnet-$name was not built (exit $rc)" ;;
+    esac
   done
   printf '%s\n' "${out[@]}"
 }

@@ -37,7 +37,13 @@ CLUSTER_DNS_DOMAIN=cluster.local
 CONTAINERD_SOCK=/run/containerd/containerd.sock
 
 log() { echo "box: $*" >&2; }
-die() { log "$*"; exit 1; }
+# die also leaves its reason in the state dir, so up's exit handler can repeat
+# it after the log tails even when die ran in a subshell ($(...), <(...)).
+die() {
+  log "$*"
+  [[ -d "$BOX" ]] && echo "$*" >>"$BOX/failure" 2>/dev/null
+  exit 1
+}
 
 # Serialises up/down for one state dir. The lock file lives beside the state dir
 # because down removes the dir itself. Nested calls (up -> down) inherit it.

@@ -274,8 +274,12 @@ on_exit() {
   done
   rm -rf "$BOX.failed-logs" && cp -r "$BOX/logs" "$BOX.failed-logs" 2>/dev/null &&
     log "logs kept in $BOX.failed-logs"
+  # The reason goes last: the log tails above would push it out of view.
+  local why
+  why=$(cat "$BOX/failure" 2>/dev/null) || why="command failed: $FAILED_COMMAND"
   log "stopping what was started"
   "$BOX_SCRIPTS/down.sh" >&2 || true
+  log "up failed: $why"
   exit "$rc"
 }
 
@@ -298,6 +302,11 @@ main() {
   PHASE_T=$t0
   mkdir -p "$BOX/logs" "$BOX/pids" "$BOX/bin"
   trap on_exit EXIT
+  # Records the command that made set -e stop, for on_exit; -E lets functions
+  # and subshells inherit the trap.
+  FAILED_COMMAND="(unknown)"
+  set -E
+  trap 'FAILED_COMMAND="line $LINENO: $BASH_COMMAND"' ERR
   KUBECTL="$K8S_BIN/kubectl"
   ln -s "$KUBECTL" "$BOX/bin/kubectl"
   export KUBECONFIG="$BOX/kubeconfig"
@@ -325,8 +334,12 @@ main() {
     kubelet_up
     multus_install
     phase "node"
-    local archives
-    mapfile -t archives < <(build_images pause testapp operator cni natgw)
+    # Through a file, not <(...): a failed build must stop up.
+    local archives images=(pause testapp operator cni natgw)
+    build_images "${images[@]}" >"$BOX/images.list"
+    mapfile -t archives <"$BOX/images.list"
+    ((${#archives[@]} == ${#images[@]})) ||
+      die "the box needs all of ${images[*]}; build the release binaries (cargo build --release)"
     import_images "${archives[@]}"
     phase "images"
     config_up

@@ -71,10 +71,16 @@ fn wait_live(k: &Kubectl, n: usize, timeout: Duration) -> Instant {
     }
 }
 
-/// `(since_start_ms, apply_ms)` from the agent's "first apply done" line.
-fn first_apply(k: &Kubectl) -> Option<(u64, u64)> {
+/// The agent's log line that marks rules live again: "restored from
+/// snapshot" (its last applied state, before the API lists are in) or
+/// "first apply done" (the state from the API).
+const RESTORED: &str = "restored from snapshot";
+const FIRST_APPLY: &str = "first apply done";
+
+/// `(since_start_ms, apply_ms)` from the agent's line containing `marker`.
+fn agent_line(k: &Kubectl, marker: &str) -> Option<(u64, u64)> {
     let log = k.run(&["logs", "-n", GW_NS, &gw_pod()]).stdout;
-    let line = log.lines().find(|l| l.contains("first apply done"))?;
+    let line = log.lines().find(|l| l.contains(marker))?;
     let field = |name: &str| -> Option<u64> {
         let i = line.find(&format!("{name}="))? + name.len() + 1;
         line[i..]
@@ -148,9 +154,9 @@ async fn main() {
     let dnats: Api<DynamicObject> = Api::namespaced_with(client, T, &ar);
 
     println!(
-        "| N DNAT rules | API: create the new rules | create -> all live (operator + agent) | (c) pod deleted -> all live again | (c) new agent started -> all live | of which iptables apply |"
+        "| N DNAT rules | API: create the new rules | create -> all live (operator + agent) | (c) pod deleted -> all live again | (c) new agent started -> rules restored from snapshot | of which iptables apply | (c) new agent started -> first apply from the API |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut have = 0usize;
     for n in sizes {
         let t0 = Instant::now();
@@ -197,19 +203,21 @@ async fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
         let back = wait_live(&k, n, Duration::from_secs(600)).duration_since(t1);
-        // The agent logs its first apply just after the lines went live.
-        let mut logged = first_apply(&k);
-        let end = Instant::now() + Duration::from_secs(10);
-        while logged.is_none() && Instant::now() < end {
+        // The first apply from the API is logged once its lists are in.
+        let mut full = agent_line(&k, FIRST_APPLY);
+        let end = Instant::now() + Duration::from_secs(30);
+        while full.is_none() && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(200));
-            logged = first_apply(&k);
+            full = agent_line(&k, FIRST_APPLY);
         }
-        let (agent, apply) = match logged {
+        let ms = |v: Option<(u64, u64)>| match v {
             Some((s, a)) => (format!("{:.2} s", s as f64 / 1e3), format!("{a} ms")),
-            None => ("?".into(), "?".into()),
+            None => ("-".into(), "-".into()),
         };
+        let (restored, apply) = ms(agent_line(&k, RESTORED));
+        let (full, _) = ms(full);
         println!(
-            "| {n} | {} | {} | {} | {agent} | {apply} |",
+            "| {n} | {} | {} | {} | {restored} | {apply} | {full} |",
             secs(api),
             secs(live),
             secs(back)

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use k8s_openapi::ByteString;
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
 use vpcnet_e2e::external::from_outside;
 use vpcnet_e2e::kubectl::Kubectl;
+use vpcnet_natgw::model::{DnatGroup, PortRange};
+use vpcnet_natgw::snapshot::{SNAPSHOT_KEY, Snapshot};
 
 const GW_NS: &str = "vpcnet-system";
 /// How long a request from the external host may take.
@@ -283,6 +286,114 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
         "DNAT back after the gateway pod is recreated",
         || from_outside(url, CURL).is_ok_and(|a| a.contains("server=web")),
     );
+}
+
+/// The snapshot the gateway's agent keeps in its ConfigMap, if any.
+fn stored_snapshot(k: &Kubectl, gw: &str) -> Option<Snapshot> {
+    let b64 = k.ok(&[
+        "get",
+        "configmap",
+        "-n",
+        GW_NS,
+        &format!("vpc-nat-gw-{gw}-snapshot"),
+        "-o",
+        "jsonpath={.binaryData.state\\.json\\.gz}",
+    ]);
+    if b64.trim().is_empty() {
+        return None;
+    }
+    let bytes: ByteString = serde_json::from_value(serde_json::json!(b64.trim())).ok()?;
+    Snapshot::decode(&bytes.0, gw).ok()
+}
+
+fn dnat_line_for(k: &Kubectl, gw: &str, ns: &str, name: &str) -> bool {
+    k.exec(
+        GW_NS,
+        &format!("vpc-nat-gw-{gw}-0"),
+        &["iptables-save", "-t", "nat"],
+    )
+    .stdout
+    .contains(&format!("\"vpcnet:dnat/{ns}/{name}\""))
+}
+
+#[test]
+fn a_recreated_gateway_restores_its_snapshot_first_then_follows_the_api() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let t = "e2e-snap";
+    setup(&k, &mut c, t, "10.0.1.254");
+    k.must_apply(&format!(
+        "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: e, namespace: {t}}}\nspec: {{natGwDp: {t}, v4ip: 172.16.3.221}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d1, namespace: {t}}}\nspec: {{eip: e, externalPort: '8881', internalIp: 10.0.1.2, internalPort: '80', protocol: tcp}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d2, namespace: {t}}}\nspec: {{eip: e, externalPort: '8882', internalIp: 10.0.1.3, internalPort: '80', protocol: tcp}}\n"
+    ));
+    k.eventually(
+        Duration::from_secs(120),
+        "both rules live and in the snapshot",
+        || {
+            dnat_line_for(&k, t, t, "d1")
+                && dnat_line_for(&k, t, t, "d2")
+                && stored_snapshot(&k, t).is_some_and(|s| s.rule_count() == 2)
+        },
+    );
+
+    // Plant a snapshot with a rule the API does not have, as if it had been
+    // deleted while the gateway was away.
+    let mut snap = stored_snapshot(&k, t).unwrap();
+    let (group, backends) = snap.dnats[0].clone();
+    let mut ghost = backends[0].clone();
+    ghost.key.name = "ghost".into();
+    ghost.ext = PortRange::parse("8899").unwrap();
+    snap.dnats.push((
+        DnatGroup {
+            ext: ghost.ext,
+            ..group
+        },
+        vec![ghost],
+    ));
+    let patch =
+        serde_json::json!({"binaryData": {SNAPSHOT_KEY: ByteString(snap.encode().unwrap())}});
+    k.ok(&[
+        "patch",
+        "configmap",
+        "-n",
+        GW_NS,
+        &format!("vpc-nat-gw-{t}-snapshot"),
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+
+    let gw = format!("vpc-nat-gw-{t}-0");
+    k.ok(&["delete", "pod", "-n", GW_NS, &gw, "--wait=true"]);
+    k.eventually(
+        Duration::from_secs(120),
+        "the new agent applied the API's state",
+        || {
+            k.run(&["logs", "-n", GW_NS, &gw])
+                .stdout
+                .contains("first apply done")
+        },
+    );
+    let log = k.ok(&["logs", "-n", GW_NS, &gw]);
+    let restored = log
+        .find("restored from snapshot")
+        .unwrap_or_else(|| panic!("no restore from the snapshot:\n{log}"));
+    assert!(
+        log[restored..].contains("rules=3 errors=0"),
+        "the planted snapshot (3 rules) was applied:\n{log}"
+    );
+    assert!(
+        restored < log.find("first apply done").unwrap(),
+        "the snapshot went in before the lists:\n{log}"
+    );
+    // The API wins: the ghost goes, the real rules stay, and the snapshot
+    // is rewritten without it.
+    k.eventually(Duration::from_secs(30), "the ghost rule removed", || {
+        !dnat_line_for(&k, t, t, "ghost")
+            && stored_snapshot(&k, t).is_some_and(|s| s.rule_count() == 2)
+    });
+    assert!(dnat_line_for(&k, t, t, "d1") && dnat_line_for(&k, t, t, "d2"));
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::apply::{ApplyReport, Worker};
 use crate::desired::{Inputs, desired};
 use crate::http::Shared;
 use crate::model::{GatewayFacts, Kind, NatState, ObjKey};
+use crate::snapshot_store::SnapshotStore;
 
 /// The condition type the agent owns.
 pub const PROGRAMMED: &str = "Programmed";
@@ -178,13 +179,35 @@ async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kub
     }
 }
 
+/// Applies the stored snapshot, if any: the rules are live again while the
+/// lists load. Readiness and `Programmed` wait for the state from the API.
+async fn restore_snapshot(store: &mut SnapshotStore, facts: &GatewayFacts, worker: &Worker) {
+    let Some(snap) = store.load().await else {
+        return;
+    };
+    let rules = snap.rule_count();
+    let st = snap.into_state(facts.clone());
+    let rep = worker.call(move |a| a.apply(&st, false)).await;
+    let errors = rep.results.values().filter(|r| r.is_err()).count();
+    tracing::info!(
+        rules,
+        errors,
+        error = ?rep.error,
+        since_start_ms = crate::uptime::process_uptime().map(|d| d.as_millis() as u64),
+        apply_ms = rep.duration.as_millis() as u64,
+        "restored from snapshot"
+    );
+}
+
 /// Objects per page of the initial lists.
 const LIST_PAGE_SIZE: u32 = 5000;
 
 /// Condition writes in flight at once.
 const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
-/// Runs the watch -> desired -> apply -> status loop forever.
+/// Runs the watch -> desired -> apply -> status loop forever; with a
+/// snapshot store, first puts back the last applied state while the lists
+/// are still loading, and keeps the snapshot current after each apply.
 pub async fn run(
     client: Client,
     gateway: String,
@@ -192,6 +215,7 @@ pub async fn run(
     worker: Arc<Worker>,
     shared: Arc<Shared>,
     debounce: Duration,
+    mut snapshots: Option<SnapshotStore>,
 ) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
     // A restarted gateway is down until the first lists are in: take them
@@ -229,7 +253,11 @@ pub async fn run(
         fips,
         gw,
     };
+    let lists_started = std::time::Instant::now();
     tokio::spawn(futures::stream::select_all([s1, s2, s3, s4, s5]).for_each(|_| async {}));
+    if let Some(store) = snapshots.as_mut() {
+        restore_snapshot(store, &facts, &worker).await;
+    }
     for ready in [
         stores.eips.wait_until_ready().await,
         stores.snats.wait_until_ready().await,
@@ -239,7 +267,8 @@ pub async fn run(
     ] {
         ready?;
     }
-    tracing::info!("initial lists done");
+    let lists_ms = lists_started.elapsed().as_millis() as u64;
+    tracing::info!(lists_ms, "initial lists done");
     let mut first_apply = true;
     // Conditions as last written by us: (status, reason, message, generation).
     let mut written: HashMap<ObjKey, (String, String, String, Option<i64>)> = HashMap::new();
@@ -257,7 +286,12 @@ pub async fn run(
             tracing::warn!(lan_ip = %g.spec.lan_ip, eth0 = %facts.lan_ip, "gateway lanIp differs from the LAN interface's address");
             warned_lan = true;
         }
-        let st = desired(Some(facts.clone()), &gateway, &stores.inputs());
+        let t_desired = std::time::Instant::now();
+        let inputs = stores.inputs();
+        let inputs_ms = t_desired.elapsed().as_millis() as u64;
+        let st = desired(Some(facts.clone()), &gateway, &inputs);
+        drop(inputs);
+        let desired_ms = t_desired.elapsed().as_millis() as u64 - inputs_ms;
         let st2 = st.clone();
         let rep = worker.call(move |a| a.apply(&st2, false)).await;
         let m = &shared.metrics;
@@ -278,12 +312,23 @@ pub async fn run(
             tracing::info!(
                 rules = st.rule_count(),
                 since_start_ms = crate::uptime::process_uptime().map(|d| d.as_millis() as u64),
+                lists_ms,
+                inputs_ms,
+                desired_ms,
                 apply_ms = rep.duration.as_millis() as u64,
                 "first apply done"
             );
         }
         for w in &rep.warnings {
             tracing::warn!("{w}");
+        }
+        // Before the condition writes, which take seconds for thousands of
+        // rules: a pod lost meanwhile should still find this state.
+        if !failed
+            && rep.error.is_none()
+            && let Some(store) = snapshots.as_mut()
+        {
+            store.save(&st).await;
         }
         m.rules_programmed.set(
             rep.results

@@ -16,4 +16,6 @@ pub mod model;
 pub mod netns;
 pub mod render;
 pub mod routes;
+pub mod snapshot;
+pub mod snapshot_store;
 pub mod uptime;

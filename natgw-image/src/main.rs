@@ -64,6 +64,13 @@ struct Args {
     /// With --state-file: apply once, print the per-object results, exit.
     #[arg(long, requires = "state_file")]
     once: bool,
+    /// ConfigMap (in --namespace) that keeps the last applied state, so a
+    /// recreated pod restores its rules before listing the API.
+    #[arg(long, env = "VPCNET_SNAPSHOT_CONFIGMAP")]
+    snapshot_configmap: Option<String>,
+    /// Namespace of the gateway pod (and of its snapshot ConfigMap).
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
     /// Skip setting net.ipv4.ip_forward=1.
     #[arg(long)]
     no_ip_forward: bool,
@@ -229,6 +236,17 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             std::future::pending::<()>().await;
         }
         let client = kube::Client::try_default().await?;
+        let snapshots = match (&args.snapshot_configmap, &args.namespace) {
+            (Some(name), Some(ns)) if !name.is_empty() => {
+                Some(vpcnet_natgw::snapshot_store::SnapshotStore::new(
+                    client.clone(),
+                    ns,
+                    name,
+                    &args.gateway,
+                ))
+            }
+            _ => None,
+        };
         k8s::run(
             client,
             args.gateway.clone(),
@@ -236,6 +254,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             worker,
             shared,
             Duration::from_millis(args.debounce_ms),
+            snapshots,
         )
         .await
     };

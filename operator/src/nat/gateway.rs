@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
@@ -32,6 +32,11 @@ pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
 /// Name of the StatefulSet, ServiceAccount and binding of gateway `name`.
 pub fn workload_name(name: &str) -> String {
     format!("vpc-nat-gw-{name}")
+}
+
+/// The ConfigMap in which gateway `name`'s agent keeps its last applied state.
+pub fn snapshot_name(name: &str) -> String {
+    format!("{}-snapshot", workload_name(name))
 }
 
 /// IPAM holder of the gateway's external (`net1`) address.
@@ -75,8 +80,24 @@ pub struct GatewayPlan {
     pub api_endpoint: Option<(String, i32)>,
 }
 
-/// The gateway's ServiceAccount, binding and StatefulSet (pure).
-pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
+/// The objects that run one gateway, all owned by its VpcNatGateway.
+pub struct GatewayObjects {
+    /// The agent's ServiceAccount.
+    pub service_account: Value,
+    /// Binds it to the shared agent ClusterRole (read rules, write their status).
+    pub cluster_binding: Value,
+    /// The agent's snapshot ConfigMap (created empty; the agent fills it).
+    pub snapshot: Value,
+    /// Lets the agent get and patch exactly that ConfigMap.
+    pub snapshot_role: Value,
+    /// Binds the ServiceAccount to that Role.
+    pub snapshot_binding: Value,
+    /// The one-pod StatefulSet.
+    pub statefulset: Value,
+}
+
+/// The gateway's objects (pure).
+pub fn build(plan: &GatewayPlan) -> GatewayObjects {
     let wl = workload_name(&plan.name);
     let labels =
         json!({"app.kubernetes.io/name": "vpcnet-natgw", "vpcnet.io/nat-gateway": plan.name});
@@ -103,6 +124,8 @@ pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
         {"name": "VPCNET_VPC_CIDRS", "value": cidrs.join(",")},
         {"name": "VPCNET_EXTERNAL_GATEWAY", "value": plan.external_gateway.map(|g| g.to_string()).unwrap_or_default()},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "VPCNET_SNAPSHOT_CONFIGMAP", "value": snapshot_name(&plan.name)},
     ]);
     let mut env = env;
     if let (Some((host, port)), Some(list)) = (&plan.api_endpoint, env.as_array_mut()) {
@@ -145,7 +168,25 @@ pub fn build(plan: &GatewayPlan) -> (Value, Value, Value) {
             },
         },
     });
-    (sa, crb, sts)
+    let snap = snapshot_name(&plan.name);
+    let snapshot = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(&snap, Some(&plan.namespace))});
+    let snapshot_role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(&wl, Some(&plan.namespace)),
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [snap], "verbs": ["get", "patch"]}],
+    });
+    let snapshot_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(&wl, Some(&plan.namespace)),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": wl},
+        "subjects": [{"kind": "ServiceAccount", "name": wl, "namespace": plan.namespace}],
+    });
+    GatewayObjects {
+        service_account: sa,
+        cluster_binding: crb,
+        snapshot,
+        snapshot_role,
+        snapshot_binding,
+        statefulset: sts,
+    }
 }
 
 /// `key: value` selector strings as a map.
@@ -386,17 +427,29 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> R
             return Ok(Action::requeue(Duration::from_secs(15)));
         }
     };
-    let (sa, crb, sts) = build(&plan);
+    let objs = build(&plan);
     let pp = PatchParams::apply(MANAGER).force();
     let wl = workload_name(&name);
-    Api::<ServiceAccount>::namespaced(ctx.client.clone(), &plan.namespace)
-        .patch(&wl, &pp, &Patch::Apply(&sa))
+    let c = || ctx.client.clone();
+    let ns = plan.namespace.as_str();
+    Api::<ServiceAccount>::namespaced(c(), ns)
+        .patch(&wl, &pp, &Patch::Apply(&objs.service_account))
         .await?;
-    Api::<ClusterRoleBinding>::all(ctx.client.clone())
-        .patch(&wl, &pp, &Patch::Apply(&crb))
+    Api::<ClusterRoleBinding>::all(c())
+        .patch(&wl, &pp, &Patch::Apply(&objs.cluster_binding))
         .await?;
-    Api::<StatefulSet>::namespaced(ctx.client.clone(), &plan.namespace)
-        .patch(&wl, &pp, &Patch::Apply(&sts))
+    // Only metadata is applied: the agent's binaryData stays its own.
+    Api::<ConfigMap>::namespaced(c(), ns)
+        .patch(&snapshot_name(&name), &pp, &Patch::Apply(&objs.snapshot))
+        .await?;
+    Api::<Role>::namespaced(c(), ns)
+        .patch(&wl, &pp, &Patch::Apply(&objs.snapshot_role))
+        .await?;
+    Api::<RoleBinding>::namespaced(c(), ns)
+        .patch(&wl, &pp, &Patch::Apply(&objs.snapshot_binding))
+        .await?;
+    Api::<StatefulSet>::namespaced(c(), ns)
+        .patch(&wl, &pp, &Patch::Apply(&objs.statefulset))
         .await?;
 
     let pod = Api::<Pod>::namespaced(ctx.client.clone(), &plan.namespace)
@@ -521,7 +574,7 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) ->
         .lock()
         .await
         .release_everywhere(&external_holder(&name));
-    // The StatefulSet, ServiceAccount and binding go with their owner.
+    // The StatefulSet, ServiceAccount, bindings and snapshot go with their owner.
     Ok(Action::await_change())
 }
 
@@ -585,7 +638,12 @@ mod tests {
 
     #[test]
     fn statefulset_carries_both_legs_and_the_agent() {
-        let (sa, crb, sts) = build(&plan());
+        let objs = build(&plan());
+        let (sa, crb, sts) = (
+            &objs.service_account,
+            &objs.cluster_binding,
+            &objs.statefulset,
+        );
         assert_eq!(sa["metadata"]["name"], "vpc-nat-gw-natgw");
         assert_eq!(crb["roleRef"]["name"], AGENT_CLUSTER_ROLE);
         assert_eq!(crb["subjects"][0]["namespace"], "vpcnet-system");
@@ -617,6 +675,38 @@ mod tests {
         assert_eq!(
             sts["metadata"]["ownerReferences"][0]["kind"],
             "VpcNatGateway"
+        );
+    }
+
+    #[test]
+    fn the_agent_may_touch_only_its_own_snapshot() {
+        let objs = build(&plan());
+        let cm = "vpc-nat-gw-natgw-snapshot";
+        assert_eq!(objs.snapshot["metadata"]["name"], cm);
+        assert!(objs.snapshot.get("data").is_none() && objs.snapshot.get("binaryData").is_none());
+        assert_eq!(
+            objs.snapshot["metadata"]["ownerReferences"][0]["kind"],
+            "VpcNatGateway"
+        );
+        let rules = objs.snapshot_role["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0]["resources"], json!(["configmaps"]));
+        assert_eq!(rules[0]["resourceNames"], json!([cm]));
+        assert_eq!(rules[0]["verbs"], json!(["get", "patch"]));
+        assert_eq!(
+            objs.snapshot_binding["roleRef"]["name"],
+            objs.snapshot_role["metadata"]["name"]
+        );
+        assert_eq!(
+            objs.snapshot_binding["subjects"][0]["name"],
+            objs.service_account["metadata"]["name"]
+        );
+        let env = objs.statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "VPCNET_SNAPSHOT_CONFIGMAP" && e["value"] == cm)
         );
     }
 

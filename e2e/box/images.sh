@@ -109,7 +109,11 @@ build_image() {
 # failure stops.
 build_images() {
   mkdir -p "$IMAGE_CACHE"
-  local name archive rc out=()
+  local name archive rc out=() lock
+  # One builder at a time: buildah's vfs storage and `rmi --prune` are shared
+  # by every box and every `images.sh build` of this user.
+  exec {lock}>"$CACHE/images.lock"
+  flock "$lock"
   for name in "$@"; do
     rc=0
     archive=$(build_image "$name") || rc=$?
@@ -119,6 +123,7 @@ build_images() {
       *) die "image vpcnet-$name was not built (exit $rc)" ;;
     esac
   done
+  exec {lock}>&-
   printf '%s\n' "${out[@]}"
 }
 

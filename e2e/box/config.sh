@@ -9,9 +9,13 @@ SMOKE_POD=box-smoke
 DEFAULT_CIDR_PREFIX=10.16.
 
 # image_imported NAME: the node's containerd has docker.io/local/NAME:latest.
+# Not `grep -q`: it exits at the first match, ctr then dies of SIGPIPE on the
+# rest of the list, and with pipefail a present image reads as missing (seen
+# as an intermittent "images missing" in CI). Pipes into grep in the box
+# scripts therefore let grep read to the end.
 image_imported() {
   node_exec ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q |
-    grep -qx "docker.io/local/$1:latest"
+    grep -x "docker.io/local/$1:latest" >/dev/null
 }
 
 node_ready() {
@@ -26,10 +30,10 @@ pod_running_ip() {
 }
 
 config_up() {
-  if ! image_imported vpcnet-operator || ! image_imported vpcnet-cni; then
-    log "operator/CNI images missing (release binaries not built in $BOX_TARGET): config/ not applied"
-    return 0
-  fi
+  local img
+  for img in vpcnet-operator vpcnet-cni; do
+    image_imported "$img" || die "image docker.io/local/$img:latest is not in the node's containerd after the import"
+  done
   "$KUBECTL" apply --server-side --field-manager=vpcnet-box -k "$CONFIG_DIR" >/dev/null
   "$KUBECTL" -n vpcnet-system rollout status daemonset/vpcnet-cni --timeout=60s >/dev/null ||
     die "the vpcnet-cni DaemonSet did not become ready"

@@ -85,7 +85,7 @@ serve(socks[0])
 PY
 }
 
-ext_netns_exists() { ip netns list | awk '{print $1}' | grep -qxF "$EXT_NETNS"; }
+ext_netns_exists() { ip netns list | awk '{print $1}' | grep -xF "$EXT_NETNS" >/dev/null; }
 
 # ext_serving: every port answers.
 ext_serving() {

@@ -39,7 +39,7 @@ base_rootfs() {
 # base_image: the base rootfs committed into buildah storage, once per recipe.
 base_image() {
   local want="base-r$BASE_RECIPE"
-  if "${BUILDAH[@]}" inspect --type image --format '{{index .ImageAnnotations "vpcnet.box/recipe"}}' "$BASE_IMAGE" 2>/dev/null | grep -qx "$want"; then
+  if "${BUILDAH[@]}" inspect --type image --format '{{index .ImageAnnotations "vpcnet.box/recipe"}}' "$BASE_IMAGE" 2>/dev/null | grep -x "$want" >/dev/null; then
     return 0
   fi
   base_rootfs

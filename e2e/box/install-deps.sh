@@ -13,7 +13,7 @@ PACKAGES=(
 missing=()
 for p in "${PACKAGES[@]}"; do
   # dpkg -s succeeds for removed-but-configured packages too; require "installed".
-  if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+  if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -x installed >/dev/null; then
     missing+=("$p")
   fi
 done

@@ -71,7 +71,7 @@ proc_is() {
   actual=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   actual=${actual% (deleted)}
   [[ "$actual" == "$exe" ]] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$BOX/"
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -F -- "$BOX/" >/dev/null
 }
 
 # daemon_pid NAME: prints the PID of a running daemon of this box, or fails.

@@ -77,14 +77,18 @@ fn clash(a: &Use, b: &Use) -> Option<String> {
 }
 
 /// Verdict for `me`: `Err(reason)` if an older rule on the same EIP
-/// conflicts with it.
+/// conflicts with it. The oldest such rule is named, whatever the order of
+/// `all` (a cache's order), so the reason does not change between reconciles.
 pub fn judge(me: &RuleUse, all: &[RuleUse]) -> Result<(), String> {
-    for other in all.iter().filter(|o| o.key != me.key && o.age < me.age) {
-        if let Some(why) = clash(&other.what, &me.what) {
-            return Err(format!("conflicts with {}: {why}", other.key));
-        }
+    let oldest = all
+        .iter()
+        .filter(|o| o.key != me.key && o.age < me.age)
+        .filter_map(|o| clash(&o.what, &me.what).map(|why| (o, why)))
+        .min_by(|(a, _), (b, _)| a.age.cmp(&b.age));
+    match oldest {
+        Some((other, why)) => Err(format!("conflicts with {}: {why}", other.key)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -167,6 +171,30 @@ mod tests {
             judge(&r("snat/t", 5, Use::Snat), &[s, r("snat/t", 5, Use::Snat)]).is_ok(),
             "SNATs share an EIP"
         );
+    }
+
+    #[test]
+    fn the_oldest_conflict_is_named_whatever_the_order() {
+        // Same creation second: the name breaks the tie.
+        let first = RuleUse {
+            key: "fip/f-first".into(),
+            age: (Some(1), "fip/f-first".into()),
+            what: Use::Fip,
+        };
+        let outside = RuleUse {
+            key: "fip/f-outside".into(),
+            age: (Some(1), "fip/f-outside".into()),
+            what: Use::Fip,
+        };
+        let twice = r("fip/f-twice", 2, Use::Fip);
+        let d = r("dnat/d", 3, dnat(80, 80, false));
+        for all in [
+            vec![first.clone(), outside.clone(), twice.clone(), d.clone()],
+            vec![d.clone(), twice.clone(), outside.clone(), first.clone()],
+        ] {
+            assert!(judge(&twice, &all).unwrap_err().contains("fip/f-first"));
+            assert!(judge(&d, &all).unwrap_err().contains("fip/f-first"));
+        }
     }
 
     #[test]

@@ -299,8 +299,9 @@ pub async fn run(
             m.applies.inc();
             m.last_apply_seconds.set(rep.duration.as_secs_f64());
         }
-        let failed = rep.results.values().any(|r| r.is_err());
-        if failed || rep.error.is_some() {
+        // Every rule and the apply itself succeeded.
+        let clean = rep.error.is_none() && rep.results.values().all(|r| r.is_ok());
+        if !clean {
             m.apply_errors.inc();
             tracing::warn!(error = ?rep.error, "apply had errors");
         } else {
@@ -324,10 +325,7 @@ pub async fn run(
         }
         // Before the condition writes, which take seconds for thousands of
         // rules: a pod lost meanwhile should still find this state.
-        if !failed
-            && rep.error.is_none()
-            && let Some(store) = snapshots.as_mut()
-        {
+        if clean && let Some(store) = snapshots.as_mut() {
             store.save(&st).await;
         }
         m.rules_programmed.set(
@@ -389,7 +387,7 @@ pub async fn run(
                 Err(e) => tracing::warn!(%key, "writing Programmed: {e}"),
             }
         }
-        if failed || rep.error.is_some() {
+        if !clean {
             // Retry later even without API changes.
             let n = notify.clone();
             tokio::spawn(async move {

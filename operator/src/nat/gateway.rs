@@ -108,11 +108,14 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
         }
         m
     };
+    let snap = snapshot_name(&plan.name);
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(&wl, Some(&plan.namespace))});
+    // Both bindings grant to the gateway's own ServiceAccount.
+    let subjects = json!([{"kind": "ServiceAccount", "name": wl, "namespace": plan.namespace}]);
     let crb = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(&wl, None),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": AGENT_CLUSTER_ROLE},
-        "subjects": [{"kind": "ServiceAccount", "name": wl, "namespace": plan.namespace}],
+        "subjects": subjects,
     });
     let networks = json!([{
         "name": plan.nad.1, "namespace": plan.nad.0, "interface": "net1", "ips": [plan.external_ip.to_string()],
@@ -125,7 +128,7 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
         {"name": "VPCNET_EXTERNAL_GATEWAY", "value": plan.external_gateway.map(|g| g.to_string()).unwrap_or_default()},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "VPCNET_SNAPSHOT_CONFIGMAP", "value": snapshot_name(&plan.name)},
+        {"name": "VPCNET_SNAPSHOT_CONFIGMAP", "value": snap},
     ]);
     let mut env = env;
     if let (Some((host, port)), Some(list)) = (&plan.api_endpoint, env.as_array_mut()) {
@@ -168,7 +171,6 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             },
         },
     });
-    let snap = snapshot_name(&plan.name);
     let snapshot = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(&snap, Some(&plan.namespace))});
     let snapshot_role = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(&wl, Some(&plan.namespace)),
@@ -177,7 +179,7 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
     let snapshot_binding = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(&wl, Some(&plan.namespace)),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": wl},
-        "subjects": [{"kind": "ServiceAccount", "name": wl, "namespace": plan.namespace}],
+        "subjects": subjects,
     });
     GatewayObjects {
         service_account: sa,

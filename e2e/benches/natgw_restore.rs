@@ -12,28 +12,15 @@ use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use vpcnet_e2e::cluster::Cleanup;
 use vpcnet_e2e::kubectl::Kubectl;
+use vpcnet_e2e::natgw::{GW_NS, gateway_pod, nat_table};
 
 const T: &str = "bench-nat";
-const GW_NS: &str = "vpcnet-system";
 const EIPS: usize = 10;
-
-fn gw_pod() -> String {
-    format!("vpc-nat-gw-{T}-0")
-}
 
 /// DNAT lines live in the gateway's nat table, or None when the pod cannot
 /// be reached yet.
 fn live_rules(k: &Kubectl) -> Option<usize> {
-    let out = k.run(&[
-        "exec",
-        "-n",
-        GW_NS,
-        &gw_pod(),
-        "--",
-        "iptables-save",
-        "-t",
-        "nat",
-    ]);
+    let out = nat_table(k, T);
     out.ok.then(|| {
         out.stdout
             .lines()
@@ -48,7 +35,7 @@ fn pod_uid(k: &Kubectl) -> String {
         "pod",
         "-n",
         GW_NS,
-        &gw_pod(),
+        &gateway_pod(T),
         "-o",
         "jsonpath={.metadata.uid}",
     ])
@@ -79,7 +66,7 @@ const FIRST_APPLY: &str = "first apply done";
 
 /// `(since_start_ms, apply_ms)` from the agent's line containing `marker`.
 fn agent_line(k: &Kubectl, marker: &str) -> Option<(u64, u64)> {
-    let log = k.run(&["logs", "-n", GW_NS, &gw_pod()]).stdout;
+    let log = k.run(&["logs", "-n", GW_NS, &gateway_pod(T)]).stdout;
     let line = log.lines().find(|l| l.contains(marker))?;
     let field = |name: &str| -> Option<u64> {
         let i = line.find(&format!("{name}="))? + name.len() + 1;
@@ -196,7 +183,14 @@ async fn main() {
 
         let old = pod_uid(&k);
         let t1 = Instant::now();
-        k.ok(&["delete", "pod", "-n", GW_NS, &gw_pod(), "--wait=false"]);
+        k.ok(&[
+            "delete",
+            "pod",
+            "-n",
+            GW_NS,
+            &gateway_pod(T),
+            "--wait=false",
+        ]);
         let end = Instant::now() + Duration::from_secs(300);
         while pod_uid(&k) == old || pod_uid(&k).is_empty() {
             assert!(Instant::now() < end, "gateway pod not recreated");

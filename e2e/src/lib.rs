@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod corpus;
 pub mod external;
 pub mod kubectl;
+pub mod natgw;
 pub mod ovn_rows;
 
 use std::path::PathBuf;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
 use vpcnet_e2e::external::from_outside;
 use vpcnet_e2e::kubectl::Kubectl;
+use vpcnet_e2e::natgw::nat_table;
 
 const READY: Duration = Duration::from_secs(180);
 /// How long a request from the external host may take.
 const CURL: Duration = Duration::from_secs(3);
-const GW_NS: &str = "vpcnet-system";
 
 /// The external network of the samples (Subnet + NAD are box-provided or applied here).
 fn external_network(k: &Kubectl) {
@@ -73,15 +73,6 @@ fn from_pod(k: &Kubectl, ns: &str, pod: &str, url: &str) -> Result<String, Strin
 fn eip(k: &Kubectl, ns: &str, name: &str, gw: &str, v4ip: Option<&str>) {
     let ip = v4ip.map(|i| format!(", v4ip: {i}")).unwrap_or_default();
     k.must_apply(&format!("apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{natGwDp: {gw}{ip}}}\n"));
-}
-
-fn nat_lines(k: &Kubectl, gw: &str) -> String {
-    k.exec(
-        GW_NS,
-        &format!("vpc-nat-gw-{gw}-0"),
-        &["iptables-save", "-t", "nat"],
-    )
-    .stdout
 }
 
 #[test]
@@ -159,16 +150,18 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     );
 
     // Deleting a rule removes exactly its lines.
-    let before = nat_lines(&k, t);
+    let before = nat_table(&k, t).stdout;
     assert!(
         before.contains(&format!("vpcnet:dnat/{t}/dnat01")),
         "{before}"
     );
     k.ok(&["delete", "dnat", "-n", t, "dnat01", "--wait=true"]);
     k.eventually(Duration::from_secs(20), "dnat01's lines gone", || {
-        !nat_lines(&k, t).contains(&format!("vpcnet:dnat/{t}/dnat01"))
+        !nat_table(&k, t)
+            .stdout
+            .contains(&format!("vpcnet:dnat/{t}/dnat01"))
     });
-    let after = nat_lines(&k, t);
+    let after = nat_table(&k, t).stdout;
     let strip = |s: &str| -> BTreeSet<String> {
         s.lines()
             .filter(|l| l.starts_with("-A VPCNAT"))
@@ -239,7 +232,7 @@ fn a_tenant_cannot_use_another_tenants_gateway() {
     );
     wait_condition(&k, "vpc-nat-gw", None, "e2e-own-a", "Ready");
     assert!(
-        !nat_lines(&k, "e2e-own-a").contains("sneaky"),
+        !nat_table(&k, "e2e-own-a").stdout.contains("sneaky"),
         "nothing programmed"
     );
 }

@@ -8,10 +8,10 @@ use k8s_openapi::ByteString;
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
 use vpcnet_e2e::external::from_outside;
 use vpcnet_e2e::kubectl::Kubectl;
+use vpcnet_e2e::natgw::{GW_NS, dnat_comment, gateway_pod, nat_table, snapshot_configmap};
 use vpcnet_natgw::model::{DnatGroup, PortRange};
 use vpcnet_natgw::snapshot::{SNAPSHOT_KEY, Snapshot};
 
-const GW_NS: &str = "vpcnet-system";
 /// How long a request from the external host may take.
 const CURL: Duration = Duration::from_secs(2);
 
@@ -257,7 +257,7 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
     k.eventually(Duration::from_secs(120), "DNAT works", || {
         from_outside(url, CURL).is_ok_and(|a| a.contains("server=web"))
     });
-    let gw = format!("vpc-nat-gw-{t}-0");
+    let gw = gateway_pod(t);
 
     let flush = k.exec(
         GW_NS,
@@ -295,7 +295,7 @@ fn stored_snapshot(k: &Kubectl, gw: &str) -> Option<Snapshot> {
         "configmap",
         "-n",
         GW_NS,
-        &format!("vpc-nat-gw-{gw}-snapshot"),
+        &snapshot_configmap(gw),
         "-o",
         "jsonpath={.binaryData.state\\.json\\.gz}",
     ]);
@@ -307,13 +307,7 @@ fn stored_snapshot(k: &Kubectl, gw: &str) -> Option<Snapshot> {
 }
 
 fn dnat_line_for(k: &Kubectl, gw: &str, ns: &str, name: &str) -> bool {
-    k.exec(
-        GW_NS,
-        &format!("vpc-nat-gw-{gw}-0"),
-        &["iptables-save", "-t", "nat"],
-    )
-    .stdout
-    .contains(&format!("\"vpcnet:dnat/{ns}/{name}\""))
+    nat_table(k, gw).stdout.contains(&dnat_comment(ns, name))
 }
 
 #[test]
@@ -358,13 +352,13 @@ fn a_recreated_gateway_restores_its_snapshot_first_then_follows_the_api() {
         "configmap",
         "-n",
         GW_NS,
-        &format!("vpc-nat-gw-{t}-snapshot"),
+        &snapshot_configmap(t),
         "--type=merge",
         "-p",
         &patch.to_string(),
     ]);
 
-    let gw = format!("vpc-nat-gw-{t}-0");
+    let gw = gateway_pod(t);
     k.ok(&["delete", "pod", "-n", GW_NS, &gw, "--wait=true"]);
     k.eventually(
         Duration::from_secs(120),
@@ -402,7 +396,7 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
     let mut c = Cleanup::new(&k);
     let t = "e2e-cycle";
     setup(&k, &mut c, t, "10.0.1.254");
-    let gw = format!("vpc-nat-gw-{t}-0");
+    let gw = gateway_pod(t);
     k.eventually(Duration::from_secs(120), "gateway ready", || {
         k.field(
             "vpc-nat-gw",
@@ -444,7 +438,7 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
         Duration::from_secs(60),
         "no iptables lines of the cycled rules",
         || {
-            let save = k.exec(GW_NS, &gw, &["iptables-save", "-t", "nat"]).stdout;
+            let save = nat_table(&k, t).stdout;
             !save.contains(&format!("vpcnet:dnat/{t}/")) && !save.is_empty()
         },
     );
@@ -497,7 +491,7 @@ fn deleting_a_rule_removes_exactly_its_lines_and_its_conntrack_entries() {
          apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d2, namespace: {t}}}\nspec: {{eip: e, externalPort: '8889', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n"
     ));
     k.wait_ready(t, &["web"], Duration::from_secs(120));
-    let gw = format!("vpc-nat-gw-{t}-0");
+    let gw = gateway_pod(t);
     for port in ["8888", "8889"] {
         let url = format!("http://{eip}:{port}/");
         k.eventually(
@@ -512,10 +506,10 @@ fn deleting_a_rule_removes_exactly_its_lines_and_its_conntrack_entries() {
         );
     }
     let lines = |tag: &str| -> Vec<String> {
-        k.exec(GW_NS, &gw, &["iptables-save", "-t", "nat"])
+        nat_table(&k, t)
             .stdout
             .lines()
-            .filter(|l| l.contains(&format!("\"vpcnet:dnat/{t}/{tag}\"")))
+            .filter(|l| l.contains(&dnat_comment(t, tag)))
             .map(str::to_string)
             .collect()
     };

@@ -415,7 +415,41 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
         .parse::<u64>()
         .unwrap_or(u64::MAX)
     };
-    let before = used();
+    // Earlier suites' gateways and EIPs release their addresses as their
+    // deletions finish; count only once they are gone.
+    k.eventually(
+        Duration::from_secs(120),
+        "earlier suites' NAT objects gone",
+        || {
+            k.run(&["get", "vpc-nat-gw", "-o", "name"]).stdout.trim()
+                == format!("vpcnatgateway.vpcnet.io/{t}")
+                && k.run(&["get", "eip", "-A", "-o", "name"])
+                    .stdout
+                    .trim()
+                    .is_empty()
+        },
+    );
+    // The count follows allocations within seconds (the Subnet is
+    // reconciled when its pool moves, not only on its periodic requeue).
+    let mut before = used();
+    k.eventually(
+        Duration::from_secs(30),
+        "the external subnet's count settled",
+        || {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = used();
+            std::mem::replace(&mut before, now) == now
+        },
+    );
+    k.must_apply(&format!(
+        "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: probe, namespace: {t}}}\nspec: {{natGwDp: {t}}}\n"
+    ));
+    k.eventually(
+        Duration::from_secs(15),
+        "the external subnet's status counting a new EIP",
+        || used() == before + 1,
+    );
+    k.ok(&["delete", "-n", t, "iptableseip/probe"]);
     for i in 0..200 {
         let yaml = format!(
             "apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: c{i}, namespace: {t}}}\nspec: {{natGwDp: {t}}}\n---\n\
@@ -443,7 +477,7 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
         },
     );
     k.eventually(
-        Duration::from_secs(60),
+        Duration::from_secs(15),
         "no more external addresses held than before the cycles (earlier suites may still be releasing theirs)",
         || used() <= before,
     );

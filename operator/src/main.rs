@@ -198,6 +198,7 @@ async fn main() -> anyhow_free::Result {
                     .collect::<Vec<_>>()
             }
         })
+        .reconcile_on(subnet::usage::changes(ctx.clone(), Duration::from_secs(1)))
         .run(
             subnet::reconcile,
             error_policy::<Subnet>("Subnet"),

@@ -95,6 +95,14 @@ impl Ipam {
             .ok_or_else(|| IpamError::UnknownSubnet(subnet.to_string()))
     }
 
+    /// Addresses in use, by subnet: what a Subnet's status counts.
+    pub fn usage(&self) -> BTreeMap<String, u64> {
+        self.pools
+            .iter()
+            .map(|(name, p)| (name.clone(), p.using()))
+            .collect()
+    }
+
     /// Releases `holder` in every pool.
     pub fn release_everywhere(&mut self, holder: &str) {
         for p in self.pools.values_mut() {

@@ -2,6 +2,7 @@
 //! pool; or, for a `provider` subnet, only the address pool.
 
 pub mod desired;
+pub mod usage;
 pub mod validate;
 
 use std::sync::Arc;
@@ -170,8 +171,9 @@ async fn finish(
         st["logicalSwitch"] = Value::String(ls);
     }
     write_status(api, subnet, st).await?;
-    // Address counts move with pods; refresh them now and then.
-    Ok(Action::requeue(Duration::from_secs(20)))
+    // Counts follow allocations through `usage::changes`; this requeue only
+    // repairs drift of the switch.
+    Ok(Action::requeue(Duration::from_secs(60)))
 }
 
 /// Writes `status` unless the object already shows exactly that.

@@ -47,6 +47,39 @@ pub fn is_ready(conditions: &[Condition]) -> bool {
     find(conditions, READY).is_some_and(|c| c.status == "True")
 }
 
+/// A kind whose status carries conditions: every kind of this API.
+pub trait Conditioned {
+    /// The current conditions; empty before the first status write.
+    fn conditions(&self) -> &[Condition];
+}
+
+macro_rules! conditioned {
+    ($($kind:ty),+ $(,)?) => {$(
+        impl Conditioned for $kind {
+            fn conditions(&self) -> &[Condition] {
+                self.status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default()
+            }
+        }
+    )+};
+}
+
+conditioned!(
+    crate::IptablesDnatRule,
+    crate::IptablesEIP,
+    crate::IptablesFIPRule,
+    crate::IptablesSnatRule,
+    crate::SecurityGroup,
+    crate::Subnet,
+    crate::SwitchLBRule,
+    crate::Vip,
+    crate::Vpc,
+    crate::VpcDns,
+    crate::VpcNatGateway,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

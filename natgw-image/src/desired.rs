@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
+use vpcnet_api::condition::Conditioned;
 use vpcnet_api::dnat::L4Protocol;
 use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule};
 
@@ -46,11 +47,8 @@ fn skip(reason: &str, message: impl Into<String>) -> Skip {
 }
 
 /// `Err(skip)` unless `Accepted` is True for the object's generation.
-fn accepted(conds: Option<&[Condition]>, generation: Option<i64>) -> Result<(), Skip> {
-    let c = conds
-        .unwrap_or_default()
-        .iter()
-        .find(|c| c.type_ == ACCEPTED);
+fn accepted(conds: &[Condition], generation: Option<i64>) -> Result<(), Skip> {
+    let c = conds.iter().find(|c| c.type_ == ACCEPTED);
     match c {
         None => Err(skip("NotAccepted", "waiting for the Accepted condition")),
         Some(c) if c.status != "True" => Err(skip(
@@ -73,7 +71,7 @@ fn rule_eip(
     eips: &HashMap<(String, String), Result<Ipv4Addr, ()>>,
     ns: &str,
     eip: &str,
-    conds: Option<&[Condition]>,
+    conds: &[Condition],
     generation: Option<i64>,
     v4ip: Option<&String>,
 ) -> Result<Option<Ipv4Addr>, Skip> {
@@ -160,7 +158,7 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
             &eips,
             &ns,
             &r.spec.eip,
-            status.map(|s| s.conditions.as_slice()),
+            r.conditions(),
             r.metadata.generation,
             status.and_then(|s| s.v4ip.as_ref()),
         );
@@ -202,7 +200,7 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
             &eips,
             &ns,
             &r.spec.eip,
-            status.map(|s| s.conditions.as_slice()),
+            r.conditions(),
             r.metadata.generation,
             status.and_then(|s| s.v4ip.as_ref()),
         ) {
@@ -250,7 +248,7 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
             &eips,
             &ns,
             &r.spec.eip,
-            status.map(|s| s.conditions.as_slice()),
+            r.conditions(),
             r.metadata.generation,
             status.and_then(|s| s.v4ip.as_ref()),
         ) {

@@ -59,20 +59,22 @@ pub fn ready(
     message: impl Into<String>,
     generation: Option<i64>,
 ) -> Condition {
-    let mut conds = previous.to_vec();
-    vpcnet_api::condition::set(
-        &mut conds,
-        vpcnet_api::condition::new(
-            vpcnet_api::condition::READY,
-            ok,
-            reason,
-            message,
-            generation,
-        ),
-    );
-    vpcnet_api::condition::find(&conds, vpcnet_api::condition::READY)
-        .cloned()
-        .expect("just set")
+    condition(
+        previous,
+        vpcnet_api::condition::READY,
+        ok,
+        reason,
+        message,
+        generation,
+    )
+}
+
+/// Whether a refusal is news worth an Event: the condition of `type_` does
+/// not yet say `reason` for this `generation`. Reconciles repeat; Events
+/// should not.
+pub fn is_news(previous: &[Condition], type_: &str, reason: &str, generation: Option<i64>) -> bool {
+    vpcnet_api::condition::find(previous, type_)
+        .is_none_or(|c| c.reason != reason || c.observed_generation != generation)
 }
 
 /// A condition of `type_` stamped now, carrying over the transition time of
@@ -93,6 +95,21 @@ pub fn condition(
     vpcnet_api::condition::find(&conds, type_)
         .cloned()
         .expect("just set")
+}
+
+#[cfg(test)]
+mod is_news_tests {
+    use super::{condition, is_news};
+
+    #[test]
+    fn a_repeated_refusal_is_not_news_but_a_new_reason_or_generation_is() {
+        let prev = vec![condition(&[], "Accepted", false, "Forbidden", "m", Some(2))];
+        assert!(!is_news(&prev, "Accepted", "Forbidden", Some(2)));
+        assert!(is_news(&prev, "Accepted", "IPConflict", Some(2)));
+        assert!(is_news(&prev, "Accepted", "Forbidden", Some(3)));
+        assert!(is_news(&prev, "Ready", "Forbidden", Some(2)));
+        assert!(is_news(&[], "Accepted", "Forbidden", Some(2)));
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
+use vpcnet_api::condition::Conditioned;
 use vpcnet_api::{IptablesEIP, VpcNatGateway};
 
 use super::{ACCEPTED, ownership, rules};
@@ -59,11 +60,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
     let ns = eip.namespace().unwrap_or_default();
     let name = eip.name_any();
     let generation = eip.meta().generation;
-    let previous = eip
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous = eip.conditions().to_vec();
     let gw_name = eip.spec.nat_gw_dp.clone();
     let gateway = ctx
         .gateways
@@ -112,11 +109,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
             Some(ip.to_string()),
         ),
         Err((reason, msg)) => {
-            if previous
-                .iter()
-                .find(|c| c.type_ == ACCEPTED)
-                .is_none_or(|c| c.reason != *reason || c.observed_generation != generation)
-            {
+            if status::is_news(&previous, ACCEPTED, reason, generation) {
                 ctx.event(eip, true, reason, "Allocate", msg.clone()).await;
             }
             (
@@ -161,13 +154,9 @@ async fn cleanup(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Re
             "deletion waits until these rules are deleted: {}",
             users.join(", ")
         );
-        let previous = eip
-            .status
-            .as_ref()
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
+        let previous = eip.conditions();
         let cond = status::condition(
-            &previous,
+            previous,
             vpcnet_api::condition::READY,
             false,
             "InUse",

@@ -19,6 +19,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::instrument;
+use vpcnet_api::condition::Conditioned;
 use vpcnet_api::{IptablesEIP, Subnet, VpcNatGateway};
 
 use crate::names::{FINALIZER, MANAGER, annotations as ann};
@@ -404,19 +405,11 @@ async fn api_endpoint(client: &kube::Client) -> Result<Option<(String, i32)>> {
 async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> Result<Action> {
     let name = gw.name_any();
     let generation = gw.meta().generation;
-    let previous = gw
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous = gw.conditions().to_vec();
     let plan = match plan(gw, ctx).await? {
         Ok(p) => p,
         Err((reason, msg)) => {
-            if previous
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .is_none_or(|c| c.reason != reason)
-            {
+            if status::is_news(&previous, vpcnet_api::condition::READY, reason, generation) {
                 ctx.event(gw, true, reason, "Validate", msg.clone()).await;
             }
             let cond = status::ready(&previous, false, reason, msg, generation);
@@ -562,11 +555,7 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) ->
             "deletion waits until these EIPs are deleted: {}",
             eips.join(", ")
         );
-        let previous = gw
-            .status
-            .as_ref()
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
+        let previous = gw.conditions().to_vec();
         let cond = status::ready(&previous, false, "InUse", msg.clone(), gw.meta().generation);
         status::apply(api, &name, json!({"conditions": [cond]})).await?;
         ctx.event(gw, true, "InUse", "Delete", msg.clone()).await;

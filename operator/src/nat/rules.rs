@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -18,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::instrument;
+use vpcnet_api::condition::Conditioned;
 use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
 
 use super::conflicts::{self, RuleUse, Use};
@@ -33,6 +33,7 @@ pub trait NatRule:
     + Debug
     + DeserializeOwned
     + Serialize
+    + Conditioned
     + Send
     + Sync
     + 'static
@@ -45,8 +46,6 @@ pub trait NatRule:
     fn use_(&self) -> Use;
     /// Checks the inside address against the VPC's subnets.
     fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String>;
-    /// Current conditions.
-    fn conditions(&self) -> &[Condition];
 }
 
 fn ip_inside(field: &str, value: &str, cidrs: &[Ipv4Net]) -> Result<(), String> {
@@ -101,12 +100,6 @@ impl NatRule for IptablesSnatRule {
             ))
         }
     }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
 }
 
 impl NatRule for IptablesDnatRule {
@@ -126,12 +119,6 @@ impl NatRule for IptablesDnatRule {
     fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String> {
         ip_inside("internalIp", &self.spec.internal_ip, cidrs)
     }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
 }
 
 impl NatRule for IptablesFIPRule {
@@ -144,12 +131,6 @@ impl NatRule for IptablesFIPRule {
     }
     fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String> {
         ip_inside("internalIp", &self.spec.internal_ip, cidrs)
-    }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
     }
 }
 
@@ -315,11 +296,7 @@ async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Acti
             json!({"v4ip": ip, "natGwDp": gw}),
         ),
         Err((reason, msg)) => {
-            if previous
-                .iter()
-                .find(|c| c.type_ == ACCEPTED)
-                .is_none_or(|c| c.reason != *reason || c.observed_generation != generation)
-            {
+            if status::is_news(&previous, ACCEPTED, reason, generation) {
                 ctx.event(rule, true, reason, "Validate", msg.clone()).await;
             }
             (

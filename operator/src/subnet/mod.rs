@@ -16,6 +16,7 @@ use ovn::Owner;
 use serde_json::{Value, json};
 use tracing::instrument;
 use vpcnet_api::Subnet;
+use vpcnet_api::condition::Conditioned;
 
 use crate::names::{self, FINALIZER};
 use crate::vpc::DEFAULT_VPC;
@@ -52,11 +53,7 @@ pub async fn reconcile(subnet: Arc<Subnet>, ctx: Arc<Context>) -> Result<Action>
 async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Action> {
     let name = subnet.name_any();
     let generation = subnet.meta().generation;
-    let previous = subnet
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous = subnet.conditions().to_vec();
     let refuse = |reason: &'static str, message: String| async move {
         ctx.event(subnet, true, reason, "Validate", message.clone())
             .await;
@@ -149,11 +146,7 @@ async fn finish(
 ) -> Result<Action> {
     let name = subnet.name_any();
     let generation = subnet.meta().generation;
-    let previous = subnet
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous = subnet.conditions().to_vec();
     let (using, available) = {
         let ipam = ctx.ipam.lock().await;
         ipam.pool(&name)

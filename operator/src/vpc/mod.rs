@@ -13,6 +13,7 @@ use ovn::Owner;
 use serde_json::json;
 use tracing::instrument;
 use vpcnet_api::Vpc;
+use vpcnet_api::condition::Conditioned;
 
 use crate::names::{self, FINALIZER};
 use crate::{Context, Error, Result, status};
@@ -58,11 +59,7 @@ fn subnets_of(ctx: &Context, vpc: &str) -> Vec<String> {
 async fn apply(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
     let name = vpc.name_any();
     let generation = vpc.meta().generation;
-    let previous = vpc
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let previous = vpc.conditions().to_vec();
     // Read from the API, not a cache: this reconcile is often triggered by
     // a gateway event that another controller's cache has not seen yet.
     let gateways: Vec<Arc<vpcnet_api::VpcNatGateway>> =
@@ -128,11 +125,7 @@ async fn cleanup(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
             subnets.join(", ")
         );
         ctx.event(vpc, true, "InUse", "Delete", msg.clone()).await;
-        let previous = vpc
-            .status
-            .as_ref()
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
+        let previous = vpc.conditions().to_vec();
         let cond = status::ready(
             &previous,
             false,

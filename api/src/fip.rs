@@ -1,6 +1,5 @@
 //! `IptablesFIPRule`: a floating IP, an EIP mapped 1:1 to one inside address.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -40,20 +39,4 @@ pub struct IptablesFIPRuleSpec {
 }
 
 /// Observed state of a FIP rule.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct IptablesFIPRuleStatus {
-    /// `Ready` and kind-specific conditions, keyed by type (each may have its own writer).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// The EIP's address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub v4ip: Option<String>,
-    /// The gateway the rule is programmed on.
-    #[serde(rename = "natGwDp", default, skip_serializing_if = "Option::is_none")]
-    pub nat_gw_dp: Option<String>,
-}
+pub type IptablesFIPRuleStatus = crate::nat_rule_status::NatRuleStatus;

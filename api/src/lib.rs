@@ -14,6 +14,7 @@ pub mod dnat;
 pub mod eip;
 pub mod fip;
 pub mod nat_gateway;
+pub mod nat_rule_status;
 pub mod security_group;
 pub mod snat;
 pub mod subnet;

@@ -1,6 +1,5 @@
 //! `IptablesSnatRule`: traffic from inside the VPC leaves with an EIP as source.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -41,20 +40,4 @@ pub struct IptablesSnatRuleSpec {
 }
 
 /// Observed state of an SNAT rule.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct IptablesSnatRuleStatus {
-    /// `Ready` and kind-specific conditions, keyed by type (each may have its own writer).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// The EIP's address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub v4ip: Option<String>,
-    /// The gateway the rule is programmed on.
-    #[serde(rename = "natGwDp", default, skip_serializing_if = "Option::is_none")]
-    pub nat_gw_dp: Option<String>,
-}
+pub type IptablesSnatRuleStatus = crate::nat_rule_status::NatRuleStatus;

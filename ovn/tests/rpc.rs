@@ -69,7 +69,7 @@ async fn bad_targets_fail_cleanly() {
         Client::connect("ssl:1.2.3.4:1").await,
         Err(Error::InvalidTarget(_))
     ));
-    let dir = common::TempDir::new();
+    let dir = common::TempDir::new("ovnt-");
     let e = Client::connect(&format!("unix:{}/none.sock", dir.0.display()))
         .await
         .err()

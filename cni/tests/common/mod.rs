@@ -8,57 +8,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use vpcnet_test_support::{TempDir, run, tool, unique};
+
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_vpcnet-cni");
-
-/// A short name unique to this process and call.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}{:x}{}{:x}",
-        std::process::id() % 0xffff,
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos % 0xfff
-    )
-}
-
-/// Locate a binary or fail loudly: these tests need the real tools.
-pub fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ]) {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`{name}` not found: these tests run real OVS/OVN daemons and iproute2; install Debian's \
-         openvswitch-switch ovn-central ovn-host iproute2 iputils-ping python3"
-    );
-}
-
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 pub fn sh(args: &[&str]) -> String {
     run(Command::new(tool(args[0])).args(&args[1..]))
@@ -103,26 +57,6 @@ impl Ns {
 impl Drop for Ns {
     fn drop(&mut self) {
         self.delete();
-    }
-}
-
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let p = std::env::temp_dir().join(unique("cnit-"));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("keeping {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 
@@ -270,7 +204,7 @@ impl Ovn {
         let mut o = Ovn {
             daemons: Vec::new(),
             node: Ns::new("node-"),
-            dir: TempDir::new(),
+            dir: TempDir::new("cnit-"),
         };
         o.ovsdb_server("nb", "/usr/share/ovn/ovn-nb.ovsschema");
         o.ovsdb_server("sb", "/usr/share/ovn/ovn-sb.ovsschema");

@@ -5,53 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use vpcnet_test_support::{TempDir, run, tool};
+
 pub const NB_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/ovn-nb.ovsschema");
-
-/// Locate an OVS/OVN binary or fail loudly: these tests need the real tools.
-pub fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-    ]) {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "`{name}` not found: these tests run a real ovsdb-server; install Debian's \
-         openvswitch-switch ovn-central ovn-host (apt-get install -y openvswitch-switch ovn-central ovn-host)"
-    );
-}
-
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "ovnt-{}-{}-{nanos:x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 pub struct Server {
     pub child: Option<Child>,
@@ -76,19 +34,6 @@ fn ovs_env(cmd: &mut Command, dir: &Path) {
     }
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -110,7 +55,7 @@ impl Server {
     }
 
     pub fn start_with(schema: &str, clustered: bool) -> Self {
-        let dir = TempDir::new();
+        let dir = TempDir::new("ovnt-");
         let db = dir.0.join("nb.db");
         let mut c = Command::new(tool("ovsdb-tool"));
         ovs_env(&mut c, &dir.0);

@@ -99,6 +99,21 @@ async fn tcp_remote(s: &Server) -> String {
     format!("tcp:127.0.0.1:{port}")
 }
 
+/// Connects to a remote just added: the server starts listening on its next
+/// main-loop turn, which on a loaded machine can take a while.
+async fn connect_tcp(target: &str, opts: ovn::ClientOptions) -> Client {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Client::connect_with(target, opts.clone()).await {
+            Ok(c) => return c,
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("connect over TCP to {target}: {e}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// ovsdb-server probes idle TCP clients with `echo` (every 5 s) and drops
 /// those that do not answer; with our own probe off, only answering keeps
 /// the connection.
@@ -110,15 +125,7 @@ async fn server_echo_is_answered() {
         inactivity_probe: None,
         ..Default::default()
     };
-    let mut c = None;
-    for _ in 0..50 {
-        if let Ok(x) = Client::connect_with(&target, opts.clone()).await {
-            c = Some(x);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let c = c.expect("connect over TCP");
+    let c = connect_tcp(&target, opts).await;
     c.echo().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(12)).await;
     c.echo().await.unwrap();
@@ -130,15 +137,7 @@ async fn server_echo_is_answered() {
 async fn tcp_transport() {
     let s = Server::start();
     let target = tcp_remote(&s).await;
-    let mut c = None;
-    for _ in 0..50 {
-        if let Ok(x) = Client::connect(&target).await {
-            c = Some(x);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let c = c.expect("connect over TCP");
+    let c = connect_tcp(&target, ovn::ClientOptions::default()).await;
     assert!(
         c.list_dbs()
             .await

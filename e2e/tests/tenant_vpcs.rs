@@ -252,6 +252,32 @@ fn operator_killed_while_creating_fifty_pods_leaves_unique_addresses_and_no_orph
         restarts.trim().parse::<u32>().unwrap_or(0) >= 1,
         "the operator really restarted"
     );
+    // The restarted operator leads under its pod's name: the same pod may
+    // renew its own lease at once instead of waiting for it to run out.
+    let pod_name = k.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "vpcnet-system",
+        "-l",
+        "app.kubernetes.io/name=vpcnet-operator",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let holder = k.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "vpcnet-system",
+        "vpcnet-operator",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(
+        holder.trim(),
+        pod_name.trim(),
+        "the leader Lease names the operator's pod"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod default_network;
 pub mod error;
 pub mod gc;
 pub mod ipam;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod nat;

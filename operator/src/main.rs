@@ -20,7 +20,7 @@ use vpcnet_operator::ipam::Ipam;
 use vpcnet_operator::metrics::Metrics;
 use vpcnet_operator::nat::{eip as nat_eip, gateway, rules};
 use vpcnet_operator::ovn_view::OvnView;
-use vpcnet_operator::{Context, Error, default_network, gc, pod, subnet, vpc};
+use vpcnet_operator::{Context, Error, default_network, gc, leader, pod, subnet, vpc};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "vpcnet operator: tenant VPCs on OVN")]
@@ -64,6 +64,12 @@ struct Args {
         default_value = "ovn-vpc-external-network"
     )]
     external_subnet: String,
+    /// This operator's name in the leader Lease (the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a leader's Lease lasts without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
     /// Seconds between garbage collections of orphaned OVN rows.
     #[arg(long, default_value_t = 60)]
     gc_interval: u64,
@@ -94,6 +100,33 @@ async fn main() -> anyhow_free::Result {
         .init();
     let args = Args::parse();
     let client = kube::Client::try_default().await?;
+    // Served while waiting for the lease too: a standby is alive, not ready.
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(vpcnet_operator::metrics::serve(
+        args.metrics_addr.clone(),
+        metrics.clone(),
+        ready.clone(),
+    ));
+    // Nothing is read into memory or written before this process leads.
+    let candidate = || {
+        leader::Candidate::new(
+            Api::namespaced(client.clone(), &args.namespace),
+            leader::LEASE_NAME,
+            &args.identity.clone().unwrap_or_else(fallback_identity),
+            Duration::from_secs(args.lease_seconds),
+        )
+    };
+    let mut lease = candidate();
+    lease.acquire().await;
+    // Renewed from now on, also while the state is rebuilt below.
+    let holding = tokio::spawn(async move {
+        let lost = lease.hold().await;
+        // Another operator may be reconciling now: stop at once rather than
+        // allocate beside it. The restart waits for the lease.
+        tracing::error!(reason = %lost, "no longer leading; exiting");
+        std::process::exit(1);
+    });
     let nb = ovn::Client::connect(&args.ovn_nb).await?;
     nb.check_schema(ovn::nb::schema()).await?;
     let ovn = OvnView::start(&nb).await?;
@@ -137,7 +170,6 @@ async fn main() -> anyhow_free::Result {
         fips: fip_ctl.store(),
     };
 
-    let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context {
         recorder: Context::recorder(&client),
         client: client.clone(),
@@ -164,13 +196,6 @@ async fn main() -> anyhow_free::Result {
         owners = collected.owners.len(),
         "startup garbage collection done"
     );
-
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn(vpcnet_operator::metrics::serve(
-        args.metrics_addr.clone(),
-        metrics.clone(),
-        ready.clone(),
-    ));
 
     let vpc_ctl = vpc_ctl
         .watches(
@@ -306,6 +331,7 @@ async fn main() -> anyhow_free::Result {
 
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     tracing::info!("operator running");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = vpc_task => tracing::error!(?r, "Vpc controller ended"),
         r = subnet_task => tracing::error!(?r, "Subnet controller ended"),
@@ -314,7 +340,10 @@ async fn main() -> anyhow_free::Result {
         _ = pod::deletion::run(ctx.clone()) => tracing::error!("pod deletion watcher ended"),
         _ = gc::run(ctx.clone(), Duration::from_secs(args.gc_interval)) => {},
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = terminate.recv() => tracing::info!("terminated; stopping"),
     }
+    holding.abort();
+    candidate().release().await;
     Ok(())
 }
 
@@ -383,4 +412,11 @@ fn eip_fingerprint(e: &IptablesEIP) -> u64 {
 mod anyhow_free {
     /// Any error, printed with `Display` on exit.
     pub type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+}
+
+/// The Lease identity outside a pod: host name and process id, so two
+/// operators on one host still differ.
+fn fallback_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }

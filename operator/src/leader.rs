@@ -248,9 +248,14 @@ impl Candidate {
     }
 
     /// The spec this candidate writes: a takeover stamps a new acquire time
-    /// and counts a transition; a renewal keeps both.
+    /// and counts a transition; a renewal keeps both; `previous` is `None`
+    /// when the lease is being created.
     fn spec(&self, previous: Option<&LeaseSpec>, takeover: bool) -> LeaseSpec {
         let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+        // Creating the lease is not a transition from another holder.
+        let transitions = previous.map_or(0, |p| {
+            p.lease_transitions.unwrap_or(0) + i32::from(takeover)
+        });
         let previous = previous.cloned().unwrap_or_default();
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -261,7 +266,7 @@ impl Candidate {
             } else {
                 previous.acquire_time
             },
-            lease_transitions: Some(previous.lease_transitions.unwrap_or(0) + i32::from(takeover)),
+            lease_transitions: Some(transitions),
             ..previous
         }
     }

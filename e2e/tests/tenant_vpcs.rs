@@ -184,6 +184,20 @@ fn pid_in_pod(uid: &str, binary: &str) -> Option<u32> {
     })
 }
 
+/// One jsonpath field (below `.items[0].`) of the operator's pod.
+fn operator_pod_field(k: &Kubectl, path: &str) -> String {
+    k.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "vpcnet-system",
+        "-l",
+        "app.kubernetes.io/name=vpcnet-operator",
+        "-o",
+        &format!("jsonpath={{.items[0].{path}}}"),
+    ])
+}
+
 #[test]
 fn operator_killed_while_creating_fifty_pods_leaves_unique_addresses_and_no_orphans() {
     let k = Kubectl::for_box();
@@ -196,16 +210,7 @@ fn operator_killed_while_creating_fifty_pods_leaves_unique_addresses_and_no_orph
         "e2e-crash-net",
         "10.0.3.0/24",
     );
-    let op_pod = k.ok(&[
-        "get",
-        "pods",
-        "-n",
-        "vpcnet-system",
-        "-l",
-        "app.kubernetes.io/name=vpcnet-operator",
-        "-o",
-        "jsonpath={.items[0].metadata.uid}",
-    ]);
+    let op_pod = operator_pod_field(&k, "metadata.uid");
     let manifests: Vec<String> = (0..50)
         .map(|i| testapp_pod("e2e-crash", &format!("p{i:02}"), None))
         .collect();
@@ -238,43 +243,22 @@ fn operator_killed_while_creating_fifty_pods_leaves_unique_addresses_and_no_orph
         owners.values().all(|&n| n == 1),
         "one port per pod: {owners:?}"
     );
-    let restarts = k.ok(&[
-        "get",
-        "pods",
-        "-n",
-        "vpcnet-system",
-        "-l",
-        "app.kubernetes.io/name=vpcnet-operator",
-        "-o",
-        "jsonpath={.items[0].status.containerStatuses[0].restartCount}",
-    ]);
+    let restarts = operator_pod_field(&k, "status.containerStatuses[0].restartCount");
     assert!(
         restarts.trim().parse::<u32>().unwrap_or(0) >= 1,
         "the operator really restarted"
     );
     // The restarted operator leads under its pod's name: the same pod may
     // renew its own lease at once instead of waiting for it to run out.
-    let pod_name = k.ok(&[
-        "get",
-        "pods",
-        "-n",
-        "vpcnet-system",
-        "-l",
-        "app.kubernetes.io/name=vpcnet-operator",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
-    let holder = k.ok(&[
-        "get",
+    let pod_name = operator_pod_field(&k, "metadata.name");
+    let holder = k.field(
         "lease",
-        "-n",
-        "vpcnet-system",
+        Some("vpcnet-system"),
         "vpcnet-operator",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
+        "{.spec.holderIdentity}",
+    );
     assert_eq!(
-        holder.trim(),
+        holder,
         pod_name.trim(),
         "the leader Lease names the operator's pod"
     );

@@ -92,11 +92,6 @@ impl Candidate {
         }
     }
 
-    /// This candidate's identity.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     /// One round: takes or renews the lease when it may. `Ok(true)` when
     /// this candidate holds it afterwards; otherwise [`Candidate::holder`]
     /// says who does.

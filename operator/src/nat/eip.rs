@@ -60,7 +60,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
     let ns = eip.namespace().unwrap_or_default();
     let name = eip.name_any();
     let generation = eip.meta().generation;
-    let previous = eip.conditions().to_vec();
+    let previous = eip.conditions();
     let gw_name = eip.spec.nat_gw_dp.clone();
     let gateway = ctx
         .gateways
@@ -99,7 +99,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
     let (accepted, ip) = match &decision {
         Ok(ip) => (
             status::condition(
-                &previous,
+                previous,
                 ACCEPTED,
                 true,
                 "Allocated",
@@ -109,16 +109,16 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
             Some(ip.to_string()),
         ),
         Err((reason, msg)) => {
-            if status::is_news(&previous, ACCEPTED, reason, generation) {
+            if status::is_news(previous, ACCEPTED, reason, generation) {
                 ctx.event(eip, true, reason, "Allocate", msg.clone()).await;
             }
             (
-                status::condition(&previous, ACCEPTED, false, reason, msg.clone(), generation),
+                status::condition(previous, ACCEPTED, false, reason, msg.clone(), generation),
                 None,
             )
         }
     };
-    let ready = super::ready(&previous, &accepted, generation);
+    let ready = super::ready(previous, &accepted, generation);
     let mut st =
         json!({"conditions": [accepted, ready], "observedGeneration": generation, "nat": users});
     if let Some(ip) = ip {
@@ -154,10 +154,8 @@ async fn cleanup(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Re
             "deletion waits until these rules are deleted: {}",
             users.join(", ")
         );
-        let previous = eip.conditions();
-        let cond = status::condition(
-            previous,
-            vpcnet_api::condition::READY,
+        let cond = status::ready(
+            eip.conditions(),
             false,
             "InUse",
             msg.clone(),

@@ -405,14 +405,14 @@ async fn api_endpoint(client: &kube::Client) -> Result<Option<(String, i32)>> {
 async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> Result<Action> {
     let name = gw.name_any();
     let generation = gw.meta().generation;
-    let previous = gw.conditions().to_vec();
+    let previous = gw.conditions();
     let plan = match plan(gw, ctx).await? {
         Ok(p) => p,
         Err((reason, msg)) => {
-            if status::is_news(&previous, vpcnet_api::condition::READY, reason, generation) {
+            if status::is_news(previous, vpcnet_api::condition::READY, reason, generation) {
                 ctx.event(gw, true, reason, "Validate", msg.clone()).await;
             }
-            let cond = status::ready(&previous, false, reason, msg, generation);
+            let cond = status::ready(previous, false, reason, msg, generation);
             status::apply(
                 api,
                 &name,
@@ -459,10 +459,10 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> R
         .as_ref()
         .and_then(|p| p.spec.as_ref())
         .and_then(|s| s.node_name.clone());
-    let route = default_route_condition(gw, ctx, &previous, generation);
+    let route = default_route_condition(gw, ctx, previous, generation);
     let ready = if pod_ready {
         status::ready(
-            &previous,
+            previous,
             true,
             "Running",
             format!("gateway pod {}/{wl}-0 is ready", plan.namespace),
@@ -470,7 +470,7 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> R
         )
     } else {
         status::ready(
-            &previous,
+            previous,
             false,
             "PodNotReady",
             format!(
@@ -555,8 +555,8 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) ->
             "deletion waits until these EIPs are deleted: {}",
             eips.join(", ")
         );
-        let previous = gw.conditions().to_vec();
-        let cond = status::ready(&previous, false, "InUse", msg.clone(), gw.meta().generation);
+        let previous = gw.conditions();
+        let cond = status::ready(previous, false, "InUse", msg.clone(), gw.meta().generation);
         status::apply(api, &name, json!({"conditions": [cond]})).await?;
         ctx.event(gw, true, "InUse", "Delete", msg.clone()).await;
         return Err(Error::Dependency(msg));

@@ -281,12 +281,12 @@ async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, S
 
 async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Action> {
     let generation = rule.meta().generation;
-    let previous = rule.conditions().to_vec();
+    let previous = rule.conditions();
     let decision = decide(rule, ctx).await?;
     let (accepted, extra) = match &decision {
         Ok((ip, gw)) => (
             status::condition(
-                &previous,
+                previous,
                 ACCEPTED,
                 true,
                 "Accepted",
@@ -296,16 +296,16 @@ async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Acti
             json!({"v4ip": ip, "natGwDp": gw}),
         ),
         Err((reason, msg)) => {
-            if status::is_news(&previous, ACCEPTED, reason, generation) {
+            if status::is_news(previous, ACCEPTED, reason, generation) {
                 ctx.event(rule, true, reason, "Validate", msg.clone()).await;
             }
             (
-                status::condition(&previous, ACCEPTED, false, reason, msg.clone(), generation),
+                status::condition(previous, ACCEPTED, false, reason, msg.clone(), generation),
                 json!({}),
             )
         }
     };
-    let ready = super::ready(&previous, &accepted, generation);
+    let ready = super::ready(previous, &accepted, generation);
     let mut st = json!({"conditions": [accepted, ready], "observedGeneration": generation});
     if let (Some(m), Some(e)) = (st.as_object_mut(), extra.as_object()) {
         m.extend(e.clone());

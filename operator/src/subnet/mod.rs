@@ -53,13 +53,13 @@ pub async fn reconcile(subnet: Arc<Subnet>, ctx: Arc<Context>) -> Result<Action>
 async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Action> {
     let name = subnet.name_any();
     let generation = subnet.meta().generation;
-    let previous = subnet.conditions().to_vec();
+    let previous = subnet.conditions();
     let refuse = |reason: &'static str, message: String| async move {
         ctx.event(subnet, true, reason, "Validate", message.clone())
             .await;
         // Nothing half-programmed: a refused subnet owns no OVN rows.
         ovn::owner::delete_owned(&ctx.nb, &owner(subnet)).await?;
-        let cond = status::ready(&previous, false, reason, message, generation);
+        let cond = status::ready(previous, false, reason, message, generation);
         write_status(
             api,
             subnet,
@@ -146,14 +146,14 @@ async fn finish(
 ) -> Result<Action> {
     let name = subnet.name_any();
     let generation = subnet.meta().generation;
-    let previous = subnet.conditions().to_vec();
+    let previous = subnet.conditions();
     let (using, available) = {
         let ipam = ctx.ipam.lock().await;
         ipam.pool(&name)
             .map(|p| (p.using(), p.available()))
             .unwrap_or_default()
     };
-    let cond = status::ready(&previous, true, reason, message, generation);
+    let cond = status::ready(previous, true, reason, message, generation);
     let mut st = json!({
         "conditions": [cond],
         "observedGeneration": generation,

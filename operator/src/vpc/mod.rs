@@ -59,7 +59,7 @@ fn subnets_of(ctx: &Context, vpc: &str) -> Vec<String> {
 async fn apply(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
     let name = vpc.name_any();
     let generation = vpc.meta().generation;
-    let previous = vpc.conditions().to_vec();
+    let previous = vpc.conditions();
     // Read from the API, not a cache: this reconcile is often triggered by
     // a gateway event that another controller's cache has not seen yet.
     let gateways: Vec<Arc<vpcnet_api::VpcNatGateway>> =
@@ -75,7 +75,7 @@ async fn apply(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
         let msg = format!("two static routes for {prefix} with the same policy; remove one");
         ctx.event(vpc, true, "DuplicateRoute", "Validate", msg.clone())
             .await;
-        let cond = status::ready(&previous, false, "DuplicateRoute", msg, generation);
+        let cond = status::ready(previous, false, "DuplicateRoute", msg, generation);
         status::apply(
             api,
             &name,
@@ -100,7 +100,7 @@ async fn apply(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
     }
     let subnets = subnets_of(ctx, &name);
     let cond = status::ready(
-        &previous,
+        previous,
         true,
         "Programmed",
         format!("logical router {} programmed", names::router(&name)),
@@ -125,14 +125,8 @@ async fn cleanup(vpc: &Vpc, ctx: &Context, api: &Api<Vpc>) -> Result<Action> {
             subnets.join(", ")
         );
         ctx.event(vpc, true, "InUse", "Delete", msg.clone()).await;
-        let previous = vpc.conditions().to_vec();
-        let cond = status::ready(
-            &previous,
-            false,
-            "InUse",
-            msg.clone(),
-            vpc.meta().generation,
-        );
+        let previous = vpc.conditions();
+        let cond = status::ready(previous, false, "InUse", msg.clone(), vpc.meta().generation);
         status::apply(api, &name, json!({"conditions": [cond]})).await?;
         return Err(Error::Dependency(msg));
     }

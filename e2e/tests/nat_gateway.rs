@@ -150,16 +150,12 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     );
 
     // Deleting a rule removes exactly its lines.
+    let dnat01 = format!("vpcnet:dnat/{t}/dnat01");
     let before = nat_table(&k, t).stdout;
-    assert!(
-        before.contains(&format!("vpcnet:dnat/{t}/dnat01")),
-        "{before}"
-    );
+    assert!(before.contains(&dnat01), "{before}");
     k.ok(&["delete", "dnat", "-n", t, "dnat01", "--wait=true"]);
     k.eventually(Duration::from_secs(20), "dnat01's lines gone", || {
-        !nat_table(&k, t)
-            .stdout
-            .contains(&format!("vpcnet:dnat/{t}/dnat01"))
+        !nat_table(&k, t).stdout.contains(&dnat01)
     });
     let after = nat_table(&k, t).stdout;
     let strip = |s: &str| -> BTreeSet<String> {
@@ -180,12 +176,10 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
             })
     };
     assert!(
-        removed
-            .iter()
-            .any(|l| l.contains(&format!("vpcnet:dnat/{t}/dnat01")))
+        removed.iter().any(|l| l.contains(&dnat01))
             && removed
                 .iter()
-                .all(|l| l.contains(&format!("vpcnet:dnat/{t}/dnat01")) || emptied_block_jump(l)),
+                .all(|l| l.contains(&dnat01) || emptied_block_jump(l)),
         "only dnat01's lines went: {removed:?}"
     );
     assert!(

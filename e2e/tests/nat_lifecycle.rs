@@ -290,6 +290,11 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
 
 /// The snapshot the gateway's agent keeps in its ConfigMap, if any.
 fn stored_snapshot(k: &Kubectl, gw: &str) -> Option<Snapshot> {
+    // Dots in the key are escaped in a jsonpath.
+    let path = format!(
+        "jsonpath={{.binaryData.{}}}",
+        SNAPSHOT_KEY.replace('.', "\\.")
+    );
     let b64 = k.ok(&[
         "get",
         "configmap",
@@ -297,7 +302,7 @@ fn stored_snapshot(k: &Kubectl, gw: &str) -> Option<Snapshot> {
         GW_NS,
         &snapshot_configmap(gw),
         "-o",
-        "jsonpath={.binaryData.state\\.json\\.gz}",
+        &path,
     ]);
     if b64.trim().is_empty() {
         return None;

@@ -38,7 +38,7 @@ net_up() {
 net_down() {
   [[ -f "$BOX/netns" || -f "$BOX/created-run-netns" ]] || return 0
   ip link del "$HOST_VETH" 2>/dev/null || true
-  if ip netns list | awk '{print $1}' | grep -x "$NODE_NETNS" >/dev/null; then
+  if netns_exists "$NODE_NETNS"; then
     ip netns del "$NODE_NETNS"
   fi
   if [[ -f "$BOX/created-run-netns" && -d /run/netns && -z "$(ls -A /run/netns)" ]]; then

@@ -85,8 +85,6 @@ serve(socks[0])
 PY
 }
 
-ext_netns_exists() { ip netns list | awk '{print $1}' | grep -xF "$EXT_NETNS" >/dev/null; }
-
 # ext_serving: every port answers.
 ext_serving() {
   local p
@@ -101,7 +99,7 @@ external_up() {
     log "external network already up"
     return 0
   fi
-  ext_netns_exists && external_down
+  netns_exists "$EXT_NETNS" && external_down
   mkdir -p "$BOX/ext" "$BOX/pids" "$BOX/logs"
   ip netns add "$EXT_NETNS"
   ip link add "$EXT_NODE_IF" netns "$NODE_NETNS" type veth peer name "$EXT_HOST_IF" netns "$EXT_NETNS"
@@ -169,7 +167,7 @@ external_down() {
   # Deleting a netns with ip netns del only unmounts it: the veth goes once no
   # process is left in it. Delete the node's end explicitly too.
   ip -n "$NODE_NETNS" link del "$EXT_NODE_IF" 2>/dev/null || true
-  ext_netns_exists && ip netns del "$EXT_NETNS"
+  netns_exists "$EXT_NETNS" && ip netns del "$EXT_NETNS"
   return 0
 }
 

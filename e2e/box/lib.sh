@@ -45,6 +45,10 @@ die() {
   exit 1
 }
 
+# netns_exists NAME: a network namespace NAME exists (grep reads to the end:
+# see image_imported in config.sh on grep -q under pipefail).
+netns_exists() { ip netns list | awk '{print $1}' | grep -xF -- "$1" >/dev/null; }
+
 # Serialises up/down for one state dir. The lock file lives beside the state dir
 # because down removes the dir itself. Nested calls (up -> down) inherit it.
 box_lock() {

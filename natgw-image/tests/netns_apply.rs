@@ -433,16 +433,11 @@ fn incremental_equals_full_legacy() {
 /// and leaves the rules to the network namespace that goes with the pod.
 #[test]
 fn agent_exits_promptly_on_sigterm() {
-    use std::io::{Read, Write};
     use std::time::{Duration, Instant};
 
     let t = Topo::new();
     let state = StateFile::new(&t);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = vpcnet_test_support::free_port();
     let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
         .args([
             "--gateway",
@@ -457,17 +452,8 @@ fn agent_exits_promptly_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let ready = || -> bool {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = write!(
-            s,
-            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 200")
+    let ready = || {
+        vpcnet_test_support::http_get(port, "/readyz").is_ok_and(|o| o.starts_with("HTTP/1.1 200"))
     };
     let end = Instant::now() + Duration::from_secs(20);
     while !ready() {

@@ -79,11 +79,7 @@ async fn bad_targets_fail_cleanly() {
 
 /// Add a `ptcp:` remote on 127.0.0.1 at run time and return its target.
 async fn tcp_remote(s: &Server) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let out = std::process::Command::new(common::tool("ovs-appctl"))
         .arg("-t")
         .arg(s.dir.0.join("ctl"))

@@ -1,6 +1,6 @@
-//! Helpers the integration tests of `ovn` and `cni` share. Those tests run
-//! real OVS/OVN daemons and iproute2, so a missing tool is a loud failure
-//! that says what to install, never a skipped test.
+//! Helpers the integration tests of `ovn`, `cni` and `natgw-image` share.
+//! Those tests run real OVS/OVN daemons and iproute2, so a missing tool is a
+//! loud failure that says what to install, never a skipped test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +56,30 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server the
+/// test starts next.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` from a server on 127.0.0.1:`port`: the whole response, status
+/// line first.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 /// A scratch directory removed on drop, but kept (and named) when the test
 /// is failing, so its daemons' logs can be read.
 pub struct TempDir(pub PathBuf);
@@ -98,6 +122,23 @@ mod tests {
         assert!(path.is_dir());
         drop(d);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn http_get_reads_the_whole_response() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let (mut c, _) = listener.accept().unwrap();
+            let mut first = String::new();
+            std::io::BufReader::new(&c).read_line(&mut first).unwrap();
+            write!(c, "HTTP/1.1 200 OK\r\n\r\n{first}").unwrap();
+        });
+        let out = http_get(port, "/readyz").unwrap();
+        server.join().unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\n\r\nGET /readyz HTTP/1.1\r\n");
+        assert!(http_get(free_port(), "/").is_err(), "nobody listens there");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use vpcnet_test_support::{TempDir, run, tool};
+pub use vpcnet_test_support::{TempDir, free_port, run, tool};
 
 pub const NB_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/ovn-nb.ovsschema");
 
@@ -32,14 +32,6 @@ fn ovs_env(cmd: &mut Command, dir: &Path) {
     ] {
         cmd.env(var, dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {

@@ -69,6 +69,13 @@ pub struct IptablesEIPStatus {
     /// The gateway the address is configured on.
     #[serde(rename = "natGwDp", default, skip_serializing_if = "Option::is_none")]
     pub nat_gw_dp: Option<String>,
+    /// The operator's seal over this decision (see `vpcnet_api::seal`): the
+    /// NAT agent programs nothing without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+    /// The NAT agent's seal over its `Programmed` report, for this generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_seal: Option<String>,
     /// The rules using this EIP, as `<kind>/<name>` (e.g. `dnat/dnat01`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nat: Vec<String>,

@@ -15,6 +15,7 @@ pub mod eip;
 pub mod fip;
 pub mod nat_gateway;
 pub mod nat_rule_status;
+pub mod seal;
 pub mod security_group;
 pub mod snat;
 pub mod subnet;

@@ -19,6 +19,13 @@ pub struct NatRuleStatus {
     /// The EIP's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v4ip: Option<String>,
+    /// The operator's seal over this decision (see `vpcnet_api::seal`): the
+    /// NAT agent programs nothing without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+    /// The NAT agent's seal over its `Programmed` report, for this generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_seal: Option<String>,
     /// The gateway the rule is programmed on.
     #[serde(rename = "natGwDp", default, skip_serializing_if = "Option::is_none")]
     pub nat_gw_dp: Option<String>,

@@ -16,6 +16,7 @@ pub mod names;
 pub mod nat;
 pub mod ovn_view;
 pub mod pod;
+pub mod seal_key;
 pub mod status;
 pub mod subnet;
 pub mod vpc;

@@ -127,6 +127,7 @@ async fn main() -> anyhow_free::Result {
         tracing::error!(reason = %lost, "no longer leading; exiting");
         std::process::exit(1);
     });
+    let seal = vpcnet_operator::seal_key::ensure(&client, &args.namespace).await?;
     let nb = ovn::Client::connect(&args.ovn_nb).await?;
     nb.check_schema(ovn::nb::schema()).await?;
     let ovn = OvnView::start(&nb).await?;
@@ -186,6 +187,7 @@ async fn main() -> anyhow_free::Result {
         image_pull_policy: args.image_pull_policy.clone(),
         external_subnet: args.external_subnet.clone(),
         nat,
+        seal,
     });
 
     // Addresses and orphans first: no allocation before the state is known.

@@ -31,8 +31,9 @@ pub enum IpamError {
     /// A fixed address that is the gateway or excluded.
     #[error("{0} is reserved (gateway or excludeIps)")]
     Reserved(String),
-    /// A fixed address someone else holds.
-    #[error("{ip} is already used by {holder}")]
+    /// A fixed address someone else holds (the holder is for the log: a
+    /// tenant is told only that it is in use).
+    #[error("{ip} is already in use")]
     InUse {
         /// Requested address.
         ip: String,

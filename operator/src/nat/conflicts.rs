@@ -68,24 +68,46 @@ fn clash(a: &Use, b: &Use) -> Option<String> {
             },
         ) => {
             let overlap = p1 == p2 && l1 <= h2 && l2 <= h1;
-            (overlap && !(*s1 && *s2)).then(|| {
-                format!("{p1:?} port {l2}-{h2} of the EIP is already forwarded (mark both rules shared to spread it)").to_lowercase()
-            })
+            if !overlap {
+                None
+            } else if !(*s1 && *s2) {
+                Some(format!("{p1:?} port {l2}-{h2} of the EIP is already forwarded (mark both rules shared to spread it)").to_lowercase())
+            } else if (l1, h1) != (l2, h2) {
+                // Shared rules are spread over one chain per range; an
+                // overlapping but different range would never match.
+                Some(format!(
+                    "shared rules on one port must forward exactly the same range: {} ports {l1}-{h1} are already shared as one range",
+                    format!("{p1:?}").to_lowercase()
+                ))
+            } else {
+                None
+            }
         }
         _ => None,
     }
 }
 
-/// Verdict for `me`: `Err(reason)` if an older rule on the same EIP
-/// conflicts with it. The oldest such rule is named, whatever the order of
-/// `all` (a cache's order), so the reason does not change between reconciles.
+/// Verdict for `me`: `Err(reason)` if a rule that keeps working conflicts
+/// with it. Rules are taken oldest first and each is kept unless it clashes
+/// with one already kept, so a refused rule never blocks a younger one. The
+/// oldest kept rule it clashes with is named, whatever the order of `all` (a
+/// cache's order), so the reason does not change between reconciles.
 pub fn judge(me: &RuleUse, all: &[RuleUse]) -> Result<(), String> {
-    let oldest = all
+    let mut older: Vec<&RuleUse> = all
         .iter()
         .filter(|o| o.key != me.key && o.age < me.age)
-        .filter_map(|o| clash(&o.what, &me.what).map(|why| (o, why)))
-        .min_by(|(a, _), (b, _)| a.age.cmp(&b.age));
-    match oldest {
+        .collect();
+    older.sort_by(|a, b| a.age.cmp(&b.age));
+    let mut kept: Vec<&RuleUse> = Vec::new();
+    for o in older {
+        if kept.iter().all(|k| clash(&k.what, &o.what).is_none()) {
+            kept.push(o);
+        }
+    }
+    match kept
+        .iter()
+        .find_map(|k| clash(&k.what, &me.what).map(|why| (k, why)))
+    {
         Some((other, why)) => Err(format!("conflicts with {}: {why}", other.key)),
         None => Ok(()),
     }
@@ -203,5 +225,28 @@ mod tests {
         assert_eq!(port_range("8000-8010"), Some((8000, 8010)));
         assert_eq!(port_range("0"), None);
         assert_eq!(port_range("9-8"), None);
+    }
+
+    #[test]
+    fn a_refused_rule_blocks_nobody() {
+        // fip/f is refused (a DNAT is older), so the younger DNAT on another
+        // port is not blocked by it.
+        let d1 = r("dnat/d1", 1, dnat(80, 80, false));
+        let f = r("fip/f", 2, Use::Fip);
+        let d2 = r("dnat/d2", 3, dnat(443, 443, false));
+        let all = [d1.clone(), f.clone(), d2.clone()];
+        assert!(judge(&f, &all).is_err());
+        assert!(judge(&d2, &all).is_ok(), "{:?}", judge(&d2, &all));
+    }
+
+    #[test]
+    fn shared_rules_must_share_the_same_range() {
+        let a = r("dnat/a", 1, dnat(9000, 9010, true));
+        let same = r("dnat/b", 2, dnat(9000, 9010, true));
+        let overlapping = r("dnat/c", 3, dnat(9005, 9020, true));
+        let all = [a.clone(), same.clone(), overlapping.clone()];
+        assert!(judge(&same, &all).is_ok());
+        let why = judge(&overlapping, &all).unwrap_err();
+        assert!(why.contains("exactly the same range"), "{why}");
     }
 }

@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 use vpcnet_api::condition::Conditioned;
+use vpcnet_api::seal::Decision;
 use vpcnet_api::{IptablesEIP, VpcNatGateway};
 
 use super::{ACCEPTED, ownership, rules};
@@ -56,6 +57,36 @@ pub async fn reconcile(eip: Arc<IptablesEIP>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
+/// Checks that `subnet` may hold addresses of an EIP on `gateway`: an
+/// external (provider) subnet the gateway is attached to. Any other subnet
+/// is another network's address space (a tenant's own, or the default).
+fn check_external_subnet(
+    subnet: &str,
+    gateway: &VpcNatGateway,
+    default: &str,
+    subnets: &[Arc<vpcnet_api::Subnet>],
+) -> Result<(), (&'static str, String)> {
+    let attached: Vec<String> = if gateway.spec.external_subnets.is_empty() {
+        vec![default.to_string()]
+    } else {
+        gateway.spec.external_subnets.clone()
+    };
+    let is_external = subnets
+        .iter()
+        .any(|s| s.name_any() == subnet && s.spec.provider.is_some());
+    if !attached.iter().any(|a| a == subnet) || !is_external {
+        return Err((
+            "ExternalSubnetNotAttached",
+            format!(
+                "externalSubnet {subnet} is not an external network of gateway {}; use one of: {}",
+                gateway.name_any(),
+                attached.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Result<Action> {
     let ns = eip.namespace().unwrap_or_default();
     let name = eip.name_any();
@@ -67,7 +98,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
         .get(&ObjectRef::<VpcNatGateway>::new(&gw_name))
         .map(|g| (*g).clone());
     ctx.nat.ready().await;
-    let users: Vec<String> = rules::users_of(&ctx.nat, &ns, &name)
+    let users: Vec<String> = rules::users_of(&ctx.nat, Some(&ctx.seal), &ns, &name)
         .into_iter()
         .map(|u| u.key)
         .collect();
@@ -75,6 +106,9 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
     let decision: Result<Ipv4Addr, (&'static str, String)> = async {
         ownership::check(&ns, gateway.as_ref(), &gw_name, &ctx.vpcs.state())?;
         let subnet = external_subnet(eip, gateway.as_ref(), &ctx.external_subnet);
+        if let Some(gw) = gateway.as_ref() {
+            check_external_subnet(&subnet, gw, &ctx.external_subnet, &ctx.subnets.state())?;
+        }
         let mut ipam = ctx.ipam.lock().await;
         let pool = ipam.pool_mut(&subnet).map_err(|_| {
             (
@@ -92,7 +126,13 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
             }
             None => pool.allocate(&holder),
         };
-        got.map_err(|e| ("IPConflict", format!("external subnet {subnet}: {e}")))
+        got.map_err(|e| {
+            // Who holds it is another tenant's business: the log has it.
+            if let crate::ipam::IpamError::InUse { ip, holder: other } = &e {
+                tracing::info!(%ip, holder = %other, "requested EIP address is held");
+            }
+            ("IPConflict", format!("external subnet {subnet}: {e}"))
+        })
     }
     .await;
 
@@ -118,10 +158,20 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
             )
         }
     };
-    let ready = super::ready(previous, &accepted, generation);
+    let programmed = ip.as_deref().is_some_and(|ip| {
+        super::sealed::programmed(
+            &ctx.seal,
+            eip,
+            eip.status.as_ref().and_then(|s| s.programmed_seal.as_ref()),
+            &gw_name,
+            ip,
+        )
+    });
+    let ready = super::ready(previous, &accepted, generation, programmed);
     let mut st =
         json!({"conditions": [accepted, ready], "observedGeneration": generation, "nat": users});
     if let Some(ip) = ip {
+        st["seal"] = json!(ctx.seal.seal(&Decision::eip(eip, &gw_name, &ip)));
         st["ip"] = json!(ip);
         st["natGwDp"] = json!(gw_name);
     }
@@ -142,7 +192,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
 async fn cleanup(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Result<Action> {
     let ns = eip.namespace().unwrap_or_default();
     let name = eip.name_any();
-    let users: Vec<String> = rules::users_of_live(&ctx.client, &ns, &name)
+    let users: Vec<String> = rules::accepted_users_live(&ctx.client, &ctx.seal, &ns, &name)
         .await?
         .into_iter()
         .map(|u| u.key)
@@ -161,8 +211,44 @@ async fn cleanup(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Re
             msg.clone(),
             eip.meta().generation,
         );
-        status::apply(api, &name, json!({"conditions": [cond], "nat": users})).await?;
-        ctx.event(eip, true, "InUse", "Delete", msg.clone()).await;
+        // A deletion that waits changes nothing else: the address, its
+        // gateway and seal are applied again, or server-side apply would
+        // drop them and take the EIP (and every rule on it) down.
+        let mut st = json!({"conditions": [cond], "nat": users});
+        if let Some(cur) = eip.status.as_ref() {
+            for (k, v) in [
+                ("ip", &cur.ip),
+                ("natGwDp", &cur.nat_gw_dp),
+                ("seal", &cur.seal),
+            ] {
+                if let Some(v) = v {
+                    st[k] = json!(v);
+                }
+            }
+            if let Some(c) = vpcnet_api::condition::find(&cur.conditions, ACCEPTED) {
+                st["conditions"]
+                    .as_array_mut()
+                    .expect("conditions is a list")
+                    .push(json!(c));
+            }
+            if let Some(g) = cur.observed_generation {
+                st["observedGeneration"] = json!(g);
+            }
+        }
+        if !status::unchanged(
+            &serde_json::to_value(eip).unwrap_or_default()["status"],
+            &st,
+        ) {
+            status::apply(api, &name, st).await?;
+        }
+        if status::is_news(
+            eip.conditions(),
+            vpcnet_api::condition::READY,
+            "InUse",
+            eip.meta().generation,
+        ) {
+            ctx.event(eip, true, "InUse", "Delete", msg.clone()).await;
+        }
         return Err(Error::Dependency(msg));
     }
     ctx.ipam

@@ -22,6 +22,7 @@ use tracing::instrument;
 use vpcnet_api::condition::Conditioned;
 use vpcnet_api::{IptablesEIP, Subnet, VpcNatGateway};
 
+use super::ACCEPTED;
 use crate::names::{FINALIZER, MANAGER, annotations as ann};
 use crate::{Context, Error, Result, status};
 
@@ -130,6 +131,9 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "VPCNET_SNAPSHOT_CONFIGMAP", "value": snap},
+        {"name": vpcnet_api::seal::AGENT_ENV, "valueFrom": {"secretKeyRef": {
+            "name": vpcnet_api::seal::SECRET_NAME, "key": vpcnet_api::seal::SECRET_KEY,
+        }}},
     ]);
     let mut env = env;
     if let (Some((host, port)), Some(list)) = (&plan.api_endpoint, env.as_array_mut()) {
@@ -293,10 +297,13 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, R
             .and_then(|p| p.holder_of(lan_ip))
             .filter(|h| *h != pod_holder)
         {
-            return Ok(Err((
-                "LanIpInUse",
-                format!("lanIp {lan_ip} is already used by {h}"),
-            )));
+            return Ok(Err(("LanIpInUse", {
+                tracing::info!(%lan_ip, holder = %h, "gateway lanIp is held");
+                format!(
+                    "lanIp {lan_ip} is already in use in subnet {}",
+                    gw.spec.subnet
+                )
+            })));
         }
     }
     let ext_name = gw
@@ -412,11 +419,13 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> R
             if status::is_news(previous, vpcnet_api::condition::READY, reason, generation) {
                 ctx.event(gw, true, reason, "Validate", msg.clone()).await;
             }
+            let accepted =
+                status::condition(previous, ACCEPTED, false, reason, msg.clone(), generation);
             let cond = status::ready(previous, false, reason, msg, generation);
             status::apply(
                 api,
                 &name,
-                json!({"conditions": [cond], "observedGeneration": generation}),
+                json!({"conditions": [accepted, cond], "observedGeneration": generation}),
             )
             .await?;
             return Ok(Action::requeue(Duration::from_secs(15)));
@@ -480,8 +489,19 @@ async fn apply(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> R
             generation,
         )
     };
+    let accepted = status::condition(
+        previous,
+        ACCEPTED,
+        true,
+        "Valid",
+        format!(
+            "LAN {} in subnet {}, external {} on {}/{}",
+            plan.lan_ip, plan.subnet, plan.external_ip, plan.nad.0, plan.nad.1
+        ),
+        generation,
+    );
     let mut st = json!({
-        "conditions": [ready, route],
+        "conditions": [accepted, ready, route],
         "observedGeneration": generation,
         "pod": format!("{}/{wl}-0", plan.namespace),
         "externalIp": plan.external_ip.addr().to_string(),
@@ -541,24 +561,52 @@ fn default_route_condition(
 
 async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> Result<Action> {
     let name = gw.name_any();
+    // Only EIPs the operator gave an address on this gateway hold it back;
+    // an EIP refused here (another tenant's, say) is no user of it.
     let eips: Vec<String> = Api::<IptablesEIP>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
         .iter()
-        .filter(|e| e.spec.nat_gw_dp == name)
+        .filter(|e| {
+            e.spec.nat_gw_dp == name
+                && super::sealed::eip(&ctx.seal, e).is_some_and(|(_, g)| g == name)
+        })
         .map(|e| format!("{}/{}", e.namespace().unwrap_or_default(), e.name_any()))
         .collect();
     if !eips.is_empty() {
         // Refused rather than cascaded: EIPs belong to tenants, and deleting
         // their addresses under them is a surprise no tenant asked for.
         let msg = format!(
-            "deletion waits until these EIPs are deleted: {}",
+            "deletion waits until the {} EIP(s) on this gateway are deleted: {}",
+            eips.len(),
             eips.join(", ")
         );
         let previous = gw.conditions();
         let cond = status::ready(previous, false, "InUse", msg.clone(), gw.meta().generation);
-        status::apply(api, &name, json!({"conditions": [cond]})).await?;
-        ctx.event(gw, true, "InUse", "Delete", msg.clone()).await;
+        // Everything else stays as it is (Accepted keeps the VPC's default
+        // route): a deletion that waits changes nothing until it proceeds.
+        let mut st = serde_json::to_value(&gw.status).unwrap_or(json!({}));
+        if !st.is_object() {
+            st = json!({});
+        }
+        let mut conds: Vec<Value> = previous
+            .iter()
+            .filter(|c| c.type_ != vpcnet_api::condition::READY)
+            .map(|c| json!(c))
+            .collect();
+        conds.push(json!(cond));
+        st["conditions"] = json!(conds);
+        if !status::unchanged(&serde_json::to_value(&gw.status).unwrap_or_default(), &st) {
+            status::apply(api, &name, st).await?;
+        }
+        if status::is_news(
+            previous,
+            vpcnet_api::condition::READY,
+            "InUse",
+            gw.meta().generation,
+        ) {
+            ctx.event(gw, true, "InUse", "Delete", msg.clone()).await;
+        }
         return Err(Error::Dependency(msg));
     }
     ctx.ipam
@@ -567,6 +615,23 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) ->
         .release_everywhere(&external_holder(&name));
     // The StatefulSet, ServiceAccount, bindings and snapshot go with their owner.
     Ok(Action::await_change())
+}
+
+/// Whether the gateway's plan was accepted for its current spec: only such
+/// a gateway may be a VPC's next hop. One being deleted keeps its route
+/// until its deletion proceeds.
+pub fn accepted(gw: &VpcNatGateway) -> bool {
+    let current = |c: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
+        c.status == "True" && c.observed_generation == gw.meta().generation
+    };
+    match vpcnet_api::condition::find(gw.conditions(), ACCEPTED) {
+        Some(c) => current(&c),
+        // Written by an operator from before `Accepted`: its Ready says the
+        // same until this one reconciles the gateway.
+        None => vpcnet_api::condition::find(gw.conditions(), vpcnet_api::condition::READY)
+            .as_ref()
+            .is_some_and(current),
+    }
 }
 
 /// Default routes the NAT gateways of `vpc` want on its router.
@@ -580,7 +645,7 @@ pub fn default_routes(
     }
     let mut gws: Vec<&Arc<VpcNatGateway>> = gateways
         .iter()
-        .filter(|g| g.spec.vpc == vpc && g.meta().deletion_timestamp.is_none())
+        .filter(|g| g.spec.vpc == vpc && accepted(g))
         .collect();
     gws.sort_by_key(|g| (g.creation_timestamp().map(|t| t.0), g.name_any()));
     gws.first()
@@ -712,12 +777,54 @@ mod tests {
                 ..Default::default()
             },
         ));
-        let r = default_routes(
-            "v",
-            &vpcnet_api::VpcSpec::default(),
-            std::slice::from_ref(&gw),
+        assert!(
+            default_routes(
+                "v",
+                &vpcnet_api::VpcSpec::default(),
+                std::slice::from_ref(&gw)
+            )
+            .is_empty(),
+            "a gateway not (yet) accepted is nobody's next hop"
         );
-        assert_eq!(r[0].next_hop, "10.0.1.254");
+        let mut valid = (*gw).clone();
+        valid.metadata.generation = Some(1);
+        valid.status = Some(vpcnet_api::VpcNatGatewayStatus {
+            conditions: vec![vpcnet_api::condition::new(
+                ACCEPTED,
+                true,
+                "Valid",
+                "",
+                Some(1),
+            )],
+            ..Default::default()
+        });
+        let mut refused = valid.clone();
+        refused.metadata.name = Some("a-refused".into());
+        refused.spec.lan_ip = "10.0.1.1".into();
+        refused.status = Some(vpcnet_api::VpcNatGatewayStatus {
+            conditions: vec![vpcnet_api::condition::new(
+                ACCEPTED,
+                false,
+                "InvalidLanIp",
+                "",
+                Some(1),
+            )],
+            ..Default::default()
+        });
+        let mut deleting = valid.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        for gws in [
+            vec![Arc::new(refused), Arc::new(valid.clone())],
+            vec![Arc::new(deleting)],
+        ] {
+            let r = default_routes("v", &vpcnet_api::VpcSpec::default(), &gws);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].next_hop, "10.0.1.254");
+        }
+        let gw = Arc::new(valid);
         let own = vpcnet_api::VpcSpec {
             static_routes: vec![vpcnet_api::vpc::StaticRoute {
                 cidr: "0.0.0.0/0".into(),

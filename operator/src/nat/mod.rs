@@ -10,6 +10,7 @@ pub mod eip;
 pub mod gateway;
 pub mod ownership;
 pub mod rules;
+pub mod sealed;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use vpcnet_api::condition;
@@ -20,16 +21,32 @@ pub const ACCEPTED: &str = "Accepted";
 pub const PROGRAMMED: &str = "Programmed";
 
 /// `Ready` from `Accepted` (ours, just computed) and `Programmed` (the
-/// agent's, for the same generation).
-pub fn ready(previous: &[Condition], accepted: &Condition, generation: Option<i64>) -> Condition {
+/// agent's, for the same generation). A `Programmed=True` counts only with
+/// the agent's seal (`programmed_sealed`): the condition itself is writable by
+/// anyone who may write the object's status.
+pub fn ready(
+    previous: &[Condition],
+    accepted: &Condition,
+    generation: Option<i64>,
+    programmed_sealed: bool,
+) -> Condition {
     let programmed = condition::find(previous, PROGRAMMED);
     let (ok, reason, message) = if accepted.status != "True" {
         (false, accepted.reason.clone(), accepted.message.clone())
     } else {
         match programmed {
-            Some(p) if p.status == "True" && p.observed_generation == generation => {
+            Some(p)
+                if p.status == "True"
+                    && p.observed_generation == generation
+                    && programmed_sealed =>
+            {
                 (true, "Programmed".to_string(), p.message.clone())
             }
+            Some(p) if p.status == "True" && p.observed_generation == generation => (
+                false,
+                "ProgrammedUnverified".to_string(),
+                "Programmed=True carries no valid seal of the gateway agent".to_string(),
+            ),
             Some(p) if p.status == "False" && p.observed_generation == generation => {
                 (false, p.reason.clone(), p.message.clone())
             }
@@ -54,25 +71,48 @@ mod tests {
     #[test]
     fn ready_needs_both_and_the_same_generation() {
         let acc = cond(ACCEPTED, true, "Accepted", 2);
-        assert_eq!(ready(&[], &acc, Some(2)).reason, "Programming");
+        assert_eq!(ready(&[], &acc, Some(2), false).reason, "Programming");
         assert_eq!(
-            ready(&[cond(PROGRAMMED, true, "Applied", 1)], &acc, Some(2)).reason,
+            ready(&[cond(PROGRAMMED, true, "Applied", 1)], &acc, Some(2), true).reason,
             "Programming",
             "stale agent report"
         );
-        let r = ready(&[cond(PROGRAMMED, true, "Applied", 2)], &acc, Some(2));
+        let r = ready(&[cond(PROGRAMMED, true, "Applied", 2)], &acc, Some(2), true);
         assert_eq!(
             (r.status.as_str(), r.reason.as_str()),
             ("True", "Programmed")
         );
         assert_eq!(
-            ready(&[cond(PROGRAMMED, false, "ApplyFailed", 2)], &acc, Some(2)).reason,
+            ready(
+                &[cond(PROGRAMMED, false, "ApplyFailed", 2)],
+                &acc,
+                Some(2),
+                false
+            )
+            .reason,
             "ApplyFailed"
         );
         let refused = cond(ACCEPTED, false, "Forbidden", 2);
         assert_eq!(
-            ready(&[cond(PROGRAMMED, true, "Applied", 2)], &refused, Some(2)).reason,
+            ready(
+                &[cond(PROGRAMMED, true, "Applied", 2)],
+                &refused,
+                Some(2),
+                true
+            )
+            .reason,
             "Forbidden"
+        );
+        assert_eq!(
+            ready(
+                &[cond(PROGRAMMED, true, "Applied", 2)],
+                &acc,
+                Some(2),
+                false
+            )
+            .reason,
+            "ProgrammedUnverified",
+            "a Programmed condition anyone could have written"
         );
     }
 }

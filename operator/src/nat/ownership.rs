@@ -30,27 +30,115 @@ pub fn check(
         .ok_or_else(|| {
             (
                 "VpcNotFound",
-                format!("VPC {vpc_name} of gateway {gateway_name} does not exist"),
+                format!("the VPC of gateway {gateway_name} does not exist"),
             )
         })?;
     if !vpc.spec.namespaces.iter().any(|n| n == namespace) {
+        // The VPC's name is another tenant's business: name only what the
+        // tenant named itself.
         return Err((
             "Forbidden",
             format!(
-                "namespace {namespace} does not own VPC {vpc_name} (gateway {gateway_name}); ask the VPC's admin to add it to spec.namespaces"
+                "namespace {namespace} may not use gateway {gateway_name}: its VPC does not list this namespace; ask the VPC's admin to add it to spec.namespaces"
             ),
         ));
     }
     Ok(vpc_name)
 }
 
-/// CIDRs of the VPC's (non-provider) subnets.
+/// Whether a subnet has been accepted by its reconciler (`Ready=True`). A
+/// refused subnet (overlapping CIDR, missing VPC) must change nothing, so it
+/// is no part of its VPC's address space.
+pub fn subnet_accepted(s: &Subnet) -> bool {
+    vpcnet_api::condition::find(
+        s.status
+            .as_ref()
+            .map(|st| st.conditions.as_slice())
+            .unwrap_or(&[]),
+        vpcnet_api::condition::READY,
+    )
+    .is_some_and(|c| c.status == "True")
+}
+
+/// CIDRs of the VPC's accepted (non-provider) subnets.
 pub fn vpc_cidrs(vpc: &str, subnets: &[std::sync::Arc<Subnet>]) -> Vec<Ipv4Net> {
+    vpc_subnets(vpc, subnets)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// `(cidr, router address)` of the VPC's accepted (non-provider) subnets.
+pub fn vpc_subnets(vpc: &str, subnets: &[std::sync::Arc<Subnet>]) -> Vec<(Ipv4Net, Ipv4Addr)> {
     subnets
         .iter()
         .filter(|s| s.spec.provider.is_none() && crate::subnet::vpc_of(s) == vpc)
-        .filter_map(|s| s.spec.cidr_block.parse().ok())
+        .filter(|s| subnet_accepted(s))
+        .filter_map(|s| {
+            let cidr: Ipv4Net = s.spec.cidr_block.parse().ok()?;
+            let router = s
+                .spec
+                .gateway
+                .as_deref()
+                .and_then(|g| g.parse().ok())
+                .unwrap_or_else(|| crate::subnet::desired::default_gateway(&cidr));
+            Some((cidr, router))
+        })
         .collect()
+}
+
+/// What a rule's inside address is judged against: the VPC's subnets, and
+/// the addresses in them that belong to the platform, not to workloads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InsideVpc {
+    /// `(cidr, router address)` of each accepted subnet.
+    pub subnets: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// LAN addresses of the VPC's NAT gateways.
+    pub gateways: Vec<Ipv4Addr>,
+}
+
+impl InsideVpc {
+    /// The VPC `vpc` as the caches see it.
+    pub fn of(
+        vpc: &str,
+        subnets: &[std::sync::Arc<Subnet>],
+        gateways: &[std::sync::Arc<VpcNatGateway>],
+    ) -> Self {
+        Self {
+            subnets: vpc_subnets(vpc, subnets),
+            gateways: gateways
+                .iter()
+                .filter(|g| g.spec.vpc == vpc)
+                .filter_map(|g| g.spec.lan_ip.parse().ok())
+                .collect(),
+        }
+    }
+
+    /// The CIDRs.
+    pub fn cidrs(&self) -> Vec<Ipv4Net> {
+        self.subnets.iter().map(|(c, _)| *c).collect()
+    }
+
+    /// Why `ip` may not be a workload address, if it may not.
+    pub fn reserved(&self, ip: Ipv4Addr) -> Option<&'static str> {
+        if self.gateways.contains(&ip) {
+            return Some("a NAT gateway's own LAN address");
+        }
+        self.subnets
+            .iter()
+            .filter(|(c, _)| c.contains(&ip))
+            .find_map(|(c, router)| {
+                if ip == c.network() {
+                    Some("the subnet's network address")
+                } else if ip == c.broadcast() {
+                    Some("the subnet's broadcast address")
+                } else if ip == *router {
+                    Some("the VPC router's address")
+                } else {
+                    None
+                }
+            })
+    }
 }
 
 /// `ip` lies in one of `cidrs`.
@@ -89,7 +177,11 @@ mod tests {
         let (reason, msg) =
             check("tenant-b", Some(&gw), "gw", std::slice::from_ref(&vpc)).unwrap_err();
         assert_eq!(reason, "Forbidden");
-        assert!(msg.contains("tenant-b") && msg.contains("VPC a"));
+        assert!(msg.contains("tenant-b") && msg.contains("gateway gw"));
+        assert!(
+            !msg.contains("VPC a"),
+            "the VPC is not the tenant's to know: {msg}"
+        );
         assert_eq!(
             check("tenant-a", None, "gw", &[vpc]).unwrap_err().0,
             "GatewayNotFound"

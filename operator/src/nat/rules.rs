@@ -21,10 +21,13 @@ use vpcnet_api::condition::Conditioned;
 use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
 
 use super::conflicts::{self, RuleUse, Use};
-use super::{ACCEPTED, ownership};
+use super::ownership::InsideVpc;
+use super::{ACCEPTED, ownership, sealed};
 use crate::context::NatStores;
 use crate::names::FINALIZER;
 use crate::{Context, Error, Result, status};
+use vpcnet_api::nat_rule_status::NatRuleStatus;
+use vpcnet_api::seal::{Decision, SealKey};
 
 /// What the reconciler needs to know about a rule kind.
 pub trait NatRule:
@@ -45,20 +48,37 @@ pub trait NatRule:
     /// What it wants from the EIP.
     fn use_(&self) -> Use;
     /// Checks the inside address against the VPC's subnets.
-    fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String>;
+    fn check_inside(&self, vpc: &InsideVpc) -> Result<(), String>;
+    /// The status the operator and the agent write.
+    fn rule_status(&self) -> Option<&NatRuleStatus>;
 }
 
-fn ip_inside(field: &str, value: &str, cidrs: &[Ipv4Net]) -> Result<(), String> {
-    let ip: Ipv4Addr = value
-        .parse()
-        .map_err(|_| format!("{field} {value} is not an IPv4 address"))?;
-    if ownership::inside(ip, cidrs) {
-        Ok(())
-    } else {
-        Err(format!(
+/// `value` as IPv4, or why not (IPv6 is named as such: it is not supported
+/// yet, rather than outside the VPC).
+fn ipv4(field: &str, value: &str) -> Result<Ipv4Addr, String> {
+    value.parse().map_err(|_| {
+        if value.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("{field} {value} is IPv6; IPv6 is not supported yet, use an IPv4 address")
+        } else {
+            format!("{field} {value} is not an IPv4 address")
+        }
+    })
+}
+
+fn ip_inside(field: &str, value: &str, vpc: &InsideVpc) -> Result<(), String> {
+    let ip = ipv4(field, value)?;
+    let cidrs = vpc.cidrs();
+    if !ownership::inside(ip, &cidrs) {
+        return Err(format!(
             "{field} {value} is not inside any subnet of the gateway's VPC ({})",
-            list(cidrs)
-        ))
+            list(&cidrs)
+        ));
+    }
+    match vpc.reserved(ip) {
+        Some(what) => Err(format!(
+            "{field} {value} is {what}, not a workload's address"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -74,6 +94,40 @@ fn list(cidrs: &[Ipv4Net]) -> String {
     }
 }
 
+/// A SNAT source range: inside one subnet of the VPC (a catch-all would
+/// translate traffic that is not the tenant's, the gateway's own included),
+/// and not a subnet's broadcast or network address alone.
+fn snat_source(value: &str, vpc: &InsideVpc) -> Result<(), String> {
+    let net: Ipv4Net = match value.parse::<Ipv4Net>() {
+        Ok(n) => n,
+        Err(_) => Ipv4Net::from(ipv4(
+            "internalCIDR",
+            value.split('/').next().unwrap_or(value),
+        )?),
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "internalCIDR {value} has host bits set; write {}",
+            net.trunc()
+        ));
+    }
+    let cidrs = vpc.cidrs();
+    if !cidrs.iter().any(|c| c.contains(&net)) {
+        return Err(format!(
+            "internalCIDR {value} must lie inside one subnet of the gateway's VPC ({})",
+            list(&cidrs)
+        ));
+    }
+    if net.prefix_len() == 32
+        && let Some(what) = vpc.reserved(net.addr())
+    {
+        return Err(format!(
+            "internalCIDR {value} is {what}, not a workload's address"
+        ));
+    }
+    Ok(())
+}
+
 impl NatRule for IptablesSnatRule {
     const SHORT: &'static str = "snat";
     fn eip(&self) -> &str {
@@ -82,23 +136,11 @@ impl NatRule for IptablesSnatRule {
     fn use_(&self) -> Use {
         Use::Snat
     }
-    fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String> {
-        let v = &self.spec.internal_cidr;
-        let net: Ipv4Net = v
-            .parse()
-            .or_else(|_| v.parse::<Ipv4Addr>().map(Ipv4Net::from))
-            .map_err(|_| format!("internalCIDR {v} is not IPv4"))?;
-        let overlaps = cidrs
-            .iter()
-            .any(|c| c.contains(&net.network()) || net.contains(&c.network()));
-        if overlaps {
-            Ok(())
-        } else {
-            Err(format!(
-                "internalCIDR {v} is outside the gateway's VPC ({})",
-                list(cidrs)
-            ))
-        }
+    fn check_inside(&self, vpc: &InsideVpc) -> Result<(), String> {
+        snat_source(&self.spec.internal_cidr, vpc)
+    }
+    fn rule_status(&self) -> Option<&NatRuleStatus> {
+        self.status.as_ref()
     }
 }
 
@@ -116,8 +158,11 @@ impl NatRule for IptablesDnatRule {
             shared: self.spec.shared,
         }
     }
-    fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String> {
-        ip_inside("internalIp", &self.spec.internal_ip, cidrs)
+    fn check_inside(&self, vpc: &InsideVpc) -> Result<(), String> {
+        ip_inside("internalIp", &self.spec.internal_ip, vpc)
+    }
+    fn rule_status(&self) -> Option<&NatRuleStatus> {
+        self.status.as_ref()
     }
 }
 
@@ -129,8 +174,11 @@ impl NatRule for IptablesFIPRule {
     fn use_(&self) -> Use {
         Use::Fip
     }
-    fn check_inside(&self, cidrs: &[Ipv4Net]) -> Result<(), String> {
-        ip_inside("internalIp", &self.spec.internal_ip, cidrs)
+    fn check_inside(&self, vpc: &InsideVpc) -> Result<(), String> {
+        ip_inside("internalIp", &self.spec.internal_ip, vpc)
+    }
+    fn rule_status(&self) -> Option<&NatRuleStatus> {
+        self.status.as_ref()
     }
 }
 
@@ -160,51 +208,66 @@ fn names_eip<K: NatRule>(r: &K, ns: &str, eip: &str) -> bool {
 }
 
 /// Every rule (of the three kinds) in `ns` that names `eip`, oldest first,
-/// from the caches.
-pub fn users_of(stores: &NatStores, ns: &str, eip: &str) -> Vec<RuleUse> {
-    fn of<K: NatRule>(store: &Store<K>, ns: &str, eip: &str, out: &mut Vec<RuleUse>) {
+/// from the caches; with `accepted_only`, only those the operator sealed.
+pub fn users_of(stores: &NatStores, key: Option<&SealKey>, ns: &str, eip: &str) -> Vec<RuleUse> {
+    fn of<K: NatRule>(
+        store: &Store<K>,
+        key: Option<&SealKey>,
+        ns: &str,
+        eip: &str,
+        out: &mut Vec<RuleUse>,
+    ) {
         out.extend(
             store
                 .state()
                 .iter()
                 .filter(|r| names_eip(r.as_ref(), ns, eip))
+                .filter(|r| key.is_none_or(|k| sealed::rule(k, r.as_ref(), r.rule_status())))
                 .map(|r| use_of(r.as_ref())),
         );
     }
     let mut out = Vec::new();
-    of(&stores.snats, ns, eip, &mut out);
-    of(&stores.dnats, ns, eip, &mut out);
-    of(&stores.fips, ns, eip, &mut out);
+    of(&stores.snats, key, ns, eip, &mut out);
+    of(&stores.dnats, key, ns, eip, &mut out);
+    of(&stores.fips, key, ns, eip, &mut out);
     out.sort_by(|a, b| a.age.cmp(&b.age));
     out
 }
 
-/// Like `users_of`, but listed from the API server: for decisions that must
-/// not rest on a cache that may lag, such as releasing an EIP.
-pub async fn users_of_live(client: &kube::Client, ns: &str, eip: &str) -> Result<Vec<RuleUse>> {
+/// The rules in `ns` that the operator accepted on `eip`, listed from the
+/// API server: for decisions that must not rest on a cache that may lag,
+/// such as releasing an EIP. A refused rule never holds an EIP back.
+pub async fn accepted_users_live(
+    client: &kube::Client,
+    key: &SealKey,
+    ns: &str,
+    eip: &str,
+) -> Result<Vec<RuleUse>> {
     async fn of<K: NatRule>(
         client: &kube::Client,
+        key: &SealKey,
         ns: &str,
         eip: &str,
         out: &mut Vec<RuleUse>,
     ) -> Result<()> {
         let api: Api<K> = Api::namespaced(client.clone(), ns);
         for r in api.list(&ListParams::default()).await? {
-            if names_eip(&r, ns, eip) {
+            if names_eip(&r, ns, eip) && sealed::rule(key, &r, r.rule_status()) {
                 out.push(use_of(&r));
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
-    of::<IptablesSnatRule>(client, ns, eip, &mut out).await?;
-    of::<IptablesDnatRule>(client, ns, eip, &mut out).await?;
-    of::<IptablesFIPRule>(client, ns, eip, &mut out).await?;
+    of::<IptablesSnatRule>(client, key, ns, eip, &mut out).await?;
+    of::<IptablesDnatRule>(client, key, ns, eip, &mut out).await?;
+    of::<IptablesFIPRule>(client, key, ns, eip, &mut out).await?;
     out.sort_by(|a, b| a.age.cmp(&b.age));
     Ok(out)
 }
 
 /// Whether the operator has accepted the rule (for its current spec or not).
+/// Only a hint for which rules to re-run: decisions verify seals.
 pub fn is_accepted<K: NatRule>(r: &K) -> bool {
     r.conditions()
         .iter()
@@ -236,6 +299,32 @@ pub async fn reconcile<K: NatRule>(rule: Arc<K>, ctx: Arc<Context>) -> Result<Ac
 /// Why a rule is not accepted.
 type Refusal = (&'static str, String);
 
+/// Every rule of the three kinds in `ns` naming `eip` whose inside address
+/// is valid: a rule refused on its own merits never blocks another.
+fn valid_users(ctx: &Context, ns: &str, eip: &str, vpc: &InsideVpc) -> Vec<RuleUse> {
+    fn of<K: NatRule>(
+        store: &Store<K>,
+        ns: &str,
+        eip: &str,
+        vpc: &InsideVpc,
+        out: &mut Vec<RuleUse>,
+    ) {
+        out.extend(
+            store
+                .state()
+                .iter()
+                .filter(|r| names_eip(r.as_ref(), ns, eip) && r.check_inside(vpc).is_ok())
+                .map(|r| use_of(r.as_ref())),
+        );
+    }
+    let mut out = Vec::new();
+    of(&ctx.nat.snats, ns, eip, vpc, &mut out);
+    of(&ctx.nat.dnats, ns, eip, vpc, &mut out);
+    of(&ctx.nat.fips, ns, eip, vpc, &mut out);
+    out.sort_by(|a, b| a.age.cmp(&b.age));
+    out
+}
+
 async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, String), Refusal>> {
     let ns = rule.namespace().unwrap_or_default();
     let Some(eip) = ctx
@@ -257,26 +346,22 @@ async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, S
         Ok(v) => v,
         Err(r) => return Ok(Err(r)),
     };
-    let Some(ip) = eip.status.as_ref().and_then(|s| s.ip.clone()) else {
+    // The address the operator sealed, never what a status field claims.
+    let Some((ip, _)) = sealed::eip(&ctx.seal, &eip) else {
         return Ok(Err((
             "EipNotReady",
             format!("IptablesEIP {} has no address yet", rule.eip()),
         )));
     };
-    if let Err(msg) = rule.check_inside(&ownership::vpc_cidrs(&vpc, &ctx.subnets.state())) {
+    let inside = InsideVpc::of(&vpc, &ctx.subnets.state(), &ctx.gateways.state());
+    if let Err(msg) = rule.check_inside(&inside) {
         return Ok(Err(("OutsideVpc", msg)));
     }
-    let users = users_of(&ctx.nat, &ns, rule.eip());
-    let (t, n) = age(rule);
-    let me = RuleUse {
-        key: format!("{}/{}", K::SHORT, rule.name_any()),
-        age: (t, format!("{}/{n}", K::SHORT)),
-        what: rule.use_(),
-    };
-    if let Err(msg) = conflicts::judge(&me, &users) {
+    let users = valid_users(ctx, &ns, rule.eip(), &inside);
+    if let Err(msg) = conflicts::judge(&use_of(rule), &users) {
         return Ok(Err(("Conflict", msg)));
     }
-    Ok(Ok((ip, gw_name)))
+    Ok(Ok((ip.to_string(), gw_name)))
 }
 
 async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Action> {
@@ -293,7 +378,7 @@ async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Acti
                 format!("EIP {ip} on gateway {gw}"),
                 generation,
             ),
-            json!({"v4ip": ip, "natGwDp": gw}),
+            json!({"v4ip": ip, "natGwDp": gw, "seal": ctx.seal.seal(&Decision::rule(rule, gw, ip))}),
         ),
         Err((reason, msg)) => {
             if status::is_news(previous, ACCEPTED, reason, generation) {
@@ -305,7 +390,17 @@ async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Acti
             )
         }
     };
-    let ready = super::ready(previous, &accepted, generation);
+    let programmed = match &decision {
+        Ok((ip, gw)) => sealed::programmed(
+            &ctx.seal,
+            rule,
+            rule.rule_status().and_then(|s| s.programmed_seal.as_ref()),
+            gw,
+            ip,
+        ),
+        Err(_) => false,
+    };
+    let ready = super::ready(previous, &accepted, generation, programmed);
     let mut st = json!({"conditions": [accepted, ready], "observedGeneration": generation});
     if let (Some(m), Some(e)) = (st.as_object_mut(), extra.as_object()) {
         m.extend(e.clone());

@@ -7,9 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vpcnet_api::dnat::L4Protocol;
+use vpcnet_api::seal::SealKey;
 use vpcnet_api::*;
 use vpcnet_natgw::apply::{ApplyConfig, Worker};
-use vpcnet_natgw::desired::{Inputs, desired};
+use vpcnet_natgw::desired::{Inputs, desired, seal_as_operator};
 
 fn sh(args: &[&str]) {
     let st = Command::new(args[0])
@@ -142,9 +143,14 @@ fn main() {
             };
             let w = Worker::spawn(Some(ns.0.clone()), cfg).unwrap();
             let facts = w.call_blocking(|a| a.facts("gw")).unwrap();
+            // Sealed as the operator would (outside the timings); checking
+            // the seals is part of what `desired` costs.
+            let key = SealKey::new(b"bench-seal-key-0123456789abcdef").unwrap();
             let mut inp = inputs(n);
+            inp.vpc_namespaces = vec!["t".into()];
+            seal_as_operator(&mut inp, &key);
             let t0 = Instant::now();
-            let st = desired(Some(facts.clone()), "gw", &inp);
+            let st = desired(Some(facts.clone()), "gw", &inp, &key);
             let rep = w.call_blocking(move |a| a.apply(&st, false));
             let cold = t0.elapsed();
             assert!(rep.error.is_none(), "{:?}", rep.error);
@@ -155,8 +161,9 @@ fn main() {
             let mut adds = Vec::new();
             for k in 0..5 {
                 inp.dnats.push(rule(n + k));
+                seal_as_operator(&mut inp, &key);
                 let t0 = Instant::now();
-                let st = desired(Some(facts.clone()), "gw", &inp);
+                let st = desired(Some(facts.clone()), "gw", &inp, &key);
                 let computed = t0.elapsed();
                 let rep = w.call_blocking(move |a| a.apply(&st, false));
                 adds.push((

@@ -1,10 +1,14 @@
 //! `desired`: from the API objects of one gateway to the NAT state it should
 //! have. Pure: no I/O, deterministic whatever the input order.
 //!
-//! Contract with the operator: an EIP is programmed once `status.ip` is set;
-//! a rule once its `Accepted` condition is `True` (for the current
-//! generation when the condition records one) and its EIP is programmed. A
-//! rule's `status.v4ip`, when set, must equal its EIP's `status.ip`.
+//! Contract with the operator (`vpcnet_api::seal`): an EIP is programmed
+//! once its status carries the operator's seal over its address on this
+//! gateway; a rule once its status carries the seal over its current
+//! generation, this gateway and its EIP's address, and its EIP is
+//! programmed. Conditions and addresses without a valid seal count for
+//! nothing: a tenant whose role reaches `/status` can write those. And only
+//! objects of the namespaces the gateway's VPC lists are looked at, whatever
+//! the operator said.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -15,6 +19,8 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use vpcnet_api::condition::Conditioned;
 use vpcnet_api::dnat::L4Protocol;
+use vpcnet_api::nat_rule_status::NatRuleStatus;
+use vpcnet_api::seal::{Decision, SealKey};
 use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule};
 
 use crate::model::*;
@@ -37,6 +43,83 @@ pub struct Inputs {
     /// IptablesFIPRules.
     #[serde(default)]
     pub fips: Vec<IptablesFIPRule>,
+    /// The namespaces of the gateway's VPC (its `spec.namespaces`).
+    #[serde(default)]
+    pub vpc_namespaces: Vec<String>,
+}
+
+/// Seals every EIP with an address and every rule with `Accepted=True` (its
+/// `v4ip` defaulting to its EIP's address) as the operator would: for state
+/// files, tests and benchmarks, which play the operator. Never applied to
+/// what the API says.
+pub fn seal_as_operator(inputs: &mut Inputs, key: &SealKey) {
+    let mut ips: HashMap<(String, String), (String, String)> = HashMap::new();
+    for e in &mut inputs.eips {
+        let gw = e.spec.nat_gw_dp.clone();
+        let ns = e.namespace().unwrap_or_default();
+        let name = e.name_any();
+        if e.metadata.uid.is_none() {
+            e.metadata.uid = Some(format!("uid-eip-{ns}-{name}"));
+        }
+        let d = e
+            .status
+            .as_ref()
+            .and_then(|s| s.ip.clone())
+            .map(|ip| (Decision::eip(e, &gw, &ip), ip));
+        if let (Some((d, ip)), Some(st)) = (d, e.status.as_mut()) {
+            st.nat_gw_dp = Some(gw.clone());
+            st.seal = Some(key.seal(&d));
+            ips.insert((ns, name), (ip, gw));
+        }
+    }
+    fn rule<K: kube::Resource<DynamicType = ()> + Conditioned>(
+        r: &mut K,
+        eip: &str,
+        status: fn(&mut K) -> Option<&mut vpcnet_api::nat_rule_status::NatRuleStatus>,
+        ips: &HashMap<(String, String), (String, String)>,
+        key: &SealKey,
+    ) {
+        let ns = r.meta().namespace.clone().unwrap_or_default();
+        if r.meta().uid.is_none() {
+            let uid = format!(
+                "uid-{}-{ns}-{}",
+                K::kind(&()),
+                r.meta().name.clone().unwrap_or_default()
+            );
+            r.meta_mut().uid = Some(uid);
+        }
+        let generation = r.meta().generation;
+        let ok = r.conditions().iter().any(|c| {
+            c.type_ == ACCEPTED
+                && c.status == "True"
+                && c.observed_generation.is_none_or(|g| Some(g) == generation)
+        });
+        let Some((ip, gw)) = ips.get(&(ns, eip.to_string())).cloned() else {
+            return;
+        };
+        if !ok {
+            return;
+        }
+        let v4ip = status(r).and_then(|s| s.v4ip.clone()).unwrap_or(ip);
+        let seal = key.seal(&Decision::rule(r, &gw, &v4ip));
+        if let Some(st) = status(r) {
+            st.v4ip = Some(v4ip);
+            st.nat_gw_dp = Some(gw);
+            st.seal = Some(seal);
+        }
+    }
+    for r in &mut inputs.snats {
+        let eip = r.spec.eip.clone();
+        rule(r, &eip, |r| r.status.as_mut(), &ips, key);
+    }
+    for r in &mut inputs.dnats {
+        let eip = r.spec.eip.clone();
+        rule(r, &eip, |r| r.status.as_mut(), &ips, key);
+    }
+    for r in &mut inputs.fips {
+        let eip = r.spec.eip.clone();
+        rule(r, &eip, |r| r.status.as_mut(), &ips, key);
+    }
 }
 
 fn skip(reason: &str, message: impl Into<String>) -> Skip {
@@ -46,46 +129,60 @@ fn skip(reason: &str, message: impl Into<String>) -> Skip {
     }
 }
 
-/// `Err(skip)` unless `Accepted` is True for the object's generation.
-fn accepted(conds: &[Condition], generation: Option<i64>) -> Result<(), Skip> {
-    let c = conds.iter().find(|c| c.type_ == ACCEPTED);
-    match c {
-        None => Err(skip("NotAccepted", "waiting for the Accepted condition")),
-        Some(c) if c.status != "True" => Err(skip(
+/// `Err(skip)` unless the operator sealed the rule's current generation on
+/// `gateway` (the condition is quoted only to explain a refusal).
+fn sealed<K: kube::Resource<DynamicType = ()>>(
+    key: &SealKey,
+    gateway: &str,
+    rule: &K,
+    conds: &[Condition],
+    status: Option<&NatRuleStatus>,
+) -> Result<(), Skip> {
+    let st = status.ok_or_else(|| skip("NotAccepted", "waiting for the operator's verdict"))?;
+    let verified = match (&st.v4ip, &st.nat_gw_dp, &st.seal) {
+        (Some(ip), Some(gw), Some(seal)) => {
+            gw == gateway && key.verify(&Decision::rule(rule, gw, ip), seal)
+        }
+        _ => false,
+    };
+    if verified {
+        return Ok(());
+    }
+    Err(match conds.iter().find(|c| c.type_ == ACCEPTED) {
+        Some(c) if c.status != "True" => skip(
             "NotAccepted",
             format!("Accepted is {}: {}", c.status, c.message),
-        )),
-        Some(c) => match (c.observed_generation, generation) {
-            (Some(seen), Some(current)) if seen != current => Err(skip(
-                "NotAccepted",
-                format!("Accepted is for generation {seen}, object is at {current}"),
-            )),
-            _ => Ok(()),
-        },
-    }
+        ),
+        _ => skip(
+            "NotAccepted",
+            "no verdict of the operator for this generation (status carries no valid seal)",
+        ),
+    })
 }
 
 /// Common gate for rules: accepted, EIP of this gateway programmed, v4ip agrees.
 /// `Ok(None)`: the rule belongs to another gateway (or to no known EIP).
-fn rule_eip(
+fn rule_eip<K: kube::Resource<DynamicType = ()>>(
     eips: &HashMap<(String, String), Result<Ipv4Addr, ()>>,
-    ns: &str,
+    key: &SealKey,
+    gateway: &str,
+    rule: &K,
     eip: &str,
     conds: &[Condition],
-    generation: Option<i64>,
-    v4ip: Option<&String>,
+    status: Option<&NatRuleStatus>,
 ) -> Result<Option<Ipv4Addr>, Skip> {
-    let Some(found) = eips.get(&(ns.to_string(), eip.to_string())) else {
+    let ns = rule.meta().namespace.clone().unwrap_or_default();
+    let Some(found) = eips.get(&(ns, eip.to_string())) else {
         return Ok(None);
     };
-    accepted(conds, generation)?;
     let Ok(ip) = found else {
         return Err(skip(
             "EipPending",
-            format!("EIP {eip} has no status.ip yet"),
+            format!("EIP {eip} is not programmed yet"),
         ));
     };
-    if let Some(v) = v4ip
+    sealed(key, gateway, rule, conds, status)?;
+    if let Some(v) = status.and_then(|s| s.v4ip.as_ref())
         && v.parse::<Ipv4Addr>().ok() != Some(*ip)
     {
         return Err(skip(
@@ -97,7 +194,12 @@ fn rule_eip(
 }
 
 /// Computes the NAT state of gateway `gateway`.
-pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> NatState {
+pub fn desired(
+    facts: Option<GatewayFacts>,
+    gateway: &str,
+    inputs: &Inputs,
+    seal_key: &SealKey,
+) -> NatState {
     let mut st = NatState {
         facts,
         ..NatState::default()
@@ -113,7 +215,40 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
     for e in sorted_eips {
         let ns = e.namespace().unwrap_or_default();
         let key = ObjKey::new(Kind::Eip, &ns, &e.name_any());
-        let ip = e.status.as_ref().and_then(|s| s.ip.as_deref());
+        if !inputs.vpc_namespaces.contains(&ns) {
+            // Not a namespace of this VPC: none of its rules are looked at.
+            st.skipped.insert(
+                key,
+                skip(
+                    "Forbidden",
+                    format!("namespace {ns} is not a namespace of this gateway's VPC"),
+                ),
+            );
+            continue;
+        }
+        let status = e.status.as_ref();
+        let ip = status.and_then(|s| s.ip.as_deref());
+        let vouched = match (
+            ip,
+            status.and_then(|s| s.nat_gw_dp.as_deref()),
+            status.and_then(|s| s.seal.as_deref()),
+        ) {
+            (Some(ip), Some(gw), Some(seal)) => {
+                gw == gateway && seal_key.verify(&Decision::eip(e, gw, ip), seal)
+            }
+            _ => false,
+        };
+        if ip.is_some() && !vouched {
+            st.skipped.insert(
+                key,
+                skip(
+                    "NotAccepted",
+                    "status.ip carries no valid seal of the operator",
+                ),
+            );
+            eips.insert((ns, e.name_any()), Err(()));
+            continue;
+        }
         let parsed = match ip.map(|s| s.parse::<Ipv4Addr>()) {
             None => {
                 st.skipped
@@ -131,12 +266,12 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
                 Err(())
             }
             Some(Ok(a)) => {
-                if let Some(other) = st.eips.get(&a) {
+                if st.eips.contains_key(&a) {
                     st.skipped.insert(
                         key,
                         skip(
                             "Conflict",
-                            format!("address {a} is already held by {other}"),
+                            format!("address {a} is already in use on this gateway"),
                         ),
                     );
                     Err(())
@@ -156,11 +291,12 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
         let status = r.status.as_ref();
         let gate = rule_eip(
             &eips,
-            &ns,
+            seal_key,
+            gateway,
+            r,
             &r.spec.eip,
             r.conditions(),
-            r.metadata.generation,
-            status.and_then(|s| s.v4ip.as_ref()),
+            status,
         );
         match gate {
             Ok(None) => {}
@@ -168,6 +304,25 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
                 st.skipped.insert(key, s);
             }
             Ok(Some(eip)) => match parse_cidr(&r.spec.internal_cidr) {
+                // Only the VPC's own sources are translated: a catch-all
+                // would take the gateway's own traffic too.
+                Some(cidr)
+                    if st
+                        .facts
+                        .as_ref()
+                        .is_some_and(|f| !f.vpc_cidrs.iter().any(|c| c.contains(&cidr))) =>
+                {
+                    st.skipped.insert(
+                        key,
+                        skip(
+                            "OutsideVpc",
+                            format!(
+                                "internalCIDR {} is not inside a subnet of this gateway's VPC",
+                                r.spec.internal_cidr
+                            ),
+                        ),
+                    );
+                }
                 Some(cidr) => st.snats.push(Snat { key, cidr, eip }),
                 None => {
                     st.skipped.insert(
@@ -198,11 +353,12 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
         let status = r.status.as_ref();
         match rule_eip(
             &eips,
-            &ns,
+            seal_key,
+            gateway,
+            r,
             &r.spec.eip,
             r.conditions(),
-            r.metadata.generation,
-            status.and_then(|s| s.v4ip.as_ref()),
+            status,
         ) {
             Ok(None) => {}
             Err(s) => {
@@ -246,11 +402,12 @@ pub fn desired(facts: Option<GatewayFacts>, gateway: &str, inputs: &Inputs) -> N
         let status = r.status.as_ref();
         let eip = match rule_eip(
             &eips,
-            &ns,
+            seal_key,
+            gateway,
+            r,
             &r.spec.eip,
             r.conditions(),
-            r.metadata.generation,
-            status.and_then(|s| s.v4ip.as_ref()),
+            status,
         ) {
             Ok(None) => continue,
             Err(s) => {

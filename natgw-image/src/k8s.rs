@@ -15,7 +15,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
-use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
+use vpcnet_api::seal::{Decision, SealKey};
+use vpcnet_api::{
+    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Vpc, VpcNatGateway,
+};
 
 use crate::apply::{ApplyReport, Worker};
 use crate::desired::{Inputs, desired};
@@ -54,6 +57,17 @@ struct Stores {
     dnats: Store<IptablesDnatRule>,
     fips: Store<IptablesFIPRule>,
     gw: Store<VpcNatGateway>,
+    vpcs: Store<Vpc>,
+}
+
+/// What is known of one object when its `Programmed` report is written:
+/// its generation, its current `Programmed` condition and seal, and the
+/// seal the report should carry.
+struct Current {
+    generation: Option<i64>,
+    condition: Option<Condition>,
+    seal_now: Option<String>,
+    seal_due: Option<String>,
 }
 
 impl Stores {
@@ -64,43 +78,99 @@ impl Stores {
         {
             s.state().iter().map(|a| (**a).clone()).collect()
         }
+        // The VPC's namespaces, read from the Vpc itself: a rule of any
+        // other namespace is never programmed, whatever its status says.
+        let vpc_namespaces = self
+            .gw
+            .state()
+            .first()
+            .and_then(|g| self.vpcs.get(&reflector::ObjectRef::new(&g.spec.vpc)))
+            .map(|v| v.spec.namespaces.clone())
+            .unwrap_or_default();
         Inputs {
             eips: all(&self.eips),
             snats: all(&self.snats),
             dnats: all(&self.dnats),
             fips: all(&self.fips),
+            vpc_namespaces,
         }
     }
 
-    fn current(&self, key: &ObjKey) -> Option<(Option<i64>, Option<Condition>)> {
+    fn current(&self, key: &ObjKey, seal_key: &SealKey, gateway: &str) -> Option<Current> {
         fn find<K>(
             s: &Store<K>,
             ns: &str,
             name: &str,
-            conds: impl Fn(&K) -> Option<&Vec<Condition>>,
-        ) -> Option<(Option<i64>, Option<Condition>)>
+            parts: impl Fn(&K) -> (Option<&Vec<Condition>>, Option<&String>, Option<&String>),
+            seal_key: &SealKey,
+            gateway: &str,
+        ) -> Option<Current>
         where
             K: Clone + Resource<DynamicType = ()> + 'static,
         {
             let o = s.get(&reflector::ObjectRef::<K>::new(name).within(ns))?;
-            let c = conds(&o).and_then(|c| c.iter().find(|c| c.type_ == PROGRAMMED).cloned());
-            Some((o.meta().generation, c))
+            let (conds, seal_now, ip) = parts(&o);
+            let condition = conds.and_then(|c| c.iter().find(|c| c.type_ == PROGRAMMED).cloned());
+            Some(Current {
+                generation: o.meta().generation,
+                condition,
+                seal_now: seal_now.cloned(),
+                seal_due: ip
+                    .map(|ip| seal_key.seal(&Decision::programmed(o.as_ref(), gateway, ip))),
+            })
         }
         match key.kind {
-            Kind::Eip => find(&self.eips, &key.ns, &key.name, |o| {
-                o.status.as_ref().map(|s| &s.conditions)
-            }),
-            Kind::Snat => find(&self.snats, &key.ns, &key.name, |o| {
-                o.status.as_ref().map(|s| &s.conditions)
-            }),
-            Kind::Dnat => find(&self.dnats, &key.ns, &key.name, |o| {
-                o.status.as_ref().map(|s| &s.conditions)
-            }),
-            Kind::Fip => find(&self.fips, &key.ns, &key.name, |o| {
-                o.status.as_ref().map(|s| &s.conditions)
-            }),
+            Kind::Eip => find(
+                &self.eips,
+                &key.ns,
+                &key.name,
+                |o| {
+                    let st = o.status.as_ref();
+                    (
+                        st.map(|s| &s.conditions),
+                        st.and_then(|s| s.programmed_seal.as_ref()),
+                        st.and_then(|s| s.ip.as_ref()),
+                    )
+                },
+                seal_key,
+                gateway,
+            ),
+            Kind::Snat => find(
+                &self.snats,
+                &key.ns,
+                &key.name,
+                |o| rule_parts(o.status.as_ref()),
+                seal_key,
+                gateway,
+            ),
+            Kind::Dnat => find(
+                &self.dnats,
+                &key.ns,
+                &key.name,
+                |o| rule_parts(o.status.as_ref()),
+                seal_key,
+                gateway,
+            ),
+            Kind::Fip => find(
+                &self.fips,
+                &key.ns,
+                &key.name,
+                |o| rule_parts(o.status.as_ref()),
+                seal_key,
+                gateway,
+            ),
         }
     }
+}
+
+fn rule_parts(
+    st: Option<&vpcnet_api::nat_rule_status::NatRuleStatus>,
+) -> (Option<&Vec<Condition>>, Option<&String>, Option<&String>) {
+    (
+        st.map(|s| &s.conditions),
+        st.and_then(|s| s.programmed_seal.as_ref()),
+        st.and_then(|s| s.v4ip.as_ref()),
+    )
 }
 
 fn watch<K>(
@@ -128,14 +198,25 @@ where
     (store, s)
 }
 
-async fn patch_status<K>(api: Api<K>, name: &str, cond: &Condition) -> kube::Result<()>
+async fn patch_status<K>(
+    api: Api<K>,
+    name: &str,
+    cond: &Condition,
+    seal: Option<&String>,
+) -> kube::Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
+    // The seal goes with a True report only; leaving it out of the apply
+    // removes an earlier one (the agent owns the field).
+    let mut status = serde_json::json!({ "conditions": [cond] });
+    if let Some(seal) = seal {
+        status["programmedSeal"] = serde_json::json!(seal);
+    }
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "status": { "conditions": [cond] },
+        "status": status,
     });
     api.patch_status(
         name,
@@ -146,17 +227,29 @@ where
     .map(|_| ())
 }
 
-async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kube::Result<()> {
+async fn write_condition(
+    client: &Client,
+    key: &ObjKey,
+    cond: &Condition,
+    seal: Option<&String>,
+) -> kube::Result<()> {
     let c = client.clone();
     match key.kind {
         Kind::Eip => {
-            patch_status(Api::<IptablesEIP>::namespaced(c, &key.ns), &key.name, cond).await
+            patch_status(
+                Api::<IptablesEIP>::namespaced(c, &key.ns),
+                &key.name,
+                cond,
+                seal,
+            )
+            .await
         }
         Kind::Snat => {
             patch_status(
                 Api::<IptablesSnatRule>::namespaced(c, &key.ns),
                 &key.name,
                 cond,
+                seal,
             )
             .await
         }
@@ -165,6 +258,7 @@ async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kub
                 Api::<IptablesDnatRule>::namespaced(c, &key.ns),
                 &key.name,
                 cond,
+                seal,
             )
             .await
         }
@@ -173,6 +267,7 @@ async fn write_condition(client: &Client, key: &ObjKey, cond: &Condition) -> kub
                 Api::<IptablesFIPRule>::namespaced(c, &key.ns),
                 &key.name,
                 cond,
+                seal,
             )
             .await
         }
@@ -199,6 +294,10 @@ async fn restore_snapshot(store: &mut SnapshotStore, facts: &GatewayFacts, worke
     );
 }
 
+/// A `Programmed` report as last written: status, reason, message,
+/// generation and seal.
+type Written = (String, String, String, Option<i64>, Option<String>);
+
 /// Objects per page of the initial lists.
 const LIST_PAGE_SIZE: u32 = 5000;
 
@@ -216,6 +315,7 @@ pub async fn run(
     shared: Arc<Shared>,
     debounce: Duration,
     mut snapshots: Option<SnapshotStore>,
+    seal_key: SealKey,
 ) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
     // A restarted gateway is down until the first lists are in: take them
@@ -243,18 +343,20 @@ pub async fn run(
     );
     let (gw, s5) = watch(
         Api::<VpcNatGateway>::all(client.clone()),
-        cfg.fields(&format!("metadata.name={gateway}")),
+        cfg.clone().fields(&format!("metadata.name={gateway}")),
         notify.clone(),
     );
+    let (vpcs, s6) = watch(Api::<Vpc>::all(client.clone()), cfg, notify.clone());
     let stores = Stores {
         eips,
         snats,
         dnats,
         fips,
         gw,
+        vpcs,
     };
     let lists_started = std::time::Instant::now();
-    tokio::spawn(futures::stream::select_all([s1, s2, s3, s4, s5]).for_each(|_| async {}));
+    tokio::spawn(futures::stream::select_all([s1, s2, s3, s4, s5, s6]).for_each(|_| async {}));
     if let Some(store) = snapshots.as_mut() {
         restore_snapshot(store, &facts, &worker).await;
     }
@@ -264,6 +366,7 @@ pub async fn run(
         stores.dnats.wait_until_ready().await,
         stores.fips.wait_until_ready().await,
         stores.gw.wait_until_ready().await,
+        stores.vpcs.wait_until_ready().await,
     ] {
         ready?;
     }
@@ -271,7 +374,7 @@ pub async fn run(
     tracing::info!(lists_ms, "initial lists done");
     let mut first_apply = true;
     // Conditions as last written by us: (status, reason, message, generation).
-    let mut written: HashMap<ObjKey, (String, String, String, Option<i64>)> = HashMap::new();
+    let mut written: HashMap<ObjKey, Written> = HashMap::new();
     let mut warned_lan = false;
     loop {
         // The first apply follows the lists at once: the gateway is down
@@ -289,7 +392,7 @@ pub async fn run(
         let t_desired = std::time::Instant::now();
         let inputs = stores.inputs();
         let inputs_ms = t_desired.elapsed().as_millis() as u64;
-        let st = desired(Some(facts.clone()), &gateway, &inputs);
+        let st = desired(Some(facts.clone()), &gateway, &inputs, &seal_key);
         drop(inputs);
         let desired_ms = t_desired.elapsed().as_millis() as u64 - inputs_ms;
         let st2 = st.clone();
@@ -341,17 +444,28 @@ pub async fn run(
             let Some((ok, reason, message)) = programmed(&st, &rep, key) else {
                 continue;
             };
-            let Some((generation, existing)) = stores.current(key) else {
+            let Some(cur) = stores.current(key, &seal_key, &gateway) else {
                 continue;
             };
+            let (generation, existing) = (cur.generation, cur.condition);
+            // A True report carries the agent's seal: the operator counts
+            // Programmed only with it.
+            let seal = if ok { cur.seal_due } else { None };
             let status = if ok { "True" } else { "False" }.to_string();
-            let want = (status.clone(), reason.clone(), message.clone(), generation);
-            let same_live = existing.as_ref().is_some_and(|c| {
-                c.status == status
-                    && c.reason == reason
-                    && c.message == message
-                    && c.observed_generation == generation
-            });
+            let want = (
+                status.clone(),
+                reason.clone(),
+                message.clone(),
+                generation,
+                seal.clone(),
+            );
+            let same_live = cur.seal_now == seal
+                && existing.as_ref().is_some_and(|c| {
+                    c.status == status
+                        && c.reason == reason
+                        && c.message == message
+                        && c.observed_generation == generation
+                });
             if same_live || (existing.is_some() && written.get(key) == Some(&want)) {
                 continue;
             }
@@ -367,13 +481,13 @@ pub async fn run(
                 observed_generation: generation,
                 last_transition_time: ltt,
             };
-            writes.push((key.clone(), want, cond));
+            writes.push((key.clone(), want, cond, seal));
         }
         // Thousands of rules after a restart: write in parallel, bounded.
         let client = &client;
         let done: Vec<_> = futures::stream::iter(writes)
-            .map(|(key, want, cond)| async move {
-                let r = write_condition(client, &key, &cond).await;
+            .map(|(key, want, cond, seal)| async move {
+                let r = write_condition(client, &key, &cond, seal.as_ref()).await;
                 (key, want, r)
             })
             .buffer_unordered(STATUS_WRITES_IN_FLIGHT)

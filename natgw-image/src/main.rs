@@ -45,9 +45,16 @@ struct Args {
     /// Empty means none (the operator passes "" when the subnet has no gateway).
     #[arg(long, env = "VPCNET_EXTERNAL_GATEWAY")]
     external_gateway: Option<String>,
-    /// HTTP address for /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    /// HTTP address for /healthz, /readyz and /metrics. Loopback by default:
+    /// the kubelet probes by exec inside the pod, metrics are read through
+    /// `kubectl port-forward`; on any other address the agent would answer
+    /// on every EIP and on the VPC's LAN.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The operator's seal key (`vpcnet_api::seal`): only objects whose
+    /// status carries a seal made with it are programmed.
+    #[arg(long, env = vpcnet_api::seal::AGENT_ENV, hide_env_values = true)]
+    seal_key: String,
     /// Seconds between drift checks.
     #[arg(long, default_value_t = 5.0)]
     drift_interval: f64,
@@ -133,6 +140,8 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    let seal_key = vpcnet_api::seal::SealKey::new(args.seal_key.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", vpcnet_api::seal::AGENT_ENV))?;
     let cfg = ApplyConfig {
         iptables: args.iptables.clone(),
         lan_iface: args.lan_iface.clone(),
@@ -169,7 +178,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     if args.once {
         let path = args.state_file.as_ref().expect("clap requires it");
         let inputs: Inputs = serde_json::from_slice(&std::fs::read(path)?)?;
-        let st = desired(Some(facts), &args.gateway, &inputs);
+        let st = desired(Some(facts), &args.gateway, &inputs, &seal_key);
         let st2 = st.clone();
         let rep = worker.call_blocking(move |a| a.apply(&st2, false));
         let mut out = serde_json::Map::new();
@@ -224,7 +233,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         });
         if let Some(path) = &args.state_file {
             let inputs: Inputs = serde_json::from_slice(&std::fs::read(path)?)?;
-            let st = desired(Some(facts.clone()), &args.gateway, &inputs);
+            let st = desired(Some(facts.clone()), &args.gateway, &inputs, &seal_key);
             let rep = worker.call(move |a| a.apply(&st, false)).await;
             if rep.error.is_none() {
                 shared
@@ -255,6 +264,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             shared,
             Duration::from_millis(args.debounce_ms),
             snapshots,
+            seal_key,
         )
         .await
     };

@@ -209,7 +209,15 @@ pub fn render_lines_with(st: &NatState, block_wanted: &dyn Fn(&str) -> bool) -> 
         );
     }
 
-    // POSTROUTING: hairpin, FIP SNAT, SNAT longest prefix first.
+    // POSTROUTING: the gateway's own traffic (its API connections) is never
+    // translated; then hairpin, FIP SNAT, SNAT longest prefix first.
+    push(
+        None,
+        format!(
+            "-A {CHAIN_POST} -m addrtype --src-type LOCAL {} -j RETURN",
+            comment("own-traffic")
+        ),
+    );
     if let Some(facts) = &st.facts {
         for cidr in &facts.vpc_cidrs {
             push(

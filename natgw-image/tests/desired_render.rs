@@ -37,7 +37,9 @@ fn snat_longest_prefix_first_with_random_fully() {
         ],
         ..Default::default()
     };
-    let text = render(&desired(Some(facts()), GW, &inp));
+    let mut wide = facts();
+    wide.vpc_cidrs = vec!["10.0.0.0/16".parse().unwrap()];
+    let text = render(&desired_sealed(Some(wide.clone()), GW, &inp));
     let snats: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("vpcnet:snat/"))
@@ -50,9 +52,9 @@ fn snat_longest_prefix_first_with_random_fully() {
         snats[1],
         "-A VPCNAT-POSTROUTING -s 10.0.1.0/24 -o net1 -m comment --comment \"vpcnet:snat/t/mid\" -j SNAT --to-source 172.16.3.10 --random-fully"
     );
-    let mut f = facts();
+    let mut f = wide;
     f.random_fully = false;
-    let text = render(&desired(Some(f), GW, &inp));
+    let text = render(&desired_sealed(Some(f), GW, &inp));
     assert!(!text.contains("--random-fully"));
 }
 
@@ -63,7 +65,7 @@ fn fip_is_dnat_plus_snat() {
         fips: vec![fip("t", "f1", "e1", "10.0.1.2")],
         ..Default::default()
     };
-    let text = render(&desired(Some(facts()), GW, &inp));
+    let text = render(&desired_sealed(Some(facts()), GW, &inp));
     assert_eq!(
         rules_of(&text, "fip/t/f1"),
         vec![
@@ -102,7 +104,7 @@ fn exclusive_dnat_and_port_ranges() {
         ],
         ..Default::default()
     };
-    let text = render(&desired(Some(facts()), GW, &inp));
+    let text = render(&desired_sealed(Some(facts()), GW, &inp));
     assert_eq!(
         rules_of(&text, "dnat/t/web"),
         vec![
@@ -145,7 +147,7 @@ fn shared_dnat_spreads_in_a_group_chain() {
         ],
         ..Default::default()
     };
-    let st = desired(Some(facts()), GW, &inp);
+    let st = desired_sealed(Some(facts()), GW, &inp);
     let r = render_lines(&st);
     let chain = r
         .chains
@@ -186,7 +188,7 @@ fn exclusive_conflict_first_wins_and_is_reported() {
         ],
         ..Default::default()
     };
-    let st = desired(Some(facts()), GW, &inp);
+    let st = desired_sealed(Some(facts()), GW, &inp);
     assert_eq!(st.rule_count(), 1);
     assert_eq!(
         st.skipped[&ObjKey::new(Kind::Dnat, "t", "b")].reason,
@@ -196,7 +198,7 @@ fn exclusive_conflict_first_wins_and_is_reported() {
 
 #[test]
 fn hairpin_snats_dnated_vpc_traffic_to_lan_ip() {
-    let text = render(&desired(Some(facts()), GW, &Inputs::default()));
+    let text = render(&desired_sealed(Some(facts()), GW, &Inputs::default()));
     assert_eq!(
         rules_of(&text, "hairpin"),
         vec![
@@ -209,17 +211,106 @@ fn hairpin_snats_dnated_vpc_traffic_to_lan_ip() {
         snats: vec![snat("t", "s", "e1", "10.0.1.0/24", true)],
         ..Default::default()
     };
-    let text = render(&desired(Some(facts()), GW, &inp));
+    let text = render(&desired_sealed(Some(facts()), GW, &inp));
     let post: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("-A VPCNAT-POSTROUTING"))
         .collect();
-    assert!(post[0].contains("vpcnet:hairpin") && post[1].contains("vpcnet:snat/t/s"));
+    assert!(post[0].contains("vpcnet:own-traffic"));
+    assert!(post[1].contains("vpcnet:hairpin") && post[2].contains("vpcnet:snat/t/s"));
+}
+
+#[test]
+fn the_gateways_own_traffic_is_never_translated() {
+    // Whatever the rules, locally sourced packets (the agent's API
+    // connections) leave POSTROUTING before any SNAT.
+    let inp = Inputs {
+        eips: vec![eip("t", "e1", GW, Some("172.16.3.10"))],
+        snats: vec![snat("t", "s", "e1", "10.0.1.0/24", true)],
+        ..Default::default()
+    };
+    let text = render(&desired_sealed(Some(facts()), GW, &inp));
+    let first = text
+        .lines()
+        .find(|l| l.starts_with("-A VPCNAT-POSTROUTING"))
+        .unwrap();
+    assert_eq!(
+        first,
+        "-A VPCNAT-POSTROUTING -m addrtype --src-type LOCAL -m comment --comment \"vpcnet:own-traffic\" -j RETURN"
+    );
+    // A catch-all SNAT the operator should have refused is not programmed.
+    let wide = Inputs {
+        eips: vec![eip("t", "e1", GW, Some("172.16.3.10"))],
+        snats: vec![snat("t", "all", "e1", "0.0.0.0/0", true)],
+        ..Default::default()
+    };
+    let st = desired_sealed(Some(facts()), GW, &wide);
+    assert!(st.snats.is_empty());
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Snat, "t", "all")].reason,
+        "OutsideVpc"
+    );
+}
+
+#[test]
+fn nothing_unsealed_or_outside_the_vpc_is_programmed() {
+    let honest = Inputs {
+        eips: vec![eip("t", "e1", GW, Some("172.16.3.10"))],
+        dnats: vec![dnat("t", "web", "e1", "80", "10.0.1.2", None, false, false)],
+        ..Default::default()
+    };
+    let st = desired_sealed(Some(facts()), GW, &honest);
+    assert_eq!((st.eips.len(), st.rule_count()), (1, 1));
+
+    // A tenant writes what the operator would have: address, verdict, even
+    // a seal copied from another object. Nothing of it is programmed.
+    let mut forged = sealed(&honest);
+    forged.eips[0].status.as_mut().unwrap().ip = Some("172.16.3.99".into());
+    let st = desired(Some(facts()), GW, &forged, &key());
+    assert!(st.eips.is_empty() && st.rule_count() == 0, "{st:?}");
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Eip, "t", "e1")].reason,
+        "NotAccepted"
+    );
+    // The spec changed since the operator's verdict (a new generation),
+    // and the old sealed status is kept: the rule waits for a new verdict.
+    let mut stale = sealed(&honest);
+    stale.dnats[0].metadata.generation = Some(2);
+    let st = desired(Some(facts()), GW, &stale, &key());
+    assert_eq!((st.eips.len(), st.rule_count()), (1, 0));
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Dnat, "t", "web")].reason,
+        "NotAccepted"
+    );
+    // Or a seal copied from another rule.
+    let mut copied = sealed(&honest);
+    copied.dnats[0].metadata.uid = Some("someone-else".into());
+    let st = desired(Some(facts()), GW, &copied, &key());
+    assert_eq!(st.rule_count(), 0);
+
+    // Sealed by the operator, but the namespace left the gateway's VPC.
+    let mut moved = sealed(&honest);
+    moved.vpc_namespaces = vec!["other".into()];
+    let st = desired(Some(facts()), GW, &moved, &key());
+    assert!(st.eips.is_empty() && st.rule_count() == 0);
+    assert_eq!(
+        st.skipped[&ObjKey::new(Kind::Eip, "t", "e1")].reason,
+        "Forbidden"
+    );
+
+    // Sealed with another key: not the operator's.
+    let other = vpcnet_api::seal::SealKey::new(b"another-key-0123456789").unwrap();
+    let mut foreign = honest.clone();
+    foreign.vpc_namespaces = vec!["t".into()];
+    vpcnet_natgw::desired::seal_as_operator(&mut foreign, &other);
+    let st = desired(Some(facts()), GW, &foreign, &key());
+    assert!(st.eips.is_empty() && st.rule_count() == 0);
 }
 
 #[test]
 fn every_rule_line_is_attributed() {
     let inp = Inputs {
+        vpc_namespaces: vec!["t".into()],
         eips: vec![
             eip("t", "e1", GW, Some("172.16.3.10")),
             eip("t", "e2", GW, Some("172.16.3.11")),
@@ -231,7 +322,7 @@ fn every_rule_line_is_attributed() {
             dnat("t", "d2", "e1", "80", "10.0.1.3", None, false, true),
         ],
     };
-    let text = render(&desired(Some(facts()), GW, &inp));
+    let text = render(&desired_sealed(Some(facts()), GW, &inp));
     for l in text.lines().filter(|l| l.starts_with("-A ")) {
         assert!(
             l.contains("-m comment --comment \"vpcnet:"),
@@ -245,6 +336,7 @@ fn every_rule_line_is_attributed() {
 #[test]
 fn output_is_deterministic_whatever_the_input_order() {
     let mut inp = Inputs {
+        vpc_namespaces: vec!["t".into()],
         eips: (0..20)
             .map(|i| {
                 eip(
@@ -282,11 +374,11 @@ fn output_is_deterministic_whatever_the_input_order() {
             .collect(),
         fips: vec![],
     };
-    let a = render(&desired(Some(facts()), GW, &inp));
+    let a = render(&desired_sealed(Some(facts()), GW, &inp));
     inp.eips.reverse();
     inp.snats.reverse();
     inp.dnats.reverse();
-    let b = render(&desired(Some(facts()), GW, &inp));
+    let b = render(&desired_sealed(Some(facts()), GW, &inp));
     assert_eq!(a, b);
     assert_eq!(a.lines().filter(|l| l.contains("vpcnet:dnat/")).count(), 40);
 }
@@ -296,6 +388,7 @@ fn not_accepted_rules_and_eips_without_ip_are_ignored() {
     let mut pending_dnat = dnat("t", "d2", "e1", "81", "10.0.1.2", None, false, false);
     pending_dnat.status.as_mut().unwrap().conditions[0].observed_generation = Some(0);
     let inp = Inputs {
+        vpc_namespaces: vec!["t".into()],
         eips: vec![
             eip("t", "e1", GW, Some("172.16.3.10")),
             eip("t", "noip", GW, None),
@@ -309,7 +402,7 @@ fn not_accepted_rules_and_eips_without_ip_are_ignored() {
         dnats: vec![pending_dnat],
         fips: vec![],
     };
-    let st = desired(Some(facts()), GW, &inp);
+    let st = desired_sealed(Some(facts()), GW, &inp);
     assert_eq!(st.rule_count(), 0);
     assert_eq!(st.eips.len(), 1);
     assert_eq!(
@@ -349,7 +442,7 @@ fn rule_v4ip_must_match_eip() {
         snats: vec![r],
         ..Default::default()
     };
-    let st = desired(Some(facts()), GW, &inp);
+    let st = desired_sealed(Some(facts()), GW, &inp);
     assert_eq!(st.rule_count(), 0);
     assert_eq!(
         st.skipped[&ObjKey::new(Kind::Snat, "t", "s")].reason,
@@ -380,11 +473,11 @@ fn one_more_dnat_rule_changes_only_its_port_block() {
             .collect(),
         ..Default::default()
     };
-    let before = render_lines(&desired(Some(facts()), GW, &inp)).chain_texts();
+    let before = render_lines(&desired_sealed(Some(facts()), GW, &inp)).chain_texts();
     inp.dnats.push(dnat(
         "t", "new", "e2", "1500", "10.0.1.3", None, false, false,
     ));
-    let after = render_lines(&desired(Some(facts()), GW, &inp)).chain_texts();
+    let after = render_lines(&desired_sealed(Some(facts()), GW, &inp)).chain_texts();
     assert_eq!(before.len(), after.len());
     let changed: Vec<&String> = after
         .iter()

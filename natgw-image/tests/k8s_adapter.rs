@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use vpcnet_api::seal::{Decision, Purpose};
 
 const KUBECONFIG: &str = "/tmp/vpcnet-box/kubeconfig";
 
@@ -43,6 +44,7 @@ fn k(args: &[&str]) -> String {
 struct Cleanup {
     ns: String,
     gw: String,
+    vpc: String,
     agent: Option<Child>,
 }
 
@@ -54,6 +56,7 @@ impl Drop for Cleanup {
         }
         let _ = kubectl(&["delete", "ns", &self.ns, "--wait=false"], None);
         let _ = kubectl(&["delete", "vpcnatgateway", &self.gw, "--wait=false"], None);
+        let _ = kubectl(&["delete", "vpc", &self.vpc, "--wait=false"], None);
     }
 }
 
@@ -73,10 +76,57 @@ fn http_get(port: u16, path: &str) -> String {
         .unwrap_or_else(|e| panic!("GET {path} on port {port}: {e}"))
 }
 
-fn accepted_patch(ip: &str) -> String {
-    format!(
-        r#"{{"status":{{"v4ip":"{ip}","conditions":[{{"type":"Accepted","status":"True","reason":"Ok","message":"checked","lastTransitionTime":"2026-01-01T00:00:00Z"}}]}}}}"#
+/// The object's uid and generation, as the API server set them.
+fn identity(ns: &str, kind: &str, name: &str) -> (String, i64) {
+    let out = k(&[
+        "-n",
+        ns,
+        "get",
+        kind,
+        name,
+        "-o",
+        "jsonpath={.metadata.uid} {.metadata.generation}",
+    ]);
+    let (uid, generation) = out.split_once(' ').expect("uid and generation");
+    (
+        uid.to_string(),
+        generation.trim().parse().expect("generation"),
     )
+}
+
+/// The status the operator writes when it accepts rule `name` (kind
+/// `kind`, API kind `api_kind`) on gateway `gw` at `ip`: verdict and seal.
+fn accepted_patch(ns: &str, kind: &str, api_kind: &str, name: &str, gw: &str, ip: &str) -> String {
+    let (uid, generation) = identity(ns, kind, name);
+    let seal = key().seal(&Decision {
+        purpose: Purpose::Accepted,
+        kind: api_kind.into(),
+        namespace: ns.into(),
+        name: name.into(),
+        uid,
+        generation: Some(generation),
+        gateway: gw.into(),
+        ip: ip.into(),
+    });
+    format!(
+        r#"{{"status":{{"v4ip":"{ip}","natGwDp":"{gw}","seal":"{seal}","conditions":[{{"type":"Accepted","status":"True","reason":"Ok","message":"checked","observedGeneration":{generation},"lastTransitionTime":"2026-01-01T00:00:00Z"}}]}}}}"#
+    )
+}
+
+/// The status the operator writes when it gives EIP `name` address `ip`.
+fn eip_patch(ns: &str, name: &str, gw: &str, ip: &str) -> String {
+    let (uid, _) = identity(ns, "iptableseip", name);
+    let seal = key().seal(&Decision {
+        purpose: Purpose::Accepted,
+        kind: "IptablesEIP".into(),
+        namespace: ns.into(),
+        name: name.into(),
+        uid,
+        generation: None,
+        gateway: gw.into(),
+        ip: ip.into(),
+    });
+    format!(r#"{{"status":{{"ip":"{ip}","natGwDp":"{gw}","seal":"{seal}"}}}}"#)
 }
 
 #[test]
@@ -91,18 +141,21 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
     let mut c = Cleanup {
         ns: format!("natgw-test-{id}"),
         gw: format!("gw-{id}"),
+        vpc: format!("vpc-{id}"),
         agent: None,
     };
     k(&["create", "ns", &c.ns]);
     kubectl(
         &["apply", "-f", "-"],
         Some(&format!(
-            "apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {{name: {gw}}}\nspec: {{vpc: vpc1, subnet: net1, lanIp: 10.0.1.254}}\n---\n\
+            "apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {vpc}}}\nspec: {{namespaces: [{ns}]}}\n---\n\
+             apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {{name: {gw}}}\nspec: {{vpc: {vpc}, subnet: net1, lanIp: 10.0.1.254}}\n---\n\
              apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: e1, namespace: {ns}}}\nspec: {{natGwDp: {gw}}}\n---\n\
              apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{eip: e1, externalPort: '8888', protocol: tcp, internalIp: 10.0.1.2, internalPort: '80'}}\n---\n\
              apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: pending, namespace: {ns}}}\nspec: {{eip: e1, externalPort: '9999', protocol: tcp, internalIp: 10.0.1.3}}\n",
             gw = c.gw,
-            ns = c.ns
+            ns = c.ns,
+            vpc = c.vpc
         )),
     )
     .unwrap();
@@ -115,7 +168,7 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         "--subresource=status",
         "--type=merge",
         "-p",
-        r#"{"status":{"ip":"172.16.3.10"}}"#,
+        &eip_patch(&c.ns, "e1", &c.gw, "172.16.3.10"),
     ]);
     k(&[
         "-n",
@@ -126,7 +179,14 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         "--subresource=status",
         "--type=merge",
         "-p",
-        &accepted_patch("172.16.3.10"),
+        &accepted_patch(
+            &c.ns,
+            "iptablesdnatrule",
+            "IptablesDnatRule",
+            "web",
+            &c.gw,
+            "172.16.3.10",
+        ),
     ]);
 
     let port = 20000 + (std::process::id() % 20000) as u16;
@@ -134,6 +194,7 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
             .env("KUBECONFIG", KUBECONFIG)
             .env("VPCNET_GATEWAY", &c.gw)
+            .env(vpcnet_api::seal::AGENT_ENV, KEY_TEXT)
             .args([
                 "--netns",
                 &t.gw,
@@ -216,6 +277,36 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
     assert!(m.contains("vpcnet_natgw_applies_total"), "{m}");
     assert!(m.contains("vpcnet_natgw_rules_programmed 1"), "{m}");
 
+    // The agent seals its report: Ready is never derived from a condition
+    // alone.
+    let programmed_seal = k(&[
+        "-n",
+        &c.ns,
+        "get",
+        "iptablesdnatrule",
+        "web",
+        "-o",
+        "jsonpath={.status.programmedSeal}",
+    ]);
+    assert_eq!(programmed_seal.len(), 64, "{programmed_seal:?}");
+
+    // A tenant whose role reaches /status forges the verdict: Accepted=True
+    // with the address, but no seal of the operator. Nothing is programmed.
+    k(&[
+        "-n",
+        &c.ns,
+        "patch",
+        "iptablesdnatrule",
+        "pending",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"v4ip":"172.16.3.10","natGwDp":"forged","conditions":[{"type":"Accepted","status":"True","reason":"Ok","message":"forged","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!save().contains(&format!("\"vpcnet:dnat/{}/pending\"", c.ns)));
+    assert_eq!(cond("pending", "status"), "False");
+
     // Accepting the pending rule programs it; deleting web removes its lines.
     k(&[
         "-n",
@@ -226,7 +317,14 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         "--subresource=status",
         "--type=merge",
         "-p",
-        &accepted_patch("172.16.3.10"),
+        &accepted_patch(
+            &c.ns,
+            "iptablesdnatrule",
+            "IptablesDnatRule",
+            "pending",
+            &c.gw,
+            "172.16.3.10",
+        ),
     ]);
     let pending_tag = format!("\"vpcnet:dnat/{}/pending\"", c.ns);
     wait_for("pending rule programmed", 30, || {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use vpcnet_natgw::apply::{ApplyConfig, Worker};
-use vpcnet_natgw::desired::{Inputs, desired};
+use vpcnet_natgw::desired::Inputs;
 use vpcnet_natgw::drift;
 use vpcnet_natgw::iptables::{Iptables, Snapshot};
 use vpcnet_natgw::model::{GatewayFacts, Kind, ObjKey};
@@ -29,6 +29,7 @@ fn snapshot(w: &Worker) -> Snapshot {
 
 fn inputs() -> Inputs {
     Inputs {
+        vpc_namespaces: vec!["t".into()],
         eips: vec![
             eip("t", "e1", GW, Some("172.16.3.10")),
             eip("t", "e2", GW, Some("172.16.3.11")),
@@ -72,7 +73,7 @@ fn traffic_ownership_drift(backend: &str) {
     assert_eq!(facts.lan_ip.to_string(), "10.0.1.254");
     assert_eq!(facts.vpc_cidrs[0].to_string(), "10.0.1.0/24");
     let mut inp = inputs();
-    let st = desired(Some(facts.clone()), GW, &inp);
+    let st = desired_sealed(Some(facts.clone()), GW, &inp);
     let st2 = st.clone();
     let rep = w.call_blocking(move |a| a.apply(&st2, false));
     assert!(rep.error.is_none(), "{:?}", rep.error);
@@ -128,7 +129,7 @@ fn traffic_ownership_drift(backend: &str) {
     );
     inp.dnats
         .retain(|d| d.metadata.name.as_deref() != Some("other"));
-    let st = desired(Some(facts.clone()), GW, &inp);
+    let st = desired_sealed(Some(facts.clone()), GW, &inp);
     let st2 = st.clone();
     let rep = w.call_blocking(move |a| a.apply(&st2, false));
     all_ok(&rep.results);
@@ -186,7 +187,7 @@ fn traffic_ownership_drift(backend: &str) {
     // EIP gone -> its address goes, the primary stays; its DNAT goes too.
     inp.eips
         .retain(|e| e.metadata.name.as_deref() != Some("e2"));
-    let st = desired(Some(facts), GW, &inp);
+    let st = desired_sealed(Some(facts), GW, &inp);
     let rep = w.call_blocking(move |a| a.apply(&st, false));
     all_ok(&rep.results);
     let addrs = nsx(&t.gw, &["ip", "-4", "-o", "addr", "show", "dev", "net1"]);
@@ -218,7 +219,7 @@ fn bad_rule_reported(backend: &str) {
     let (w, mut facts) = worker(&t, backend);
     // An interface name iptables refuses: every SNAT line fails, DNAT is fine.
     facts.ext_iface = "an-interface-name-too-long".into();
-    let st = desired(Some(facts), GW, &inputs());
+    let st = desired_sealed(Some(facts), GW, &inputs());
     let rep = w.call_blocking(move |a| a.apply(&st, false));
     assert!(rep.error.is_none(), "{:?}", rep.error);
     let s1 = &rep.results[&ObjKey::new(Kind::Snat, "t", "s1")];
@@ -279,7 +280,7 @@ impl StateFile {
         let dir = std::env::temp_dir().join(format!("natgw-state-{}", t.gw));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("desired.json");
-        std::fs::write(&path, serde_json::to_vec(&inputs()).unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&sealed(&inputs())).unwrap()).unwrap();
         StateFile { dir, path }
     }
 }
@@ -295,6 +296,7 @@ fn real_binary_once_with_state_file() {
     let t = Topo::new();
     let state = StateFile::new(&t);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
+        .env(vpcnet_api::seal::AGENT_ENV, KEY_TEXT)
         .args([
             "--gateway",
             GW,
@@ -388,7 +390,7 @@ fn incremental_equals_full(backend: &str) {
     ];
     for (n, step) in steps.iter().enumerate() {
         step(&mut inp);
-        let st = desired(Some(facts.clone()), GW, &inp);
+        let st = desired_sealed(Some(facts.clone()), GW, &inp);
         let st2 = st.clone();
         let rep = w.call_blocking(move |a| a.apply(&st2, false));
         all_ok(&rep.results);
@@ -439,6 +441,7 @@ fn agent_exits_promptly_on_sigterm() {
     let state = StateFile::new(&t);
     let port = vpcnet_test_support::free_port();
     let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
+        .env(vpcnet_api::seal::AGENT_ENV, KEY_TEXT)
         .args([
             "--gateway",
             GW,

@@ -11,6 +11,34 @@ use vpcnet_api::*;
 
 pub const GW: &str = "gw1";
 
+/// The seal key the tests play the operator with.
+pub fn key() -> vpcnet_api::seal::SealKey {
+    vpcnet_api::seal::SealKey::new(KEY_TEXT.as_bytes()).unwrap()
+}
+
+/// The same key as the agent takes it from its environment.
+pub const KEY_TEXT: &str = "0123456789abcdef0123456789abcdef";
+
+/// `inputs` as the operator would have left them: every EIP with an address
+/// and every accepted rule sealed, and namespace `t` in the gateway's VPC.
+pub fn sealed(inputs: &vpcnet_natgw::desired::Inputs) -> vpcnet_natgw::desired::Inputs {
+    let mut i = inputs.clone();
+    vpcnet_natgw::desired::seal_as_operator(&mut i, &key());
+    if i.vpc_namespaces.is_empty() {
+        i.vpc_namespaces = vec!["t".into()];
+    }
+    i
+}
+
+/// `desired` over `sealed(inputs)`.
+pub fn desired_sealed(
+    facts: Option<vpcnet_natgw::model::GatewayFacts>,
+    gw: &str,
+    inputs: &vpcnet_natgw::desired::Inputs,
+) -> vpcnet_natgw::model::NatState {
+    vpcnet_natgw::desired::desired(facts, gw, &sealed(inputs), &key())
+}
+
 fn meta(ns: &str, name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use ovn::owner::OWNER_KEY;
 use ovn::{Owner, Txn};
-use vpcnet_api::{Subnet, Vpc};
+use vpcnet_api::{IptablesEIP, Subnet, Vpc, VpcNatGateway};
 
 use crate::pod::rebuild::OwnedRows;
 use crate::{Context, Result};
@@ -47,6 +47,58 @@ pub async fn owned_rows(nb: &ovn::Client, table: &str) -> Result<OwnedRows> {
 pub struct Collected {
     /// Owners whose rows were deleted.
     pub owners: Vec<String>,
+}
+
+/// The external-address holders (EIPs, gateways' net1) among `holders`
+/// whose object is not in `eips` / `gateways` (pure). Pods are released
+/// with their ports (and StatefulSet pods keep theirs across a restart), so
+/// they are not judged here.
+pub fn orphaned_holds(
+    holders: &BTreeSet<String>,
+    eips: &BTreeSet<String>,
+    gateways: &BTreeSet<String>,
+) -> Vec<String> {
+    holders
+        .iter()
+        .filter(|h| {
+            let eip = h.strip_prefix("eip/").is_some_and(|k| !eips.contains(k));
+            let gw = h
+                .strip_prefix("natgw/")
+                .is_some_and(|k| !gateways.contains(k));
+            eip || gw
+        })
+        .cloned()
+        .collect()
+}
+
+/// Frees the addresses of EIPs and gateways that are gone without their
+/// finalizer having run (it was stripped, or the object was force-deleted):
+/// such an address would otherwise stay taken until the next restart.
+pub async fn collect_holds(ctx: &Context) -> Result<Vec<String>> {
+    // Holders first, objects second: an object that took an address after
+    // this read is not judged, and one that had it is in the lists below.
+    let holders = ctx.ipam.lock().await.holders();
+    let eips: BTreeSet<String> = Api::<IptablesEIP>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .iter()
+        .map(|e| format!("{}/{}", e.namespace().unwrap_or_default(), e.name_any()))
+        .collect();
+    let gateways: BTreeSet<String> = Api::<VpcNatGateway>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .iter()
+        .map(|g| g.name_any())
+        .collect();
+    let gone = orphaned_holds(&holders, &eips, &gateways);
+    if !gone.is_empty() {
+        let mut ipam = ctx.ipam.lock().await;
+        for h in &gone {
+            ipam.release_everywhere(h);
+        }
+        tracing::info!(holders = ?gone, "released addresses of deleted EIPs and gateways");
+    }
+    Ok(gone)
 }
 
 /// Deletes the rows of every owner that is gone.
@@ -118,5 +170,30 @@ pub async fn run(ctx: Arc<Context>, period: Duration) {
         if let Err(e) = collect(&ctx).await {
             tracing::warn!(error = %e, "garbage collection failed; retrying next period");
         }
+        if let Err(e) = collect_holds(&ctx).await {
+            tracing::warn!(error = %e, "releasing orphaned addresses failed; retrying next period");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_holds_of_vanished_eips_and_gateways_are_orphans() {
+        let holders = set(&[
+            "eip/a/kept",
+            "eip/a/stripped",
+            "natgw/gw",
+            "natgw/gone",
+            "pod/a/web",
+        ]);
+        let orphans = orphaned_holds(&holders, &set(&["a/kept"]), &set(&["gw"]));
+        assert_eq!(orphans, vec!["eip/a/stripped", "natgw/gone"]);
     }
 }

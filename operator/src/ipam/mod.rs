@@ -104,6 +104,14 @@ impl Ipam {
             .collect()
     }
 
+    /// Every holder, in any pool.
+    pub fn holders(&self) -> std::collections::BTreeSet<String> {
+        self.pools
+            .values()
+            .flat_map(|p| p.holders().map(|(h, _)| h.to_string()))
+            .collect()
+    }
+
     /// Releases `holder` in every pool.
     pub fn release_everywhere(&mut self, holder: &str) {
         for p in self.pools.values_mut() {

@@ -47,7 +47,8 @@ pub struct IptablesDnatRuleSpec {
     pub protocol: L4Protocol,
 
     /// Destination inside the VPC.
-    #[x_kube(validation = Rule::new(crate::cel::IS_IPV4).message("internalIp must be an IPv4 address"))]
+    #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("internalIp must be an IPv4 address"))]
+    #[x_kube(validation = Rule::new(crate::cel::NOT_IPV6_IP).message("IPv6 is not supported yet; internalIp must be IPv4"))]
     #[schemars(length(max = 64))]
     pub internal_ip: String,
 

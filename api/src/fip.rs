@@ -33,7 +33,8 @@ pub struct IptablesFIPRuleSpec {
     pub eip: String,
 
     /// The address inside the VPC the EIP maps to.
-    #[x_kube(validation = Rule::new(crate::cel::IS_IPV4).message("internalIp must be an IPv4 address"))]
+    #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("internalIp must be an IPv4 address"))]
+    #[x_kube(validation = Rule::new(crate::cel::NOT_IPV6_IP).message("IPv6 is not supported yet; internalIp must be IPv4"))]
     #[schemars(length(max = 64))]
     pub internal_ip: String,
 }

@@ -31,10 +31,11 @@ pub struct IptablesSnatRuleSpec {
     )]
     pub eip: String,
 
-    /// Source range translated: a CIDR (`10.0.1.0/24`) or one address, inside
-    /// the gateway's VPC.
+    /// Source range translated: an IPv4 CIDR (`10.0.1.0/24`) or one address,
+    /// inside the gateway's VPC.
     #[serde(rename = "internalCIDR")]
     #[x_kube(validation = Rule::new("isIP(self) || (isCIDR(self) && cidr(self) == cidr(self).masked())").message("internalCIDR must be an IP address or a network CIDR such as 10.0.1.0/24 (host bits zero)"))]
+    #[x_kube(validation = Rule::new(crate::cel::NOT_IPV6_IP_OR_CIDR).message("IPv6 is not supported yet; internalCIDR must be IPv4"))]
     #[schemars(length(max = 64))]
     pub internal_cidr: String,
 }

@@ -30,7 +30,16 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || cidr(self.cidrBlock).containsIP(self.gateway)").message("gateway must be an address inside cidrBlock").field_path(".gateway"))]
-#[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || self.gateway != self.cidrBlock.split('/')[0]").message("gateway must not be the network address of cidrBlock").field_path(".gateway"))]
+// `!(a == b)` rather than `a != b`: the API server estimates `!=` on IP values
+// beyond the CRD's cost budget and refuses the CRD.
+#[x_kube(validation = Rule::new("!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || !(ip(self.gateway) == cidr(self.cidrBlock).masked().ip())").message("gateway must not be the network address of cidrBlock").field_path(".gateway"))]
+#[x_kube(validation = Rule::new(format!(
+    "!has(self.gateway) || !isCIDR(self.cidrBlock) || !isIP(self.gateway) || ip(self.gateway).family() != 4 || \
+     cidr(self.cidrBlock).ip().family() != 4 || cidr(self.cidrBlock).prefixLength() > 30 || \
+     !cidr(self.cidrBlock).containsIP(self.gateway) || ({} + 1) % {} != 0",
+    crate::cel::ipv4_as_int("self.gateway"),
+    crate::cel::ipv4_block_size("cidr(self.cidrBlock).prefixLength()"),
+)).message("gateway must not be the broadcast address of cidrBlock").field_path(".gateway"))]
 #[x_kube(validation = Rule::new("!has(self.excludeIps) || !isCIDR(self.cidrBlock) || self.excludeIps.all(r, r.split('..').all(a, !isIP(a) || cidr(self.cidrBlock).containsIP(a)))").message("every excludeIps address must lie inside cidrBlock").field_path(".excludeIps"))]
 #[x_kube(validation = Rule::new("!has(self.protocol) || !isCIDR(self.cidrBlock) || (self.protocol == 'IPv4') == (cidr(self.cidrBlock).ip().family() == 4)").message("protocol does not match the address family of cidrBlock").field_path(".protocol"))]
 #[x_kube(validation = Rule::new("has(self.vpc) == has(oldSelf.vpc)").message("vpc cannot be added or removed after creation").field_path(".vpc"))]
@@ -45,15 +54,17 @@ pub struct SubnetSpec {
     )]
     pub vpc: Option<String>,
 
-    /// The subnet's range, e.g. `10.0.1.0/24`; host bits must be zero. Two
-    /// subnets of one VPC may not overlap; subnets of different VPCs may.
-    /// Immutable.
+    /// The subnet's range, e.g. `10.0.1.0/24`; host bits must be zero and the
+    /// prefix length between `/8` and `/30` (IPv6: `/126`). Two subnets of
+    /// one VPC may not overlap; subnets of different VPCs may. Immutable.
     #[x_kube(validation = Rule::new(crate::cel::IS_NETWORK_CIDR).message("cidrBlock must be a network CIDR such as 10.0.1.0/24 (host bits zero)"))]
+    #[x_kube(validation = Rule::new(crate::cel::SUBNET_PREFIX_LENGTH).message("cidrBlock prefix length must be between /8 and /30 for IPv4 (/8 and /126 for IPv6)"))]
     #[x_kube(validation = Rule::new(crate::cel::IMMUTABLE).message("cidrBlock is immutable"))]
     #[schemars(length(max = 64))]
     pub cidr_block: String,
 
-    /// The router address on this subnet. Defaults to the first address of
+    /// The router address on this subnet, inside `cidrBlock` and neither its
+    /// network nor its broadcast address. Defaults to the first address of
     /// `cidrBlock`. Never allocated to a pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("gateway must be an IP address"))]

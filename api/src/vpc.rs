@@ -65,13 +65,15 @@ pub enum RoutePolicy {
 /// forwarded to `nextHopIP`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!isCIDR(self.cidr) || !isIP(self.nextHopIP) || cidr(self.cidr).ip().family() == ip(self.nextHopIP).family()").message("nextHopIP must be of the same address family as cidr").field_path(".nextHopIP"))]
 pub struct StaticRoute {
     /// Prefix the route matches, e.g. `0.0.0.0/0`.
     #[x_kube(validation = Rule::new(crate::cel::IS_NETWORK_CIDR).message("cidr must be a network CIDR such as 10.0.0.0/16 (host bits zero)"))]
     #[schemars(length(max = 64))]
     pub cidr: String,
 
-    /// Next hop address; must be reachable from one of the VPC's subnets.
+    /// Next hop address, of the same address family as `cidr`; must be
+    /// reachable from one of the VPC's subnets.
     #[serde(rename = "nextHopIP")]
     #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("nextHopIP must be an IP address"))]
     #[schemars(length(max = 64))]
@@ -101,20 +103,25 @@ pub enum PolicyAction {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.action == 'reroute' ? has(self.nextHopIP) : !has(self.nextHopIP)").message("nextHopIP is required when action is reroute and not allowed otherwise").field_path(".nextHopIP"))]
+#[x_kube(validation = Rule::new("!has(self.nextHopIP) || !isIP(self.nextHopIP) || (ip(self.nextHopIP).family() == 4 ? !self.match.matches('(^|[^A-Za-z0-9_])(ip|icmp)6([^A-Za-z0-9_]|$)') : !self.match.matches('(^|[^A-Za-z0-9_])(ip|icmp)4([^A-Za-z0-9_]|$)'))").message("nextHopIP must be of the address family the match tests (ip4 or ip6)").field_path(".nextHopIP"))]
 pub struct PolicyRoute {
     /// Higher priorities are evaluated first (0..32767).
     #[schemars(range(min = 0, max = 32767))]
     pub priority: i32,
 
-    /// An OVN match expression, e.g. `ip4.src == 10.0.1.0/24`.
+    /// An OVN match expression, e.g. `ip4.src == 10.0.1.0/24 && tcp.dst == 80`:
+    /// field names, addresses, numbers, the operators `== != < <= > >= ! && ||`
+    /// and parentheses. Quoted strings, `;`, `{}` sets and `$`/`@` references
+    /// are not accepted.
     #[serde(rename = "match")]
+    #[x_kube(validation = Rule::new(crate::cel::IS_SAFE_OVN_MATCH).message("match may only contain letters, digits, spaces and _ . : / = ! < > & | ( ) -; quotes, semicolons and braces are not allowed"))]
     #[schemars(length(min = 1, max = 1024))]
     pub match_: String,
 
     /// `allow`, `drop` or `reroute`.
     pub action: PolicyAction,
 
-    /// Next hop for `reroute`.
+    /// Next hop for `reroute`, of the address family the match tests.
     #[serde(rename = "nextHopIP", default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("nextHopIP must be an IP address"))]
     #[schemars(length(max = 64))]

@@ -166,7 +166,7 @@ fn invalid_and_conflicting_nat_objects_are_refused_with_a_reason() {
         ("eip", ns, "no-gw", "GatewayNotFound", "missing-gw"),
         ("eip", ns, "outside", "IPConflict", "outside"),
         ("eip", ns, "excluded", "IPConflict", "reserved"),
-        ("eip", ns, "taken", "IPConflict", "already used"),
+        ("eip", ns, "taken", "IPConflict", "already in use"),
         (
             "eip",
             Some("e2e-natbad-other"),

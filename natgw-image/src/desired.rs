@@ -265,8 +265,8 @@ pub fn desired(
                 );
                 Err(())
             }
-            Some(Ok(a)) => {
-                if st.eips.contains_key(&a) {
+            Some(Ok(a)) => match st.eips.entry(a) {
+                std::collections::btree_map::Entry::Occupied(_) => {
                     st.skipped.insert(
                         key,
                         skip(
@@ -275,11 +275,12 @@ pub fn desired(
                         ),
                     );
                     Err(())
-                } else {
-                    st.eips.insert(a, key);
+                }
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(key);
                     Ok(a)
                 }
-            }
+            },
         };
         eips.insert((ns, e.name_any()), parsed);
     }

@@ -304,19 +304,28 @@ const LIST_PAGE_SIZE: u32 = 5000;
 /// Condition writes in flight at once.
 const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
+/// Which gateway this agent serves, and the key its decisions are checked
+/// (and its reports sealed) with.
+pub struct Serving {
+    /// The VpcNatGateway's name.
+    pub gateway: String,
+    /// The operator's seal key.
+    pub seal_key: SealKey,
+}
+
 /// Runs the watch -> desired -> apply -> status loop forever; with a
 /// snapshot store, first puts back the last applied state while the lists
 /// are still loading, and keeps the snapshot current after each apply.
 pub async fn run(
     client: Client,
-    gateway: String,
+    serving: Serving,
     facts: GatewayFacts,
     worker: Arc<Worker>,
     shared: Arc<Shared>,
     debounce: Duration,
     mut snapshots: Option<SnapshotStore>,
-    seal_key: SealKey,
 ) -> anyhow::Result<()> {
+    let Serving { gateway, seal_key } = serving;
     let notify = Arc::new(Notify::new());
     // A restarted gateway is down until the first lists are in: take them
     // in few, large pages (10,000 rules: 2 round trips instead of 20).

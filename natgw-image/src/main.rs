@@ -258,13 +258,15 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         };
         k8s::run(
             client,
-            args.gateway.clone(),
+            k8s::Serving {
+                gateway: args.gateway.clone(),
+                seal_key,
+            },
             facts,
             worker,
             shared,
             Duration::from_millis(args.debounce_ms),
             snapshots,
-            seal_key,
         )
         .await
     };

@@ -56,6 +56,15 @@ impl Kubectl {
         k
     }
 
+    /// `kubectl` with another kubeconfig (e.g. a tenant's, see
+    /// [`crate::tenant`]); no readiness probe, the file is used as is.
+    pub fn with_kubeconfig(kubeconfig: impl Into<PathBuf>) -> Self {
+        Self {
+            kubeconfig: kubeconfig.into(),
+            binary: kubectl_binary(),
+        }
+    }
+
     /// The kubectl binary in use.
     pub fn binary(&self) -> &Path {
         &self.binary

@@ -251,6 +251,17 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, R
             ),
         )));
     }
+    // The VPC's address space is that of its accepted subnets: wait for
+    // this one's verdict rather than start a gateway that knows none.
+    if !super::ownership::subnet_accepted(subnet) {
+        return Ok(Err((
+            "SubnetNotReady",
+            format!(
+                "subnet {} is not Ready yet; the gateway starts once it is",
+                gw.spec.subnet
+            ),
+        )));
+    }
     let cidr: Ipv4Net = match subnet.spec.cidr_block.parse() {
         Ok(c) => c,
         Err(_) => {

@@ -179,6 +179,15 @@ impl SealKey {
             .collect()
     }
 
+    /// A short name of this key that reveals nothing of it: pods that use
+    /// the key carry it, so a new key rolls them.
+    pub fn id(&self) -> String {
+        hmac::sign(&self.0, b"vpcnet seal key id").as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Whether `seal` is the seal of `d` (compared in constant time).
     pub fn verify(&self, d: &Decision, seal: &str) -> bool {
         let Some(tag) = from_hex(seal) else {
@@ -286,6 +295,8 @@ mod tests {
             assert!(!k1.verify(&d(), junk), "{junk:?}");
         }
         assert!(SealKey::new(b"short").is_err());
+        assert_ne!(k1.id(), k2.id());
+        assert_eq!(k1.id(), SealKey::new(&[1u8; 32]).unwrap().id());
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::{Context, Error, Result, status};
 
 /// The ClusterRole (shipped in `config/`) every gateway's agent is bound to.
 pub const AGENT_CLUSTER_ROLE: &str = "vpcnet-natgw";
+/// Pod template annotation naming the seal key (`SealKey::id`).
+pub const SEAL_KEY_ANNOTATION: &str = "vpcnet.io/seal-key-id";
 /// Multus' network-selection annotation.
 pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
 
@@ -80,6 +82,8 @@ pub struct GatewayPlan {
     /// The API server's real address: the agent reaches it through its
     /// external leg, where Service IPs are not translated.
     pub api_endpoint: Option<(String, i32)>,
+    /// Names the seal key the agent gets: a new key rolls the pod.
+    pub seal_key_id: String,
 }
 
 /// The objects that run one gateway, all owned by its VpcNatGateway.
@@ -154,6 +158,7 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
                         ann::SUBNET: plan.subnet,
                         ann::IP_ADDRESS: plan.lan_ip.to_string(),
                         ann::ROUTER: "true",
+                        SEAL_KEY_ANNOTATION: plan.seal_key_id,
                     },
                 },
                 "spec": {
@@ -404,6 +409,7 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, R
         tolerations: serde_json::to_value(&gw.spec.tolerations).unwrap_or(json!([])),
         owner,
         api_endpoint: api_endpoint(&ctx.client).await?,
+        seal_key_id: ctx.seal.id(),
     }))
 }
 
@@ -632,8 +638,11 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) ->
 /// a gateway may be a VPC's next hop. One being deleted keeps its route
 /// until its deletion proceeds.
 pub fn accepted(gw: &VpcNatGateway) -> bool {
+    // Marking an object for deletion bumps its generation: the verdict for
+    // the spec before that still stands while the deletion waits.
+    let deleting = gw.meta().deletion_timestamp.is_some();
     let current = |c: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
-        c.status == "True" && c.observed_generation == gw.meta().generation
+        c.status == "True" && (deleting || c.observed_generation == gw.meta().generation)
     };
     match vpcnet_api::condition::find(gw.conditions(), ACCEPTED) {
         Some(c) => current(&c),
@@ -700,6 +709,7 @@ mod tests {
             tolerations: json!([]),
             owner: json!({"kind": "VpcNatGateway", "name": "natgw", "uid": "u"}),
             api_endpoint: Some(("10.255.0.1".into(), 36443)),
+            seal_key_id: "k1".into(),
         }
     }
 
@@ -823,6 +833,7 @@ mod tests {
             ..Default::default()
         });
         let mut deleting = valid.clone();
+        deleting.metadata.generation = Some(2);
         deleting.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::now(),

@@ -400,14 +400,15 @@ fn incremental_equals_full(backend: &str) {
         assert_eq!(incremental, snapshot(&w), "step {n}");
         assert_eq!(
             incremental.rule_count(),
-            // rules + block jumps + SNAT + hairpin + 2 jumps from the base chains
+            // rules + block jumps + SNAT + hairpin + own-traffic return + 2
+            // jumps from the base chains
             incremental
                 .chains
                 .values()
                 .flatten()
                 .filter(|l| l.contains("vpcnet:dnat/") || l.contains("vpcnet:dnat-"))
                 .count()
-                + 4,
+                + 5,
             "step {n}"
         );
     }

@@ -31,11 +31,11 @@ pub fn external_subnet(
     gateway: Option<&VpcNatGateway>,
     default: &str,
 ) -> String {
-    eip.spec
-        .external_subnet
-        .clone()
-        .or_else(|| gateway.and_then(|g| g.spec.external_subnets.first().cloned()))
-        .unwrap_or_else(|| default.to_string())
+    match (&eip.spec.external_subnet, gateway) {
+        (Some(s), _) => s.clone(),
+        (None, Some(g)) => super::gateway::external_subnet(g, default),
+        (None, None) => default.to_string(),
+    }
 }
 
 /// Reconciles one EIP.

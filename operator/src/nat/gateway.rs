@@ -43,6 +43,15 @@ pub fn snapshot_name(name: &str) -> String {
     format!("{}-snapshot", workload_name(name))
 }
 
+/// The external subnet of the gateway's `net1`: its first, else `default`.
+pub fn external_subnet(gw: &VpcNatGateway, default: &str) -> String {
+    gw.spec
+        .external_subnets
+        .first()
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
 /// IPAM holder of the gateway's external (`net1`) address.
 pub fn external_holder(name: &str) -> String {
     format!("natgw/{name}")
@@ -285,12 +294,7 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, R
             )));
         }
     };
-    let lan_gateway = subnet
-        .spec
-        .gateway
-        .as_deref()
-        .and_then(|g| g.parse().ok())
-        .unwrap_or_else(|| crate::subnet::desired::default_gateway(&cidr));
+    let lan_gateway = crate::subnet::desired::router_address(subnet.spec.gateway.as_deref(), &cidr);
     if !cidr.contains(&lan_ip)
         || lan_ip == lan_gateway
         || lan_ip == cidr.network()
@@ -322,12 +326,7 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<Result<GatewayPlan, R
             })));
         }
     }
-    let ext_name = gw
-        .spec
-        .external_subnets
-        .first()
-        .cloned()
-        .unwrap_or_else(|| ctx.external_subnet.clone());
+    let ext_name = external_subnet(gw, &ctx.external_subnet);
     let Some(ext) = subnets.iter().find(|s| s.name_any() == ext_name) else {
         return Ok(Err((
             "ExternalSubnetNotFound",

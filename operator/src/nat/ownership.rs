@@ -76,12 +76,7 @@ pub fn vpc_subnets(vpc: &str, subnets: &[std::sync::Arc<Subnet>]) -> Vec<(Ipv4Ne
         .filter(|s| subnet_accepted(s))
         .filter_map(|s| {
             let cidr: Ipv4Net = s.spec.cidr_block.parse().ok()?;
-            let router = s
-                .spec
-                .gateway
-                .as_deref()
-                .and_then(|g| g.parse().ok())
-                .unwrap_or_else(|| crate::subnet::desired::default_gateway(&cidr));
+            let router = crate::subnet::desired::router_address(s.spec.gateway.as_deref(), &cidr);
             Some((cidr, router))
         })
         .collect()

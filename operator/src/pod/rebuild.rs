@@ -108,12 +108,7 @@ pub fn claims(f: &Found<'_>) -> (Vec<Claim>, usize) {
         }
     }
     for gw in f.gateways {
-        let ext = gw
-            .spec
-            .external_subnets
-            .first()
-            .cloned()
-            .unwrap_or_else(|| f.external_subnet.to_string());
+        let ext = crate::nat::gateway::external_subnet(gw, f.external_subnet);
         if let Some(ip) = gw
             .status
             .as_ref()

@@ -74,6 +74,14 @@ pub fn overlapping<'a>(
         .find(|(_, o)| o.contains(&cidr.network()) || cidr.contains(&o.network()))
 }
 
+/// The VPC router's address on a subnet of `cidr`: its `spec.gateway` when
+/// that is an address, else the first host address.
+pub fn router_address(gateway: Option<&str>, cidr: &Ipv4Net) -> Ipv4Addr {
+    gateway
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| default_gateway(cidr))
+}
+
 /// The default gateway of a subnet: its first host address.
 pub fn default_gateway(cidr: &Ipv4Net) -> Ipv4Addr {
     let n = u32::from(cidr.network());

@@ -45,6 +45,26 @@ pub enum IpamError {
     UnknownSubnet(String),
 }
 
+impl IpamError {
+    /// The error as the requester in `namespace` should read it: a holder
+    /// in its own namespace is named, anyone else's is not (who holds an
+    /// address elsewhere is another tenant's business; the log has it).
+    pub fn for_namespace(&self, namespace: &str) -> String {
+        match self {
+            IpamError::InUse { ip, holder } => {
+                let mut parts = holder.splitn(3, '/');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(kind), Some(ns), Some(name)) if ns == namespace => {
+                        format!("{ip} is already in use by {kind} {name} of this namespace")
+                    }
+                    _ => self.to_string(),
+                }
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
 /// The pools of all subnets, by subnet name.
 #[derive(Debug, Default)]
 pub struct Ipam {
@@ -130,6 +150,24 @@ pub fn mac_for(ip: Ipv4Addr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_holders_of_the_own_namespace_are_named() {
+        let e = IpamError::InUse {
+            ip: "10.0.1.5".into(),
+            holder: "pod/a/web".into(),
+        };
+        assert_eq!(
+            e.for_namespace("a"),
+            "10.0.1.5 is already in use by pod web of this namespace"
+        );
+        assert_eq!(e.for_namespace("b"), "10.0.1.5 is already in use");
+        let gw = IpamError::InUse {
+            ip: "172.16.3.9".into(),
+            holder: "natgw/gw-b".into(),
+        };
+        assert_eq!(gw.for_namespace("gw-b"), "172.16.3.9 is already in use");
+    }
 
     #[test]
     fn upsert_keeps_holders() {

@@ -131,7 +131,10 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
             if let crate::ipam::IpamError::InUse { ip, holder: other } = &e {
                 tracing::info!(%ip, holder = %other, "requested EIP address is held");
             }
-            ("IPConflict", format!("external subnet {subnet}: {e}"))
+            (
+                "IPConflict",
+                format!("external subnet {subnet}: {}", e.for_namespace(&ns)),
+            )
         })
     }
     .await;

@@ -117,7 +117,10 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
                 true,
                 reason,
                 "Allocate",
-                format!("subnet {subnet_name}: {e}"),
+                format!(
+                    "subnet {subnet_name}: {}",
+                    e.for_namespace(&pod.namespace().unwrap_or_default())
+                ),
             )
             .await;
             return Ok(Action::requeue(Duration::from_secs(30)));

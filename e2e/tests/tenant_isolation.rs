@@ -31,9 +31,10 @@ fn platform(k: &Kubectl, c: &mut Cleanup, t: &str) {
          apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}-net}}\nspec: {{vpc: {t}, cidrBlock: 10.0.1.0/24, namespaces: [{t}]}}\n---\n\
          apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {{name: {t}}}\nspec: {{vpc: {t}, subnet: {t}-net, lanIp: 10.0.1.254, externalSubnets: [{EXT}]}}\n"
     ));
-    c.add("vpc-nat-gw", None, t);
-    c.add("subnet", None, &format!("{t}-net"));
+    // Deleted in reverse: gateway, subnet, then VPC.
     c.add("vpc", None, t);
+    c.add("subnet", None, &format!("{t}-net"));
+    c.add("vpc-nat-gw", None, t);
 }
 
 /// The role an admin writes when none ships for "all of vpcnet": it

@@ -47,6 +47,8 @@ pub struct Context {
     /// Cached NAT objects: a rule's verdict is judged against these, not
     /// against fresh lists (which cost the API server O(rules) per rule).
     pub nat: NatStores,
+    /// Bounds each namespace's NAT reconciles in flight.
+    pub fairness: crate::nat::fairness::Fairness,
     /// Seals the operator's NAT decisions (and checks the agents' reports).
     pub seal: vpcnet_api::seal::SealKey,
 }

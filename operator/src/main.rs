@@ -187,6 +187,7 @@ async fn main() -> anyhow_free::Result {
         image_pull_policy: args.image_pull_policy.clone(),
         external_subnet: args.external_subnet.clone(),
         nat,
+        fairness: Default::default(),
         seal,
     });
 

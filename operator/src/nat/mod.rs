@@ -7,6 +7,7 @@
 
 pub mod conflicts;
 pub mod eip;
+pub mod fairness;
 pub mod gateway;
 pub mod ownership;
 pub mod rules;

@@ -280,6 +280,7 @@ pub async fn reconcile<K: NatRule>(rule: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let started = Instant::now();
     ctx.nat.ready().await;
     let ns = rule.namespace().unwrap_or_default();
+    let _slot = ctx.fairness.slot(&ns).await;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, rule, |ev| async {
         match ev {

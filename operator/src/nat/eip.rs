@@ -98,7 +98,7 @@ async fn apply(eip: &IptablesEIP, ctx: &Context, api: &Api<IptablesEIP>) -> Resu
         .get(&ObjectRef::<VpcNatGateway>::new(&gw_name))
         .map(|g| (*g).clone());
     ctx.nat.ready().await;
-    let users: Vec<String> = rules::users_of(&ctx.nat, Some(&ctx.seal), &ns, &name)
+    let users: Vec<String> = rules::users_of(&ctx.nat, rules::Users::Sealed(&ctx.seal), &ns, &name)
         .into_iter()
         .map(|u| u.key)
         .collect();

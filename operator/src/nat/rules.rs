@@ -207,12 +207,31 @@ fn names_eip<K: NatRule>(r: &K, ns: &str, eip: &str) -> bool {
         && r.meta().deletion_timestamp.is_none()
 }
 
-/// Every rule (of the three kinds) in `ns` that names `eip`, oldest first,
-/// from the caches; with `accepted_only`, only those the operator sealed.
-pub fn users_of(stores: &NatStores, key: Option<&SealKey>, ns: &str, eip: &str) -> Vec<RuleUse> {
+/// Which of the rules naming an EIP count.
+#[derive(Clone, Copy)]
+pub enum Users<'a> {
+    /// Those the operator sealed (its list of users).
+    Sealed(&'a SealKey),
+    /// Those whose inside address is valid in the VPC (the candidates a
+    /// conflict is judged among).
+    Valid(&'a InsideVpc),
+}
+
+impl Users<'_> {
+    fn keep<K: NatRule>(self, r: &K) -> bool {
+        match self {
+            Users::Sealed(key) => sealed::rule(key, r, r.rule_status()),
+            Users::Valid(vpc) => r.check_inside(vpc).is_ok(),
+        }
+    }
+}
+
+/// Every rule (of the three kinds) in `ns` that names `eip` and counts as
+/// `which` says, oldest first, from the caches.
+pub fn users_of(stores: &NatStores, which: Users<'_>, ns: &str, eip: &str) -> Vec<RuleUse> {
     fn of<K: NatRule>(
         store: &Store<K>,
-        key: Option<&SealKey>,
+        which: Users<'_>,
         ns: &str,
         eip: &str,
         out: &mut Vec<RuleUse>,
@@ -221,15 +240,14 @@ pub fn users_of(stores: &NatStores, key: Option<&SealKey>, ns: &str, eip: &str) 
             store
                 .state()
                 .iter()
-                .filter(|r| names_eip(r.as_ref(), ns, eip))
-                .filter(|r| key.is_none_or(|k| sealed::rule(k, r.as_ref(), r.rule_status())))
+                .filter(|r| names_eip(r.as_ref(), ns, eip) && which.keep(r.as_ref()))
                 .map(|r| use_of(r.as_ref())),
         );
     }
     let mut out = Vec::new();
-    of(&stores.snats, key, ns, eip, &mut out);
-    of(&stores.dnats, key, ns, eip, &mut out);
-    of(&stores.fips, key, ns, eip, &mut out);
+    of(&stores.snats, which, ns, eip, &mut out);
+    of(&stores.dnats, which, ns, eip, &mut out);
+    of(&stores.fips, which, ns, eip, &mut out);
     out.sort_by(|a, b| a.age.cmp(&b.age));
     out
 }
@@ -300,32 +318,6 @@ pub async fn reconcile<K: NatRule>(rule: Arc<K>, ctx: Arc<Context>) -> Result<Ac
 /// Why a rule is not accepted.
 type Refusal = (&'static str, String);
 
-/// Every rule of the three kinds in `ns` naming `eip` whose inside address
-/// is valid: a rule refused on its own merits never blocks another.
-fn valid_users(ctx: &Context, ns: &str, eip: &str, vpc: &InsideVpc) -> Vec<RuleUse> {
-    fn of<K: NatRule>(
-        store: &Store<K>,
-        ns: &str,
-        eip: &str,
-        vpc: &InsideVpc,
-        out: &mut Vec<RuleUse>,
-    ) {
-        out.extend(
-            store
-                .state()
-                .iter()
-                .filter(|r| names_eip(r.as_ref(), ns, eip) && r.check_inside(vpc).is_ok())
-                .map(|r| use_of(r.as_ref())),
-        );
-    }
-    let mut out = Vec::new();
-    of(&ctx.nat.snats, ns, eip, vpc, &mut out);
-    of(&ctx.nat.dnats, ns, eip, vpc, &mut out);
-    of(&ctx.nat.fips, ns, eip, vpc, &mut out);
-    out.sort_by(|a, b| a.age.cmp(&b.age));
-    out
-}
-
 async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, String), Refusal>> {
     let ns = rule.namespace().unwrap_or_default();
     let Some(eip) = ctx
@@ -358,7 +350,8 @@ async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, S
     if let Err(msg) = rule.check_inside(&inside) {
         return Ok(Err(("OutsideVpc", msg)));
     }
-    let users = valid_users(ctx, &ns, rule.eip(), &inside);
+    // A rule refused on its own merits never blocks another.
+    let users = users_of(&ctx.nat, Users::Valid(&inside), &ns, rule.eip());
     if let Err(msg) = conflicts::judge(&use_of(rule), &users) {
         return Ok(Err(("Conflict", msg)));
     }

@@ -2,7 +2,7 @@
 #
 #   cargo build --release            # first: the targets copy target/release/*
 #   docker build --target operator -t vpcnet-operator .
-#   (likewise --target cni | natgw | dns | lb)
+#   (likewise --target cni | natgw | dns)
 #
 # The stages take prebuilt release binaries so the same file builds offline
 # (no Rust toolchain image needed); BASE may point at any Debian 12 image, e.g.
@@ -36,7 +36,3 @@ FROM ${BASE} AS dns
 COPY target/release/vpcnet-dns /usr/local/bin/vpcnet-dns
 ENTRYPOINT ["/usr/local/bin/vpcnet-dns"]
 
-# Load-balancer controller.
-FROM ${BASE} AS lb
-COPY target/release/vpcnet-lb /usr/local/bin/vpcnet-lb
-ENTRYPOINT ["/usr/local/bin/vpcnet-lb"]

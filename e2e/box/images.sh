@@ -17,7 +17,7 @@ BOX_TARGET="${VPCNET_BOX_TARGET:-$REPO/target-box}"
 # component -> binary the Dockerfile copies from target/release/ (empty: none)
 declare -A IMAGE_BINARY=(
   [pause]="" [testapp]="" [operator]=vpcnet-operator [cni]=vpcnet-cni [natgw]=vpcnet-natgw
-  [dns]=vpcnet-dns [lb]=vpcnet-lb
+  [dns]=vpcnet-dns
 )
 
 # base_rootfs: debootstrap --variant=minbase bookworm, tarred once into the cache.

@@ -1,4 +1,4 @@
-//! Helpers the integration tests of `ovn`, `cni` and `natgw-image` share.
+//! Helpers the integration tests of `ovn`, `cni` and `agents/natgw` share.
 //! Those tests run real OVS/OVN daemons and iproute2, so a missing tool is a
 //! loud failure that says what to install, never a skipped test.
 

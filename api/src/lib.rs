@@ -9,6 +9,7 @@
 
 pub mod cel;
 pub mod condition;
+pub mod contract;
 pub mod crds;
 pub mod dnat;
 pub mod eip;

@@ -19,7 +19,7 @@ pub const SECRET_NAME: &str = "vpcnet-seal-key";
 /// Data key of the Secret.
 pub const SECRET_KEY: &str = "key";
 /// Environment variable through which the NAT agent gets the key.
-pub const AGENT_ENV: &str = "VPCNET_SEAL_KEY";
+pub const AGENT_ENV: &str = crate::contract::agent_env::SEAL_KEY;
 /// Bytes of a generated key.
 pub const KEY_LEN: usize = 32;
 

@@ -1,0 +1,169 @@
+//! What the operator, the CNI, the gateway agent and the tests agree on:
+//! annotation and label keys, condition types, environment names and how
+//! objects are named. Each has one definition here; a string spelled twice
+//! in two components is a contract that can drift apart silently.
+
+/// Pod annotations the operator writes and the CNI reads.
+pub mod annotations {
+    /// The pod's address (also: a user-requested fixed address before allocation).
+    pub const IP_ADDRESS: &str = "vpcnet.io/ip_address";
+    /// The pod's MAC address.
+    pub const MAC_ADDRESS: &str = "vpcnet.io/mac_address";
+    /// The subnet's CIDR.
+    pub const CIDR: &str = "vpcnet.io/cidr";
+    /// The subnet's gateway.
+    pub const GATEWAY: &str = "vpcnet.io/gateway";
+    /// The OVN logical switch the pod's port is on.
+    pub const LOGICAL_SWITCH: &str = "vpcnet.io/logical_switch";
+    /// `"true"` once all of the above and the OVN port exist.
+    pub const ALLOCATED: &str = "vpcnet.io/allocated";
+    /// A comma-separated list of addresses a workload's pods take from.
+    pub const IP_POOL: &str = "vpcnet.io/ip_pool";
+    /// `"true"` on a pod that routes for others (NAT gateways): its port
+    /// pins only its MAC, not its address. Honoured in the operator's
+    /// namespace only.
+    pub const ROUTER: &str = "vpcnet.io/router";
+    /// The subnet the address came from (or is asked from).
+    pub const SUBNET: &str = "vpcnet.io/subnet";
+    /// Pod template annotation of a gateway naming the seal key
+    /// (`SealKey::id`): a new key rolls the pod.
+    pub const SEAL_KEY_ID: &str = "vpcnet.io/seal-key-id";
+    /// Multus' network-selection annotation.
+    pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+}
+
+/// `external_ids` keys of OVN rows and OVS interfaces.
+pub mod external_ids {
+    /// `namespace/name` of the pod a port or interface belongs to.
+    pub const POD: &str = "vpcnet.io/pod";
+    /// The subnet of a pod's port.
+    pub const SUBNET: &str = "vpcnet.io/subnet";
+    /// The address of a pod's port.
+    pub const IP: &str = "vpcnet.io/ip";
+    /// The StatefulSet of a pod's port (its address outlives the pod).
+    pub const STATEFULSET: &str = "vpcnet.io/statefulset";
+    /// The container of an OVS interface (CNI).
+    pub const CONTAINER_ID: &str = "vpcnet.io/container-id";
+    /// The interface name inside the pod (CNI).
+    pub const IFNAME: &str = "vpcnet.io/ifname";
+    /// The CNI network name (CNI).
+    pub const NETWORK: &str = "vpcnet.io/network";
+}
+
+/// Labels on the objects the operator creates.
+pub mod labels {
+    /// `app.kubernetes.io/name`.
+    pub const APP_NAME: &str = "app.kubernetes.io/name";
+    /// The `APP_NAME` value of NAT gateway workloads.
+    pub const NATGW_APP: &str = "vpcnet-natgw";
+    /// The gateway a workload runs.
+    pub const NAT_GATEWAY: &str = "vpcnet.io/nat-gateway";
+    /// `Kind.namespace.name` of the object that wants a child (what
+    /// `KubeApplier` deletes when it is no longer desired).
+    pub const OWNER: &str = "vpcnet.io/owner";
+}
+
+/// Condition types beyond `Ready` (`crate::condition::READY`).
+pub mod conditions {
+    /// Written by the operator: checks passed, address assigned.
+    pub const ACCEPTED: &str = "Accepted";
+    /// Written by the gateway agent: live in the gateway.
+    pub const PROGRAMMED: &str = "Programmed";
+    /// Written by the operator on a gateway: the VPC routes through it.
+    pub const DEFAULT_ROUTE: &str = "DefaultRoute";
+}
+
+/// Environment of the gateway agent, set by the operator's StatefulSet.
+pub mod agent_env {
+    /// The gateway's name.
+    pub const GATEWAY: &str = "VPCNET_GATEWAY";
+    /// The VPC router's address on the gateway's subnet.
+    pub const LAN_GATEWAY: &str = "VPCNET_LAN_GATEWAY";
+    /// The VPC's CIDRs, comma-separated.
+    pub const VPC_CIDRS: &str = "VPCNET_VPC_CIDRS";
+    /// The external network's gateway.
+    pub const EXTERNAL_GATEWAY: &str = "VPCNET_EXTERNAL_GATEWAY";
+    /// The ConfigMap the agent keeps its last applied state in.
+    pub const SNAPSHOT_CONFIGMAP: &str = "VPCNET_SNAPSHOT_CONFIGMAP";
+    /// The seal key (from the Secret `crate::seal::SECRET_NAME`).
+    pub const SEAL_KEY: &str = "VPCNET_SEAL_KEY";
+    /// The pod's name (downward API).
+    pub const POD_NAME: &str = "POD_NAME";
+    /// The pod's namespace (downward API).
+    pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+}
+
+/// Finalizer on every kind the operator cleans up after.
+pub const FINALIZER: &str = "vpcnet.io/cleanup";
+
+/// Field manager of the operator's server-side applies.
+pub const OPERATOR_MANAGER: &str = "vpcnet-operator";
+
+/// The namespace the operator and the gateways run in unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "vpcnet-system";
+
+/// Names of things derived from the names of objects.
+pub mod naming {
+    /// The StatefulSet, ServiceAccount and bindings of NAT gateway `gw`.
+    pub fn natgw_workload(gw: &str) -> String {
+        format!("vpc-nat-gw-{gw}")
+    }
+
+    /// The one pod of NAT gateway `gw`'s StatefulSet.
+    pub fn natgw_pod(gw: &str) -> String {
+        format!("{}-0", natgw_workload(gw))
+    }
+
+    /// The ConfigMap in which gateway `gw`'s agent keeps its last applied state.
+    pub fn natgw_snapshot(gw: &str) -> String {
+        format!("{}-snapshot", natgw_workload(gw))
+    }
+
+    /// The logical router of a VPC. OVN may be shared with other systems, so
+    /// every row name carries our prefix.
+    pub fn router(vpc: &str) -> String {
+        format!("vpcnet-{vpc}")
+    }
+
+    /// The logical switch of a subnet.
+    pub fn switch(subnet: &str) -> String {
+        format!("vpcnet-{subnet}")
+    }
+
+    /// The router's port onto a subnet. Router and switch ports share one
+    /// name space in OVN's southbound DB, so the two ends differ in more than
+    /// order, and `_` (never in a pod or namespace name) keeps both apart
+    /// from pod ports.
+    pub fn router_port(subnet: &str) -> String {
+        format!("vpcnet_lrp_{subnet}")
+    }
+
+    /// The switch's port peering with the router port.
+    pub fn switch_router_port(subnet: &str) -> String {
+        format!("vpcnet_lsp_{subnet}")
+    }
+
+    /// A pod's logical switch port; the CNI sets the same as the OVS iface-id.
+    pub fn pod_port(namespace: &str, pod: &str) -> String {
+        format!("{pod}.{namespace}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::naming::*;
+
+    #[test]
+    fn port_names_never_collide() {
+        // A VPC and a subnet of the same name once gave both ends one name.
+        assert_ne!(router_port("x"), switch_router_port("x"));
+        assert_ne!(switch_router_port("a"), pod_port("b", "vpcnet_lsp_a"));
+        assert!(!pod_port("ns", "p").contains('_'));
+    }
+
+    #[test]
+    fn a_gateway_pod_is_its_workload_with_ordinal_zero() {
+        assert_eq!(natgw_pod("g"), "vpc-nat-gw-g-0");
+        assert_eq!(natgw_snapshot("g"), "vpc-nat-gw-g-snapshot");
+    }
+}

@@ -131,9 +131,10 @@ impl PodRef {
         }
     }
 
-    /// The OVN Logical_Switch_Port name the operator creates: `<pod>.<namespace>`.
+    /// The OVN Logical_Switch_Port name the operator creates
+    /// (`vpcnet_api::contract::naming::pod_port`).
     pub fn iface_id(&self) -> String {
-        format!("{}.{}", self.name, self.namespace)
+        vpcnet_api::contract::naming::pod_port(&self.namespace, &self.name)
     }
 }
 

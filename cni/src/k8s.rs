@@ -14,12 +14,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::config::PodRef;
 use crate::error::CniError;
 
-pub const IP_ADDRESS: &str = "vpcnet.io/ip_address";
-pub const MAC_ADDRESS: &str = "vpcnet.io/mac_address";
-pub const CIDR: &str = "vpcnet.io/cidr";
-pub const GATEWAY: &str = "vpcnet.io/gateway";
-pub const LOGICAL_SWITCH: &str = "vpcnet.io/logical_switch";
-pub const ALLOCATED: &str = "vpcnet.io/allocated";
+pub use vpcnet_api::contract::annotations::{
+    ALLOCATED, CIDR, GATEWAY, IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS,
+};
 
 /// What the operator allocated for a pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +57,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     (mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
 }
 
-/// The allocation in `annotations`: `Ok(None)` while `vpcnet.io/allocated`
+/// The allocation in `annotations`: `Ok(None)` while [`ALLOCATED`]
 /// is not `"true"`, an error when it is but the rest is unusable.
 pub fn parse(
     pod: &PodRef,
@@ -205,8 +202,13 @@ pub async fn wait_allocated(
                 Some(v) => format!("annotation {ALLOCATED} is {v:?}"),
             };
             Err(CniError::NotAllocated {
-                msg: format!("pod {pod} not allocated by vpcnet within {}s ({state})", timeout.as_secs()),
-                details: "the vpcnet operator writes vpcnet.io/ip_address, mac_address, cidr, gateway, logical_switch and then vpcnet.io/allocated=\"true\" once the pod's namespace is bound to a Subnet; check that the operator runs and the namespace has a Subnet".into(),
+                msg: format!(
+                    "pod {pod} not allocated by vpcnet within {}s ({state})",
+                    timeout.as_secs()
+                ),
+                details: format!(
+                    "the vpcnet operator writes {IP_ADDRESS}, {MAC_ADDRESS}, {CIDR}, {GATEWAY}, {LOGICAL_SWITCH} and then {ALLOCATED}=\"true\" once the pod's namespace is bound to a Subnet; check that the operator runs and the namespace has a Subnet"
+                ),
             })
         }
     }

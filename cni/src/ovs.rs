@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 use crate::error::CniError;
 
 pub const DB: &str = "Open_vSwitch";
-pub const CONTAINER_ID: &str = "vpcnet.io/container-id";
-pub const IFNAME: &str = "vpcnet.io/ifname";
-pub const NETWORK: &str = "vpcnet.io/network";
-pub const POD: &str = "vpcnet.io/pod";
+pub use vpcnet_api::contract::external_ids::{CONTAINER_ID, IFNAME, NETWORK, POD};
 pub const IFACE_ID: &str = "iface-id";
 pub const OVN_INSTALLED: &str = "ovn-installed";
 

@@ -16,6 +16,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
 use ovn::{Txn, Uuid};
 use serde_json::{Value, json};
+use vpcnet_api::contract::annotations::{
+    ALLOCATED, CIDR, GATEWAY, IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS,
+};
+use vpcnet_api::contract::external_ids::{CONTAINER_ID, IFNAME, NETWORK};
+use vpcnet_api::contract::naming::pod_port;
 
 /// A namespace in the API server, deleted on drop.
 struct KubeNs {
@@ -79,12 +84,12 @@ impl Drop for KubeNs {
 
 fn allocation(ip: &str, mac: &str) -> BTreeMap<String, String> {
     [
-        ("vpcnet.io/ip_address", ip),
-        ("vpcnet.io/mac_address", mac),
-        ("vpcnet.io/cidr", "10.0.1.0/24"),
-        ("vpcnet.io/gateway", "10.0.1.1"),
-        ("vpcnet.io/logical_switch", "sub1"),
-        ("vpcnet.io/allocated", "true"),
+        (IP_ADDRESS, ip),
+        (MAC_ADDRESS, mac),
+        (CIDR, "10.0.1.0/24"),
+        (GATEWAY, "10.0.1.1"),
+        (LOGICAL_SWITCH, "sub1"),
+        (ALLOCATED, "true"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -228,15 +233,15 @@ async fn two_pods_are_plugged_into_ovn_talk_and_are_cleaned_up() {
     operator_nb(
         &ovn,
         &[
-            (&format!("pod-a.{}", kns.name), mac_a, "10.0.1.5"),
-            (&format!("pod-b.{}", kns.name), mac_b, "10.0.1.6"),
+            (&pod_port(&kns.name, "pod-a"), mac_a, "10.0.1.5"),
+            (&pod_port(&kns.name, "pod-b"), mac_b, "10.0.1.6"),
         ],
     )
     .await;
     kns.pod("pod-a", allocation("10.0.1.5", mac_a)).await;
     // pod-b is created unallocated; the "operator" allocates it while ADD waits.
     let mut unallocated = allocation("10.0.1.6", mac_b);
-    unallocated.remove("vpcnet.io/allocated");
+    unallocated.remove(ALLOCATED);
     kns.pod("pod-b", unallocated).await;
 
     let c10 = conf(&ovn, &kubeconfig, "1.0.0", json!({}));
@@ -277,13 +282,10 @@ async fn two_pods_are_plugged_into_ovn_talk_and_are_cleaned_up() {
         cni_args(&kns.name, "pod-b"),
     ));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        !add_b.is_finished(),
-        "ADD must wait for vpcnet.io/allocated"
-    );
+    assert!(!add_b.is_finished(), "ADD must wait for {ALLOCATED}");
     kns.annotate(
         "pod-b",
-        BTreeMap::from([("vpcnet.io/allocated".to_string(), "true".to_string())]),
+        BTreeMap::from([(ALLOCATED.to_string(), "true".to_string())]),
     )
     .await;
     let add_b = add_b.await.unwrap();
@@ -325,14 +327,14 @@ async fn two_pods_are_plugged_into_ovn_talk_and_are_cleaned_up() {
         ovn.vsctl(&["get", "Interface", &host_a, "external_ids:iface-id"])
             .trim()
             .trim_matches('"'),
-        format!("pod-a.{}", kns.name)
+        pod_port(&kns.name, "pod-a")
     );
     assert_eq!(
         ovn.vsctl(&[
             "get",
             "Interface",
             &host_a,
-            "external_ids:vpcnet.io/container-id"
+            &format!("external_ids:{CONTAINER_ID}")
         ])
         .trim()
         .trim_matches('"'),
@@ -428,18 +430,18 @@ async fn two_pods_are_plugged_into_ovn_talk_and_are_cleaned_up() {
         "set",
         "Interface",
         "vpcstale0",
-        "external_ids:vpcnet.io/network=vpcnet",
-        "external_ids:vpcnet.io/container-id=gone",
-        "external_ids:vpcnet.io/ifname=eth0",
+        &format!("external_ids:{NETWORK}=vpcnet"),
+        &format!("external_ids:{CONTAINER_ID}=gone"),
+        &format!("external_ids:{IFNAME}=eth0"),
     ]);
     ovn.vsctl(&["add-port", "br-int", "foreign0"]);
     ovn.vsctl(&[
         "set",
         "Port",
         "vpcstale0",
-        "external_ids:vpcnet.io/network=vpcnet",
-        "external_ids:vpcnet.io/container-id=gone",
-        "external_ids:vpcnet.io/ifname=eth0",
+        &format!("external_ids:{NETWORK}=vpcnet"),
+        &format!("external_ids:{CONTAINER_ID}=gone"),
+        &format!("external_ids:{IFNAME}=eth0"),
     ]);
     let mut gc = conf(&ovn, &kubeconfig, "1.1.0", json!({}));
     gc["cni.dev/valid-attachments"] =
@@ -526,7 +528,7 @@ async fn add_fails_clearly_when_the_pod_is_never_allocated() {
     assert_eq!(
         e["msg"],
         format!(
-            "pod {}/pod-c not allocated by vpcnet within 2s (annotation vpcnet.io/allocated missing)",
+            "pod {}/pod-c not allocated by vpcnet within 2s (annotation {ALLOCATED} missing)",
             kns.name
         )
     );

@@ -62,7 +62,7 @@ impl Drop for Ns {
 fn accepted() -> IptablesDnatRuleStatus {
     IptablesDnatRuleStatus {
         conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: "Accepted".into(),
+            type_: vpcnet_api::contract::conditions::ACCEPTED.into(),
             status: "True".into(),
             reason: "Ok".into(),
             message: String::new(),

@@ -26,7 +26,7 @@ use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRul
 use crate::model::*;
 
 /// Condition type the operator sets on rules once they passed its checks.
-pub const ACCEPTED: &str = "Accepted";
+pub use vpcnet_api::contract::conditions::ACCEPTED;
 
 /// The API objects the agent sees (also the `--state-file` format).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

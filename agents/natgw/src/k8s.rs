@@ -27,7 +27,7 @@ use crate::model::{GatewayFacts, Kind, NatState, ObjKey};
 use crate::snapshot_store::SnapshotStore;
 
 /// The condition type the agent owns.
-pub const PROGRAMMED: &str = "Programmed";
+pub use vpcnet_api::contract::conditions::PROGRAMMED;
 /// Field manager of the agent's status writes.
 pub const FIELD_MANAGER: &str = "vpcnet-natgw";
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ipnet::Ipv4Net;
+use vpcnet_api::contract::agent_env;
 use vpcnet_natgw::apply::{ApplyConfig, Worker};
 use vpcnet_natgw::desired::{Inputs, desired};
 use vpcnet_natgw::http::{self, Shared};
@@ -19,7 +20,7 @@ use vpcnet_natgw::{drift, k8s};
 )]
 struct Args {
     /// The VpcNatGateway this pod serves.
-    #[arg(long, env = "VPCNET_GATEWAY")]
+    #[arg(long, env = agent_env::GATEWAY)]
     gateway: String,
     /// iptables flavour: iptables, iptables-nft or iptables-legacy
     /// (`-restore` and `-save` are appended).
@@ -36,14 +37,14 @@ struct Args {
     random_fully: String,
     /// The VPC's subnets (repeatable or comma-separated): hairpin source
     /// ranges and routes via the LAN leg; default: the LAN interface's subnet.
-    #[arg(long = "vpc-cidr", env = "VPCNET_VPC_CIDRS", value_delimiter = ',')]
+    #[arg(long = "vpc-cidr", env = agent_env::VPC_CIDRS, value_delimiter = ',')]
     vpc_cidrs: Vec<Ipv4Net>,
     /// The VPC router's address on the LAN subnet (routes to the VPC's other subnets).
-    #[arg(long, env = "VPCNET_LAN_GATEWAY")]
+    #[arg(long, env = agent_env::LAN_GATEWAY)]
     lan_gateway: Option<std::net::Ipv4Addr>,
     /// The external network's gateway: the pod's default route via the external leg.
     /// Empty means none (the operator passes "" when the subnet has no gateway).
-    #[arg(long, env = "VPCNET_EXTERNAL_GATEWAY")]
+    #[arg(long, env = agent_env::EXTERNAL_GATEWAY)]
     external_gateway: Option<String>,
     /// HTTP address for /healthz, /readyz and /metrics. Loopback by default:
     /// the kubelet probes by exec inside the pod, metrics are read through
@@ -53,7 +54,7 @@ struct Args {
     listen: SocketAddr,
     /// The operator's seal key (`vpcnet_api::seal`): only objects whose
     /// status carries a seal made with it are programmed.
-    #[arg(long, env = vpcnet_api::seal::AGENT_ENV, hide_env_values = true)]
+    #[arg(long, env = agent_env::SEAL_KEY, hide_env_values = true)]
     seal_key: String,
     /// Seconds between drift checks.
     #[arg(long, default_value_t = 5.0)]
@@ -73,10 +74,10 @@ struct Args {
     once: bool,
     /// ConfigMap (in --namespace) that keeps the last applied state, so a
     /// recreated pod restores its rules before listing the API.
-    #[arg(long, env = "VPCNET_SNAPSHOT_CONFIGMAP")]
+    #[arg(long, env = agent_env::SNAPSHOT_CONFIGMAP)]
     snapshot_configmap: Option<String>,
     /// Namespace of the gateway pod (and of its snapshot ConfigMap).
-    #[arg(long, env = "POD_NAMESPACE")]
+    #[arg(long, env = agent_env::POD_NAMESPACE)]
     namespace: Option<String>,
     /// Skip setting net.ipv4.ip_forward=1.
     #[arg(long)]
@@ -141,7 +142,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .init();
     let args = Args::parse();
     let seal_key = vpcnet_api::seal::SealKey::new(args.seal_key.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", vpcnet_api::seal::AGENT_ENV))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", agent_env::SEAL_KEY))?;
     let cfg = ApplyConfig {
         iptables: args.iptables.clone(),
         lan_iface: args.lan_iface.clone(),
@@ -284,4 +285,33 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         }
     })?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every variable the operator's StatefulSet sets for the agent is one
+    /// the agent reads (`POD_NAME` aside: the agent has no use for it).
+    #[test]
+    fn reads_the_environment_the_operator_sets() {
+        let cmd = Args::command();
+        let read: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            agent_env::GATEWAY,
+            agent_env::LAN_GATEWAY,
+            agent_env::VPC_CIDRS,
+            agent_env::EXTERNAL_GATEWAY,
+            agent_env::SNAPSHOT_CONFIGMAP,
+            agent_env::SEAL_KEY,
+            agent_env::POD_NAMESPACE,
+        ] {
+            assert!(read.iter().any(|r| r == want), "{want} not read: {read:?}");
+        }
+    }
 }

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use vpcnet_api::contract::agent_env;
+use vpcnet_api::contract::conditions::{ACCEPTED, PROGRAMMED};
 use vpcnet_api::seal::{Decision, Purpose};
 
 const KUBECONFIG: &str = "/tmp/vpcnet-box/kubeconfig";
@@ -109,7 +111,7 @@ fn accepted_patch(ns: &str, kind: &str, api_kind: &str, name: &str, gw: &str, ip
         ip: ip.into(),
     });
     format!(
-        r#"{{"status":{{"v4ip":"{ip}","natGwDp":"{gw}","seal":"{seal}","conditions":[{{"type":"Accepted","status":"True","reason":"Ok","message":"checked","observedGeneration":{generation},"lastTransitionTime":"2026-01-01T00:00:00Z"}}]}}}}"#
+        r#"{{"status":{{"v4ip":"{ip}","natGwDp":"{gw}","seal":"{seal}","conditions":[{{"type":"{ACCEPTED}","status":"True","reason":"Ok","message":"checked","observedGeneration":{generation},"lastTransitionTime":"2026-01-01T00:00:00Z"}}]}}}}"#
     )
 }
 
@@ -193,8 +195,8 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
     c.agent = Some(
         Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
             .env("KUBECONFIG", KUBECONFIG)
-            .env("VPCNET_GATEWAY", &c.gw)
-            .env(vpcnet_api::seal::AGENT_ENV, KEY_TEXT)
+            .env(agent_env::GATEWAY, &c.gw)
+            .env(agent_env::SEAL_KEY, KEY_TEXT)
             .args([
                 "--netns",
                 &t.gw,
@@ -220,7 +222,7 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
             "iptablesdnatrule",
             name,
             "-o",
-            &format!("jsonpath={{.status.conditions[?(@.type==\"Programmed\")].{field}}}"),
+            &format!("jsonpath={{.status.conditions[?(@.type==\"{PROGRAMMED}\")].{field}}}"),
         ])
     };
     wait_for("Programmed=True on the rule", 30, || {
@@ -235,7 +237,7 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         "iptablesdnatrule",
         "web",
         "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Accepted\")].message}",
+        &format!("jsonpath={{.status.conditions[?(@.type==\"{ACCEPTED}\")].message}}"),
     ]);
     assert_eq!(accepted, "checked");
     let managers = k(&[
@@ -248,7 +250,10 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         "-o",
         "jsonpath={.metadata.managedFields[*].manager}",
     ]);
-    assert!(managers.contains("vpcnet-natgw"), "{managers}");
+    assert!(
+        managers.contains(vpcnet_natgw::k8s::FIELD_MANAGER),
+        "{managers}"
+    );
     // Not accepted yet: not programmed, and says so.
     wait_for("Programmed=False on the pending rule", 30, || {
         cond("pending", "reason") == "NotAccepted"
@@ -263,7 +268,7 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
             "iptableseip",
             "e1",
             "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Programmed\")].status}",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"{PROGRAMMED}\")].status}}"),
         ]) == "True"
     });
     assert!(nsx(&t.gw, &["ip", "-4", "addr", "show", "dev", "net1"]).contains("172.16.3.10/24"));
@@ -301,7 +306,9 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
         "--subresource=status",
         "--type=merge",
         "-p",
-        r#"{"status":{"v4ip":"172.16.3.10","natGwDp":"forged","conditions":[{"type":"Accepted","status":"True","reason":"Ok","message":"forged","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
+        &format!(
+            r#"{{"status":{{"v4ip":"172.16.3.10","natGwDp":"forged","conditions":[{{"type":"{ACCEPTED}","status":"True","reason":"Ok","message":"forged","lastTransitionTime":"2026-01-01T00:00:00Z"}}]}}}}"#
+        ),
     ]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(!save().contains(&format!("\"vpcnet:dnat/{}/pending\"", c.ns)));

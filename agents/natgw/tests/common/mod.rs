@@ -50,7 +50,7 @@ fn meta(ns: &str, name: &str) -> ObjectMeta {
 
 pub fn accepted(ok: bool) -> Vec<Condition> {
     vec![Condition {
-        type_: "Accepted".into(),
+        type_: vpcnet_api::contract::conditions::ACCEPTED.into(),
         status: if ok { "True" } else { "False" }.into(),
         reason: "Ok".into(),
         message: String::new(),

@@ -99,6 +99,12 @@ pub const FINALIZER: &str = "vpcnet.io/cleanup";
 /// Field manager of the operator's server-side applies.
 pub const OPERATOR_MANAGER: &str = "vpcnet-operator";
 
+/// The VPC of subnets that name none (and of the default subnet).
+pub const DEFAULT_VPC: &str = "ovn-cluster";
+
+/// The subnet for pods of namespaces no Subnet claims.
+pub const DEFAULT_SUBNET: &str = "ovn-default";
+
 /// The namespace the operator and the gateways run in unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "vpcnet-system";
 

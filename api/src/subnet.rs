@@ -142,3 +142,45 @@ pub struct SubnetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logical_switch: Option<String>,
 }
+
+impl Subnet {
+    /// The VPC a (non-provider) subnet belongs to: its `spec.vpc`, else the
+    /// default VPC.
+    pub fn vpc_name(&self) -> &str {
+        self.spec
+            .vpc
+            .as_deref()
+            .unwrap_or(crate::contract::DEFAULT_VPC)
+    }
+}
+
+/// The address of a subnet's router port: `gateway` if it parses, else the
+/// subnet's first host address.
+pub fn router_address(gateway: Option<&str>, cidr: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    gateway
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| default_gateway(cidr))
+}
+
+/// The default gateway of a subnet: its first host address.
+pub fn default_gateway(cidr: &ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    let n = u32::from(cidr.network());
+    std::net::Ipv4Addr::from(if cidr.prefix_len() >= 31 { n } else { n + 1 })
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn the_router_takes_the_gateway_else_the_first_host() {
+        let cidr: ipnet::Ipv4Net = "10.0.1.0/24".parse().unwrap();
+        assert_eq!(
+            router_address(Some("10.0.1.254"), &cidr).to_string(),
+            "10.0.1.254"
+        );
+        assert_eq!(router_address(None, &cidr).to_string(), "10.0.1.1");
+        let p2p: ipnet::Ipv4Net = "10.0.1.0/31".parse().unwrap();
+        assert_eq!(default_gateway(&p2p).to_string(), "10.0.1.0");
+    }
+}

@@ -25,7 +25,8 @@ pub const VPC_KEY: &str = "vpcnet.io/vpc";
 /// of the same table, for tables without a natural key.
 pub const KEY_KEY: &str = "vpcnet.io/key";
 
-const EXTERNAL_IDS: &str = "external_ids";
+/// The column every row we own carries its owner in.
+pub const EXTERNAL_IDS: &str = "external_ids";
 
 /// Columns that OVN's own daemons write (ovn-northd, ovn-controller):
 /// [`ensure_owned`] sets them on insert if asked but never "corrects" them.

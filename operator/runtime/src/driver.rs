@@ -1,0 +1,157 @@
+//! The one reconcile driver: finalizer, a span and a timer per reconcile,
+//! the retry policy and the logging of results, the same for every kind.
+//!
+//! A service describes a kind by implementing [`Reconcile`] and hands a
+//! controller to [`drive`]; it never repeats this plumbing.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller, Error as ControllerError};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use vpcnet_api::contract::FINALIZER;
+
+use crate::kinds::ScopeApi;
+use crate::metrics::Metrics;
+use crate::runtime::HasRuntime;
+use crate::{Error, Result};
+
+/// How one kind is reconciled.
+#[async_trait::async_trait]
+pub trait Reconcile: Send + Sync + 'static {
+    /// The kind.
+    type Object: Resource<DynamicType = (), Scope: ScopeApi>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Serialize
+        + Send
+        + Sync
+        + 'static;
+    /// The service's context.
+    type Context: HasRuntime;
+    /// The kind's name in logs and metrics.
+    const KIND: &'static str;
+    /// Whether deletion waits for [`Reconcile::cleanup`] (through the
+    /// finalizer).
+    const CLEANS_UP: bool = true;
+
+    /// Waits for whatever bounds this kind's reconciles (a per-tenant share,
+    /// say) before any API call; the returned permit is held until the
+    /// reconcile ends.
+    async fn admit(_obj: &Self::Object, _ctx: &Self::Context) -> Option<Box<dyn Send>> {
+        None
+    }
+
+    /// Brings the world in line with the object.
+    async fn apply(obj: &Self::Object, ctx: &Self::Context) -> Result<Action>;
+
+    /// Removes what the object had, before it goes.
+    async fn cleanup(_obj: &Self::Object, _ctx: &Self::Context) -> Result<Action> {
+        Ok(Action::await_change())
+    }
+}
+
+/// Counts one reconcile when dropped, however it ended (a panic or a
+/// cancelled future included).
+pub struct ReconcileTimer {
+    kind: &'static str,
+    started: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl ReconcileTimer {
+    /// Starts timing a reconcile of `kind`.
+    pub fn start(kind: &'static str, metrics: Arc<Metrics>) -> Self {
+        Self {
+            kind,
+            started: Instant::now(),
+            metrics,
+        }
+    }
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.metrics
+            .observe(self.kind, self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The retry delay after `err`: things another object will soon provide
+/// are retried sooner.
+pub fn retry_after(err: &Error) -> Duration {
+    Duration::from_secs(if matches!(err, Error::Dependency(_)) {
+        2
+    } else {
+        5
+    })
+}
+
+async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> Result<Action> {
+    let rt = ctx.rt();
+    let _timer = ReconcileTimer::start(R::KIND, rt.metrics.clone());
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = R::KIND,
+        namespace = obj.namespace().unwrap_or_default(),
+        name = %obj.name_any()
+    );
+    async {
+        let _permit = R::admit(&obj, &ctx).await;
+        if !R::CLEANS_UP {
+            return R::apply(&obj, &ctx).await;
+        }
+        let ns = obj.namespace();
+        let api: Api<R::Object> =
+            <<R::Object as Resource>::Scope as ScopeApi>::api(rt.client.clone(), ns.as_deref());
+        finalizer(&api, FINALIZER, obj, |ev| async {
+            match ev {
+                Finalizer::Apply(o) => R::apply(&o, &ctx).await,
+                Finalizer::Cleanup(o) => R::cleanup(&o, &ctx).await,
+            }
+        })
+        .await
+        .map_err(Error::from)
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy<R: Reconcile>(obj: Arc<R::Object>, err: &Error, ctx: Arc<R::Context>) -> Action {
+    tracing::warn!(kind = R::KIND, namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %err, "reconcile failed; retrying");
+    ctx.rt().metrics.failed(R::KIND, err);
+    Action::requeue(retry_after(err))
+}
+
+/// Runs `controller` with `R` until the runtime shuts down; reconciles in
+/// flight then finish before this returns.
+pub async fn drive<R: Reconcile>(controller: Controller<R::Object>, ctx: Arc<R::Context>) {
+    let shutdown = ctx.rt().shutting_down();
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<R>, error_policy::<R>, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, action)) => {
+                    tracing::debug!(kind = R::KIND, object = %obj, ?action, "reconciled")
+                }
+                // Logged and counted by the error policy already.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                // Deleted between the trigger and the run: nothing to do.
+                Err(ControllerError::ObjectNotFound(obj)) => {
+                    tracing::debug!(kind = R::KIND, object = %obj, "gone before its reconcile")
+                }
+                Err(e) => tracing::warn!(kind = R::KIND, error = %e, "controller error"),
+            }
+        })
+        .await;
+    tracing::info!(kind = R::KIND, "controller stopped");
+}

@@ -1,0 +1,119 @@
+//! The process singletons every service shares.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Mutex;
+use vpcnet_api::contract::OPERATOR_MANAGER;
+use vpcnet_api::seal::SealKey;
+use vpcnet_ipam::Ipam;
+
+use crate::kinds::Kinds;
+use crate::metrics::Metrics;
+use crate::ovn_view::OvnView;
+
+/// What one operator process holds once it leads.
+pub struct Runtime {
+    /// Kubernetes client.
+    pub client: Client,
+    /// OVN Northbound client.
+    pub nb: ovn::Client,
+    /// Routers and switches by name.
+    pub ovn: OvnView,
+    /// Address pools of all subnets; only a service's `allocate` step and
+    /// the rebuild at start touch it.
+    pub ipam: Mutex<Ipam>,
+    /// One watch per kind.
+    pub kinds: Kinds,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The operator's own namespace (its workloads run here).
+    pub namespace: String,
+    /// Seals the operator's decisions (and checks the agents' reports).
+    pub seal: SealKey,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+    stop: std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>,
+}
+
+impl Runtime {
+    /// A runtime over connections already made.
+    pub fn new(
+        client: Client,
+        nb: ovn::Client,
+        ovn: OvnView,
+        namespace: String,
+        seal: SealKey,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        Self {
+            recorder: recorder(&client),
+            kinds: Kinds::new(client.clone()),
+            client,
+            nb,
+            ovn,
+            ipam: Mutex::default(),
+            metrics,
+            namespace,
+            seal,
+            shutdown: rx.map(|_| ()).boxed().shared(),
+            stop: std::sync::Mutex::new(Some(tx)),
+        }
+    }
+
+    /// Resolves once shutdown has begun: controllers stop taking work and
+    /// finish what they are doing.
+    pub fn shutting_down(&self) -> Shared<BoxFuture<'static, ()>> {
+        self.shutdown.clone()
+    }
+
+    /// Begins shutdown.
+    pub fn shut_down(&self) {
+        if let Some(tx) = self.stop.lock().expect("stop").take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Publishes an Event on `obj`; failures are logged, never fatal.
+    pub async fn event<K>(&self, obj: &K, warning: bool, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(object = %obj.name_any(), error = %e, "publishing event failed");
+        }
+    }
+}
+
+/// A recorder identifying this controller.
+fn recorder(client: &Client) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: OPERATOR_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    )
+}
+
+/// Anything that carries the runtime (a service's context).
+pub trait HasRuntime: Send + Sync + 'static {
+    /// The runtime.
+    fn rt(&self) -> &Runtime;
+}

@@ -1,0 +1,156 @@
+//! Writing `status` with server-side apply, as the operator's field manager:
+//! only the fields (and condition types) we send are ours.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use vpcnet_api::contract::OPERATOR_MANAGER as MANAGER;
+
+/// Applies `status` to the object `name`.
+pub async fn apply<K>(api: &Api<K>, name: &str, status: Value) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `current` (an object's `status`) already says all that `desired`
+/// would write: every field equal, and every desired condition present with
+/// the same content (conditions carry their transition time over, so an
+/// unchanged verdict compares equal). Fields others own are not looked at.
+pub fn unchanged(current: &Value, desired: &Value) -> bool {
+    let Some(want) = desired.as_object() else {
+        return false;
+    };
+    want.iter().all(|(k, v)| {
+        if k == "conditions" {
+            let have = current["conditions"].as_array();
+            v.as_array().is_some_and(|conds| {
+                conds.iter().all(|c| {
+                    have.is_some_and(|h| h.iter().any(|x| x["type"] == c["type"] && x == c))
+                })
+            })
+        } else {
+            &current[k.as_str()] == v
+        }
+    })
+}
+
+/// A `Ready` condition stamped now, carrying over the transition time of
+/// `previous` when the status is unchanged.
+pub fn ready(
+    previous: &[Condition],
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    condition(
+        previous,
+        vpcnet_api::condition::READY,
+        ok,
+        reason,
+        message,
+        generation,
+    )
+}
+
+/// Whether a refusal is news worth an Event: the condition of `type_` does
+/// not yet say `reason` for this `generation`. Reconciles repeat; Events
+/// should not.
+pub fn is_news(previous: &[Condition], type_: &str, reason: &str, generation: Option<i64>) -> bool {
+    vpcnet_api::condition::find(previous, type_)
+        .is_none_or(|c| c.reason != reason || c.observed_generation != generation)
+}
+
+/// A condition of `type_` stamped now, carrying over the transition time of
+/// the same type in `previous` when the status is unchanged.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    let mut conds = previous.to_vec();
+    vpcnet_api::condition::set(
+        &mut conds,
+        vpcnet_api::condition::new(type_, ok, reason, message, generation),
+    );
+    vpcnet_api::condition::find(&conds, type_)
+        .cloned()
+        .expect("just set")
+}
+
+#[cfg(test)]
+mod is_news_tests {
+    use super::{condition, is_news};
+
+    #[test]
+    fn a_repeated_refusal_is_not_news_but_a_new_reason_or_generation_is() {
+        let prev = vec![condition(&[], "Accepted", false, "Forbidden", "m", Some(2))];
+        assert!(!is_news(&prev, "Accepted", "Forbidden", Some(2)));
+        assert!(is_news(&prev, "Accepted", "IPConflict", Some(2)));
+        assert!(is_news(&prev, "Accepted", "Forbidden", Some(3)));
+        assert!(is_news(&prev, "Ready", "Forbidden", Some(2)));
+        assert!(is_news(&[], "Accepted", "Forbidden", Some(2)));
+    }
+}
+
+#[cfg(test)]
+mod unchanged_tests {
+    use serde_json::json;
+
+    use super::unchanged;
+
+    fn cond(t: &str, s: &str, reason: &str) -> serde_json::Value {
+        json!({"type": t, "status": s, "reason": reason, "message": "m",
+               "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1})
+    }
+
+    #[test]
+    fn same_fields_and_conditions_need_no_write() {
+        let current = json!({
+            "conditions": [cond("Accepted", "True", "Accepted"), cond("Programmed", "True", "Ok"),
+                           cond("Ready", "True", "Ok")],
+            "observedGeneration": 1, "v4ip": "172.16.3.10",
+        });
+        let desired = json!({
+            "conditions": [cond("Accepted", "True", "Accepted"), cond("Ready", "True", "Ok")],
+            "observedGeneration": 1, "v4ip": "172.16.3.10",
+        });
+        // Another writer's condition (Programmed) is not ours to compare.
+        assert!(unchanged(&current, &desired));
+    }
+
+    #[test]
+    fn any_difference_is_written() {
+        let current = json!({"conditions": [cond("Accepted", "True", "Accepted")],
+                             "observedGeneration": 1, "nat": ["dnat/a"]});
+        for desired in [
+            json!({"conditions": [cond("Accepted", "False", "Conflict")], "observedGeneration": 1}),
+            json!({"conditions": [cond("Ready", "True", "Ok")], "observedGeneration": 1}),
+            json!({"conditions": [cond("Accepted", "True", "Accepted")], "observedGeneration": 2}),
+            json!({"nat": ["dnat/a", "dnat/b"]}),
+            json!({"ip": "172.16.3.10"}),
+        ] {
+            assert!(!unchanged(&current, &desired), "{desired}");
+        }
+        assert!(!unchanged(&serde_json::Value::Null, &json!({"nat": []})));
+    }
+}

@@ -1,0 +1,244 @@
+//! Pod reconciler: an address and a logical switch port for every pod on the
+//! pod network, announced to the CNI through annotations.
+
+pub mod deletion;
+pub mod placement;
+pub mod rebuild;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
+use ovn::{Desired, Owner, Table};
+use serde_json::json;
+use vpcnet_api::contract::external_ids;
+use vpcnet_ipam::{Holder, IpamError, mac_for};
+use vpcnet_runtime::driver::Reconcile;
+
+use crate::names::{self, annotations as ann};
+use crate::{Ctx as Context, Error, Result};
+use placement::Request;
+
+/// The OVN owner of a pod's port.
+pub fn owner(namespace: &str, pod: &str, vpc: &str) -> Owner {
+    Owner::new("Pod", namespace, pod).with_vpc(vpc)
+}
+
+/// True for pods that do not use the pod network.
+pub fn is_host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// How a Pod is reconciled. Deletion needs no finalizer: the port and the
+/// address go when the pod is gone (see [`deletion`]).
+pub struct PodReconciler;
+
+#[async_trait::async_trait]
+impl Reconcile for PodReconciler {
+    type Object = Pod;
+    type Context = Context;
+    const KIND: &'static str = "Pod";
+    const CLEANS_UP: bool = false;
+
+    async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
+        if is_host_network(pod) || pod.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        apply(pod, ctx).await
+    }
+}
+
+async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let chosen = placement::choose_subnet_for(
+        &ns,
+        pod.annotations(),
+        &ctx.namespace,
+        &ctx.subnets.store().state(),
+        ctx.default_subnet.as_deref(),
+    );
+    let subnet = match chosen {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let msg = format!("no Subnet lists namespace {ns} and the default subnet is disabled");
+            ctx.event(pod, true, "NoSubnet", "Allocate", msg).await;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        Err(msg) => {
+            ctx.event(pod, true, "SubnetForbidden", "Allocate", msg)
+                .await;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    let subnet_name = subnet.name_any();
+    let vpc = subnet.vpc_name().to_string();
+    let ls = names::switch(&subnet_name);
+    let Some(ls_uuid) = ctx.ovn.switch(&ls) else {
+        return Err(Error::Dependency(format!(
+            "logical switch {ls} of subnet {subnet_name}"
+        )));
+    };
+    let annotations = pod.annotations().clone();
+    let request = match placement::request(&annotations, &ls) {
+        Ok(r) => r,
+        Err(msg) => {
+            ctx.event(pod, true, "InvalidAnnotation", "Allocate", msg)
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let holder = names::pod_holder(&ns, &name);
+    let ip = {
+        let mut ipam = ctx.ipam.lock().await;
+        let pool = ipam
+            .pool_mut(&subnet_name)
+            .map_err(|_| Error::Dependency(format!("address pool of subnet {subnet_name}")))?;
+        match &request {
+            Request::Existing(ip) | Request::Fixed(ip) => pool.allocate_fixed(&holder, *ip),
+            Request::Pool(list) => first_free(pool, &holder, list),
+            Request::Any => pool.allocate(&holder),
+        }
+    };
+    let ip = match ip {
+        Ok(ip) => ip,
+        Err(e) => {
+            // A user-visible problem (conflict, exhausted, out of range):
+            // an Event, no port, and a retry in case the conflict clears.
+            let reason = match e {
+                IpamError::InUse { .. } | IpamError::Reserved(_) => "IPConflict",
+                IpamError::Exhausted(_) => "SubnetExhausted",
+                _ => "InvalidIP",
+            };
+            tracing::warn!(error = %e, "no address for pod");
+            ctx.event(
+                pod,
+                true,
+                reason,
+                "Allocate",
+                format!(
+                    "subnet {subnet_name}: {}",
+                    e.for_namespace(&pod.namespace().unwrap_or_default())
+                ),
+            )
+            .await;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let mac = mac_for(ip);
+    let sts = deletion::statefulset_of(pod);
+    let mut port = port_row(&ns, &name, &subnet_name, &mac, ip, sts.as_deref());
+    // A router pod (a NAT gateway) forwards other addresses' packets, so
+    // only its MAC is pinned. Honoured only in the operator's namespace:
+    // anywhere else it would let a tenant spoof addresses.
+    if ns == ctx.namespace
+        && pod
+            .annotations()
+            .get(ann::ROUTER)
+            .is_some_and(|v| v == "true")
+    {
+        port.port_security = BTreeSet::from([mac.clone()]);
+    }
+    ovn::owner::ensure_owned(
+        &ctx.nb,
+        &owner(&ns, &name, &vpc),
+        vec![Desired::new(&port).child_of(LogicalSwitch::TABLE, "ports", ls_uuid)],
+    )
+    .await?;
+
+    if !matches!(request, Request::Existing(_)) || annotations.get(ann::MAC_ADDRESS) != Some(&mac) {
+        let cidr = subnet.spec.cidr_block.clone();
+        let gateway =
+            match &subnet.spec.gateway {
+                Some(g) => g.clone(),
+                None => crate::subnet::desired::default_gateway(&cidr.parse().map_err(|_| {
+                    Error::Dependency(format!("valid CIDR of subnet {subnet_name}"))
+                })?)
+                .to_string(),
+            };
+        let patch = json!({"metadata": {"annotations": {
+            ann::IP_ADDRESS: ip.to_string(),
+            ann::MAC_ADDRESS: mac,
+            ann::CIDR: cidr,
+            ann::GATEWAY: gateway,
+            ann::LOGICAL_SWITCH: ls,
+            ann::SUBNET: subnet_name,
+            ann::ALLOCATED: "true",
+        }}});
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::info!(%ip, "allocated");
+    }
+    Ok(Action::await_change())
+}
+
+fn first_free(
+    pool: &mut vpcnet_ipam::Pool,
+    holder: &Holder,
+    list: &[Ipv4Addr],
+) -> Result<Ipv4Addr, IpamError> {
+    if let Some(ip) = pool.get(holder).filter(|ip| list.contains(ip)) {
+        return Ok(ip);
+    }
+    let mut last = IpamError::Exhausted(format!("ip_pool {list:?}"));
+    for ip in list {
+        match pool.allocate_fixed(holder, *ip) {
+            Ok(ip) => return Ok(ip),
+            Err(e) => last = e,
+        }
+    }
+    Err(match last {
+        IpamError::InUse { .. } => IpamError::Exhausted(format!(
+            "ip_pool {}",
+            list.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        other => other,
+    })
+}
+
+/// The logical switch port of a pod: addresses and port security pinned to
+/// its MAC and IP, so it cannot spoof either.
+pub fn port_row(
+    ns: &str,
+    pod: &str,
+    subnet: &str,
+    mac: &str,
+    ip: Ipv4Addr,
+    statefulset: Option<&str>,
+) -> LogicalSwitchPort {
+    let addr = format!("{mac} {ip}");
+    let mut port = LogicalSwitchPort {
+        name: names::pod_port(ns, pod),
+        addresses: BTreeSet::from([addr.clone()]),
+        port_security: BTreeSet::from([addr]),
+        external_ids: BTreeMap::from([
+            (external_ids::POD.to_string(), format!("{ns}/{pod}")),
+            (external_ids::SUBNET.to_string(), subnet.to_string()),
+            (external_ids::IP.to_string(), ip.to_string()),
+        ]),
+        ..Default::default()
+    };
+    if let Some(sts) = statefulset {
+        port.external_ids
+            .insert(STATEFULSET_KEY.to_string(), sts.to_string());
+    }
+    port
+}
+
+/// external_ids key naming the StatefulSet of a pod's port.
+pub const STATEFULSET_KEY: &str = external_ids::STATEFULSET;
+
+/// The table pod ports live in (for GC and rebuild).
+pub const PORT_TABLE: &str = LogicalSwitchPort::TABLE;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use ovn::owner::OWNER_KEY;
+use ovn::owner::{EXTERNAL_IDS, OWNER_KEY};
 use ovn::{Owner, Txn};
 use vpcnet_api::{IptablesEIP, Subnet, Vpc, VpcNatGateway};
 
@@ -17,25 +17,25 @@ use crate::{Context, Result};
 
 /// Tables the operator writes rows into.
 pub const TABLES: &[&str] = &[
-    "Logical_Router",
-    "Logical_Router_Port",
-    "Logical_Router_Static_Route",
-    "Logical_Router_Policy",
-    "Logical_Switch",
-    "Logical_Switch_Port",
+    ovn::nb::logical_router::TABLE,
+    ovn::nb::logical_router_port::TABLE,
+    ovn::nb::logical_router_static_route::TABLE,
+    ovn::nb::logical_router_policy::TABLE,
+    ovn::nb::logical_switch::TABLE,
+    ovn::nb::logical_switch_port::TABLE,
 ];
 
 /// `(owner id, external_ids)` of every row of `table` that has an owner.
 pub async fn owned_rows(nb: &ovn::Client, table: &str) -> Result<OwnedRows> {
     let mut txn = Txn::new(ovn::nb::SCHEMA_NAME);
-    txn.select(table, &[], Some(&["external_ids"]));
+    txn.select(table, &[], Some(&[EXTERNAL_IDS]));
     let res = nb.transact(txn).await?;
     Ok(res
         .raw_rows(0)
         .iter()
         .filter_map(|r| {
             let ids: BTreeMap<String, String> = r
-                .get("external_ids")
+                .get(EXTERNAL_IDS)
                 .and_then(|v| ovn::datum::map_from_json(v).ok())?;
             ids.get(OWNER_KEY).cloned().map(|o| (o, ids))
         })

@@ -25,7 +25,9 @@ pub const VPC_KEY: &str = "vpcnet.io/vpc";
 /// of the same table, for tables without a natural key.
 pub const KEY_KEY: &str = "vpcnet.io/key";
 
-const EXTERNAL_IDS: &str = "external_ids";
+/// The column the ownership keys live in: every owned table has it, under
+/// this name.
+pub const EXTERNAL_IDS: &str = "external_ids";
 
 /// Columns that OVN's own daemons write (ovn-northd, ovn-controller):
 /// [`ensure_owned`] sets them on insert if asked but never "corrects" them.

@@ -305,16 +305,22 @@ fn column(module: &str, name: &str, c: &Value) -> Result<Column, String> {
 }
 
 /// The enum of the values of column `column` of `table`.
-fn write_enum(w: &mut String, table: &str, column: &str, name: &str, values: &[String]) {
+fn write_enum(
+    w: &mut String,
+    table: &str,
+    column: &str,
+    name: &str,
+    values: &[String],
+) -> Result<(), String> {
     let variants: Vec<String> = values.iter().map(|v| camel(v)).collect();
     let mut seen = variants.clone();
     seen.sort();
     seen.dedup();
-    assert_eq!(
-        seen.len(),
-        variants.len(),
-        "values of {table}.{column} map to the same variant: {values:?}"
-    );
+    if seen.len() != variants.len() {
+        return Err(format!(
+            "values of {table}.{column} map to the same variant name: {values:?}"
+        ));
+    }
     let what = format!("{table}.{column}");
     writeln!(w, "/// A value of column `{column}`.").unwrap();
     writeln!(w, "///").unwrap();
@@ -393,6 +399,7 @@ fn write_enum(w: &mut String, table: &str, column: &str, name: &str, values: &[S
     .unwrap();
     writeln!(w, "}}").unwrap();
     writeln!(w, "}}").unwrap();
+    Ok(())
 }
 
 /// The model's source, unformatted.
@@ -470,7 +477,7 @@ fn render(schema: &Value) -> Result<String, String> {
         for c in &columns {
             for (ename, values) in &c.enums {
                 writeln!(w).unwrap();
-                write_enum(w, tname, &c.name, ename, values);
+                write_enum(w, tname, &c.name, ename, values)?;
             }
         }
         writeln!(w, "}}").unwrap();

@@ -24,19 +24,19 @@ pub fn owners() -> BTreeMap<String, usize> {
             .expect("the box's NB DB answers");
         let mut out = BTreeMap::new();
         for table in [
-            "Logical_Router",
-            "Logical_Router_Port",
-            "Logical_Router_Static_Route",
-            "Logical_Router_Policy",
-            "Logical_Switch",
-            "Logical_Switch_Port",
+            ovn::nb::logical_router::TABLE,
+            ovn::nb::logical_router_port::TABLE,
+            ovn::nb::logical_router_static_route::TABLE,
+            ovn::nb::logical_router_policy::TABLE,
+            ovn::nb::logical_switch::TABLE,
+            ovn::nb::logical_switch_port::TABLE,
         ] {
             let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
-            txn.select(table, &[], Some(&["external_ids"]));
+            txn.select(table, &[], Some(&[ovn::owner::EXTERNAL_IDS]));
             let res = nb.transact(txn).await.expect("select");
             for row in res.raw_rows(0) {
                 let ids: BTreeMap<String, String> = row
-                    .get("external_ids")
+                    .get(ovn::owner::EXTERNAL_IDS)
                     .and_then(|v| ovn::datum::map_from_json(v).ok())
                     .unwrap_or_default();
                 if let Some(o) = ids.get(ovn::owner::OWNER_KEY) {

@@ -25,7 +25,8 @@ pub const VPC_KEY: &str = "vpcnet.io/vpc";
 /// of the same table, for tables without a natural key.
 pub const KEY_KEY: &str = "vpcnet.io/key";
 
-/// The column every row we own carries its owner in.
+/// The column the ownership keys live in: every owned table has it, under
+/// this name.
 pub const EXTERNAL_IDS: &str = "external_ids";
 
 /// Columns that OVN's own daemons write (ovn-northd, ovn-controller):

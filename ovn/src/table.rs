@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use serde_json::{Map, Value};
 
 use crate::datum::Uuid;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// An untyped row: column name to OVSDB JSON datum.
 pub type Row = Map<String, Value>;
@@ -32,5 +32,19 @@ pub trait Table: Sized + Clone + Debug + Default + PartialEq {
     /// Mutable `external_ids`, for tables that have one.
     fn external_ids_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
         None
+    }
+}
+
+/// Decodes column `column` of a `table` row with `decode`; an absent column
+/// takes its default, so partial selects and column-subset monitors decode.
+pub(crate) fn decode_column<T: Default>(
+    row: &Row,
+    table: &str,
+    column: &str,
+    decode: impl FnOnce(&Value) -> Result<T>,
+) -> Result<T> {
+    match row.get(column) {
+        Some(v) => decode(v).map_err(|e| Error::decode(format!("{table}.{column}"), e.to_string())),
+        None => Ok(T::default()),
     }
 }

@@ -36,7 +36,7 @@ async fn nbctl_sees_what_we_write() {
                 Uuid::named("lr"),
             ),
             Desired::new(&Nat {
-                r#type: nat::r#type::SNAT.into(),
+                r#type: nat::Type::Snat,
                 external_ip: "172.16.0.9".into(),
                 logical_ip: "10.1.0.0/24".into(),
                 ..Default::default()
@@ -165,12 +165,8 @@ async fn we_read_what_nbctl_writes() {
         BTreeSet::from(["0a:00:00:00:02:02 10.2.0.2".to_string()])
     );
     assert_eq!(
-        (
-            acls[0].priority,
-            acls[0].action.as_str(),
-            acls[0].direction.as_str()
-        ),
-        (1002, acl::action::ALLOW_RELATED, acl::direction::TO_LPORT)
+        (acls[0].priority, acls[0].action, acls[0].direction),
+        (1002, acl::Action::AllowRelated, acl::Direction::ToLport)
     );
     // ...and through the monitor cache.
     assert_eq!(m.get::<LogicalSwitch>().unwrap(), ls);

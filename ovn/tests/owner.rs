@@ -65,9 +65,9 @@ fn vpc(pod_addr: &str, with_nat: bool, with_route: bool) -> Vec<Desired> {
         ),
         Desired::new(&Acl {
             priority: 1000,
-            direction: s(acl::direction::TO_LPORT),
+            direction: acl::Direction::ToLport,
             r#match: s("outport == \"pod1.ns1\""),
-            action: s(acl::action::ALLOW_RELATED),
+            action: acl::Action::AllowRelated,
             ..Default::default()
         })
         .child_of(
@@ -79,7 +79,7 @@ fn vpc(pod_addr: &str, with_nat: bool, with_route: bool) -> Vec<Desired> {
     if with_nat {
         d.push(
             Desired::new(&Nat {
-                r#type: s(nat::r#type::SNAT),
+                r#type: nat::Type::Snat,
                 external_ip: s("172.16.0.5"),
                 logical_ip: s("10.0.0.0/24"),
                 ..Default::default()

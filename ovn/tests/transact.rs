@@ -373,12 +373,12 @@ async fn every_modelled_table_round_trips() {
     let lsp = t.insert_row(&lsp_in);
     let acl_in = Acl {
         priority: 1001,
-        direction: s(acl::direction::TO_LPORT),
+        direction: acl::Direction::ToLport,
         r#match: s("ip4.src == 10.0.0.0/24"),
-        action: s(acl::action::ALLOW_RELATED),
+        action: acl::Action::AllowRelated,
         name: Some(s("allow-vpc")),
         log: true,
-        severity: Some(s(acl::severity::INFO)),
+        severity: Some(acl::Severity::Info),
         external_ids: e.clone(),
         ..Default::default()
     };
@@ -393,9 +393,9 @@ async fn every_modelled_table_round_trips() {
     let lb_in = LoadBalancer {
         name: s("lb1"),
         vips: ids(&[("10.96.0.10:80", "10.0.0.2:8080,10.0.0.3:8080")]),
-        protocol: Some(s(load_balancer::protocol::TCP)),
+        protocol: Some(load_balancer::Protocol::Tcp),
         health_check: BTreeSet::from([hc.clone()]),
-        selection_fields: BTreeSet::from([s(load_balancer::selection_fields::IP_SRC)]),
+        selection_fields: BTreeSet::from([load_balancer::SelectionFields::IpSrc]),
         external_ids: e.clone(),
         ..Default::default()
     };
@@ -428,7 +428,7 @@ async fn every_modelled_table_round_trips() {
     let route_in = LogicalRouterStaticRoute {
         ip_prefix: s("0.0.0.0/0"),
         nexthop: s("10.0.0.254"),
-        policy: Some(s(logical_router_static_route::policy::DST_IP)),
+        policy: Some(logical_router_static_route::Policy::DstIp),
         external_ids: e.clone(),
         ..Default::default()
     };
@@ -436,13 +436,13 @@ async fn every_modelled_table_round_trips() {
     let pol_in = LogicalRouterPolicy {
         priority: 31000,
         r#match: s("ip4.dst == 10.0.0.0/24"),
-        action: s(logical_router_policy::action::ALLOW),
+        action: logical_router_policy::Action::Allow,
         external_ids: e.clone(),
         ..Default::default()
     };
     let pol = t.insert_row(&pol_in);
     let nat_in = Nat {
-        r#type: s(nat::r#type::SNAT),
+        r#type: nat::Type::Snat,
         external_ip: s("172.16.0.10"),
         logical_ip: s("10.0.0.0/24"),
         external_ids: e.clone(),

@@ -4,6 +4,7 @@
 //! - `test`            everything: fmt, clippy, CRD drift, unit/integration, e2e on the box
 //! - `box up|down|env` start / stop the cluster-in-a-box, print how to use it
 //! - `crds`            regenerate `crds/` from the Rust types
+//! - `nb-model`        regenerate `ovn/src/nb_model.rs` from the OVN Northbound schema
 
 mod shell;
 mod test;
@@ -15,13 +16,14 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["crds"] => write_crds(),
+        ["nb-model"] => write_nb_model(),
         ["box", "up"] => shell::box_up(),
         ["box", "down"] => shell::box_script("down.sh", &[]),
         ["box", "env"] => shell::box_script("env.sh", &[]),
         ["demo"] => demo(),
         ["test"] => test::run(),
         _ => {
-            eprintln!("usage: cargo xtask <demo | test | box up|down|env | crds>");
+            eprintln!("usage: cargo xtask <demo | test | box up|down|env | crds | nb-model>");
             return ExitCode::from(2);
         }
     };
@@ -51,6 +53,12 @@ fn write_crds() -> Result<(), String> {
         std::fs::write(dir.join(name), body).map_err(|e| format!("writing {name}: {e}"))?;
     }
     println!("wrote {} CRDs to {}", files.len(), dir.display());
+    Ok(())
+}
+
+fn write_nb_model() -> Result<(), String> {
+    let path = ovn_codegen::write(&shell::repo_root().join("ovn"))?;
+    println!("wrote {}", path.display());
     Ok(())
 }
 

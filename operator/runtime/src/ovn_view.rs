@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ovn::nb::{LogicalRouter, LogicalSwitch};
+use ovn::nb::{LogicalRouter, LogicalSwitch, logical_router, logical_switch};
 use ovn::{Client, Monitor, MonitorRequest, Table, Uuid};
 
 /// Routers and switches of the Northbound DB, kept current by a monitor.
@@ -18,8 +18,10 @@ impl OvnView {
             .monitor(
                 ovn::nb::SCHEMA_NAME,
                 vec![
-                    MonitorRequest::of::<LogicalRouter>().columns(&["name", "external_ids"]),
-                    MonitorRequest::of::<LogicalSwitch>().columns(&["name", "external_ids"]),
+                    MonitorRequest::of::<LogicalRouter>()
+                        .columns(&[logical_router::NAME, logical_router::EXTERNAL_IDS]),
+                    MonitorRequest::of::<LogicalSwitch>()
+                        .columns(&[logical_switch::NAME, logical_switch::EXTERNAL_IDS]),
                 ],
             )
             .await?;

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use ovn::nb::{LogicalRouter, LogicalRouterStaticRoute};
+use ovn::nb::logical_router_static_route::Policy;
+use ovn::nb::{LogicalRouter, LogicalRouterStaticRoute, logical_router};
 use ovn::owner::KEY_KEY;
 use ovn::{Desired, Owner, Table};
 use vpcnet_api::VpcNatGateway;
@@ -38,11 +39,11 @@ pub fn owner(name: &str, vpc: &str) -> Owner {
 
 /// The route row (pure).
 pub fn row(route: &Route) -> LogicalRouterStaticRoute {
-    let policy = "dst-ip";
+    let policy = Policy::DstIp;
     LogicalRouterStaticRoute {
         ip_prefix: route.cidr.clone(),
         nexthop: route.next_hop.clone(),
-        policy: Some(policy.to_string()),
+        policy: Some(policy),
         external_ids: BTreeMap::from([(
             KEY_KEY.to_string(),
             format!("route/{policy}/{}/{}", route.cidr, route.next_hop),
@@ -109,7 +110,11 @@ pub async fn converge(ctx: &Ctx, gw: &VpcNatGateway, accepted: bool) -> Result<(
     let report = ovn::owner::ensure_owned(
         &ctx.nb,
         &owner(&name, &gw.spec.vpc),
-        vec![Desired::new(&row(&route)).child_of(LogicalRouter::TABLE, "static_routes", router)],
+        vec![Desired::new(&row(&route)).child_of(
+            LogicalRouter::TABLE,
+            logical_router::STATIC_ROUTES,
+            router,
+        )],
     )
     .await?;
     if report.created + report.updated + report.deleted > 0 {
@@ -200,7 +205,7 @@ mod tests {
             cidr: DEFAULT_PREFIX.into(),
             next_hop: "10.0.1.254".into(),
         });
-        assert_eq!(r.policy.as_deref(), Some("dst-ip"));
+        assert_eq!(r.policy, Some(Policy::DstIp));
         assert_eq!(r.external_ids[KEY_KEY], "route/dst-ip/0.0.0.0/0/10.0.1.254");
     }
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use ovn::nb::{LogicalSwitch, LogicalSwitchPort};
+use ovn::nb::{LogicalSwitch, LogicalSwitchPort, logical_switch};
 use ovn::{Desired, Owner, Table};
 use serde_json::json;
 use vpcnet_api::contract::external_ids;
@@ -150,7 +150,7 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     ovn::owner::ensure_owned(
         &ctx.nb,
         &owner(&ns, &name, &vpc),
-        vec![Desired::new(&port).child_of(LogicalSwitch::TABLE, "ports", ls_uuid)],
+        vec![Desired::new(&port).child_of(LogicalSwitch::TABLE, logical_switch::PORTS, ls_uuid)],
     )
     .await?;
 

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use ovn::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+use ovn::nb::{
+    LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort, logical_router,
+    logical_switch,
+};
 use ovn::{Desired, Table, Uuid};
 
 use crate::names;
@@ -59,8 +62,12 @@ pub fn desired(plan: &SwitchPlan, router: Uuid) -> Vec<Desired> {
     };
     vec![
         Desired::new(&switch).named(SWITCH),
-        Desired::new(&lrp).child_of(LogicalRouter::TABLE, "ports", router),
-        Desired::new(&lsp).child_of(LogicalSwitch::TABLE, "ports", Uuid::named(SWITCH)),
+        Desired::new(&lrp).child_of(LogicalRouter::TABLE, logical_router::PORTS, router),
+        Desired::new(&lsp).child_of(
+            LogicalSwitch::TABLE,
+            logical_switch::PORTS,
+            Uuid::named(SWITCH),
+        ),
     ]
 }
 

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use ovn::nb::{LogicalRouter, LogicalRouterPolicy, LogicalRouterStaticRoute};
+use ovn::nb::{
+    LogicalRouter, LogicalRouterPolicy, LogicalRouterStaticRoute, logical_router,
+    logical_router_policy, logical_router_static_route,
+};
 use ovn::owner::KEY_KEY;
 use ovn::{Desired, Table, Uuid};
 use vpcnet_api::VpcSpec;
@@ -26,13 +29,13 @@ pub fn desired(name: &str, spec: &VpcSpec) -> Vec<Desired> {
         .map(|r| (r.cidr.as_str(), r.next_hop_ip.as_str(), r.policy));
     for (cidr, next_hop, policy) in routes {
         let policy = match policy {
-            RoutePolicy::Dst => "dst-ip",
-            RoutePolicy::Src => "src-ip",
+            RoutePolicy::Dst => logical_router_static_route::Policy::DstIp,
+            RoutePolicy::Src => logical_router_static_route::Policy::SrcIp,
         };
         let route = LogicalRouterStaticRoute {
             ip_prefix: cidr.to_string(),
             nexthop: next_hop.to_string(),
-            policy: Some(policy.to_string()),
+            policy: Some(policy),
             external_ids: BTreeMap::from([(
                 KEY_KEY.to_string(),
                 format!("route/{policy}/{cidr}/{next_hop}"),
@@ -41,20 +44,20 @@ pub fn desired(name: &str, spec: &VpcSpec) -> Vec<Desired> {
         };
         rows.push(Desired::new(&route).child_of(
             LogicalRouter::TABLE,
-            "static_routes",
+            logical_router::STATIC_ROUTES,
             Uuid::named(ROUTER),
         ));
     }
     for p in &spec.policy_routes {
         let action = match p.action {
-            PolicyAction::Allow => "allow",
-            PolicyAction::Drop => "drop",
-            PolicyAction::Reroute => "reroute",
+            PolicyAction::Allow => logical_router_policy::Action::Allow,
+            PolicyAction::Drop => logical_router_policy::Action::Drop,
+            PolicyAction::Reroute => logical_router_policy::Action::Reroute,
         };
         let policy = LogicalRouterPolicy {
             priority: i64::from(p.priority),
             r#match: p.match_.clone(),
-            action: action.to_string(),
+            action,
             nexthop: p.next_hop_ip.clone(),
             external_ids: BTreeMap::from([(
                 KEY_KEY.to_string(),
@@ -64,7 +67,7 @@ pub fn desired(name: &str, spec: &VpcSpec) -> Vec<Desired> {
         };
         rows.push(Desired::new(&policy).child_of(
             LogicalRouter::TABLE,
-            "policies",
+            logical_router::POLICIES,
             Uuid::named(ROUTER),
         ));
     }
@@ -116,8 +119,10 @@ mod tests {
         assert_eq!(rows.len(), 3);
         let dbg = format!("{rows:?}");
         assert!(dbg.contains("vpcnet-mail263"));
-        assert!(dbg.contains("0.0.0.0/0") && dbg.contains("dst-ip") && dbg.contains("10.0.1.254"));
-        assert!(dbg.contains("reroute") && dbg.contains("10.0.1.253"));
+        let dst_ip = logical_router_static_route::Policy::DstIp.as_str();
+        assert!(dbg.contains("0.0.0.0/0") && dbg.contains(dst_ip) && dbg.contains("10.0.1.254"));
+        let reroute = logical_router_policy::Action::Reroute.as_str();
+        assert!(dbg.contains(reroute) && dbg.contains("10.0.1.253"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use vpcnet_api::contract::FINALIZER;
 
 use crate::kinds::ScopeApi;
 use crate::metrics::Metrics;
-use crate::runtime::HasRuntime;
+use crate::runtime::Driven;
 use crate::{Error, Result};
 
 /// How one kind is reconciled.
@@ -36,7 +36,7 @@ pub trait Reconcile: Send + Sync + 'static {
         + Sync
         + 'static;
     /// The service's context.
-    type Context: HasRuntime;
+    type Context: Driven;
     /// The kind's name in logs and metrics.
     const KIND: &'static str;
     /// Whether deletion waits for [`Reconcile::cleanup`] (through the
@@ -96,8 +96,7 @@ pub fn retry_after(err: &Error) -> Duration {
 }
 
 async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> Result<Action> {
-    let rt = ctx.rt();
-    let _timer = ReconcileTimer::start(R::KIND, rt.metrics.clone());
+    let _timer = ReconcileTimer::start(R::KIND, ctx.metrics().clone());
     let span = tracing::info_span!(
         "reconcile",
         kind = R::KIND,
@@ -111,7 +110,7 @@ async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> R
         }
         let ns = obj.namespace();
         let api: Api<R::Object> =
-            <<R::Object as Resource>::Scope as ScopeApi>::api(rt.client.clone(), ns.as_deref());
+            <<R::Object as Resource>::Scope as ScopeApi>::api(ctx.client().clone(), ns.as_deref());
         finalizer(&api, FINALIZER, obj, |ev| async {
             match ev {
                 Finalizer::Apply(o) => R::apply(&o, &ctx).await,
@@ -127,14 +126,14 @@ async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> R
 
 fn error_policy<R: Reconcile>(obj: Arc<R::Object>, err: &Error, ctx: Arc<R::Context>) -> Action {
     tracing::warn!(kind = R::KIND, namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %err, "reconcile failed; retrying");
-    ctx.rt().metrics.failed(R::KIND, err);
+    ctx.metrics().failed(R::KIND, err);
     Action::requeue(retry_after(err))
 }
 
 /// Runs `controller` with `R` until the runtime shuts down; reconciles in
 /// flight then finish before this returns.
 pub async fn drive<R: Reconcile>(controller: Controller<R::Object>, ctx: Arc<R::Context>) {
-    let shutdown = ctx.rt().shutting_down();
+    let shutdown = ctx.shutting_down();
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<R>, error_policy::<R>, ctx)
@@ -154,4 +153,108 @@ pub async fn drive<R: Reconcile>(controller: Controller<R::Object>, ctx: Arc<R::
         })
         .await;
     tracing::info!(kind = R::KIND, "controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+    use crate::runtime::{Shutdown, ShutdownSignal};
+
+    struct Slow {
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+        started: AtomicUsize,
+        finished: AtomicUsize,
+    }
+
+    impl Driven for Slow {
+        fn client(&self) -> &kube::Client {
+            &self.client
+        }
+        fn metrics(&self) -> &Arc<Metrics> {
+            &self.metrics
+        }
+        fn shutting_down(&self) -> ShutdownSignal {
+            self.shutdown.signal()
+        }
+    }
+
+    struct SlowReconciler;
+
+    #[async_trait::async_trait]
+    impl Reconcile for SlowReconciler {
+        type Object = ConfigMap;
+        type Context = Slow;
+        const KIND: &'static str = "ConfigMap";
+        const CLEANS_UP: bool = false;
+
+        async fn apply(_cm: &ConfigMap, ctx: &Slow) -> Result<Action> {
+            ctx.started.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            ctx.finished.fetch_add(1, Ordering::SeqCst);
+            Ok(Action::await_change())
+        }
+    }
+
+    fn cm(name: &str) -> ConfigMap {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("t".into());
+        c
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_reconciles_in_flight_and_starts_no_new_ones() {
+        // A client that is never called: the reconciler has no finalizer.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let ctx = Arc::new(Slow {
+            client,
+            metrics: Arc::new(Metrics::default()),
+            shutdown: Shutdown::default(),
+            started: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+        });
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Arc<ConfigMap>>();
+        // A full first list: the controller waits for its store to be ready.
+        writer.apply_watcher_event(&Event::Init);
+        for name in ["a", "b"] {
+            writer.apply_watcher_event(&Event::InitApply(cm(name)));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        let driving = tokio::spawn(drive::<SlowReconciler>(
+            Controller::for_shared_stream(rx, store),
+            ctx.clone(),
+        ));
+        tx.unbounded_send(Arc::new(cm("a"))).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while ctx.started.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the first reconcile starts");
+        ctx.shutdown.begin();
+        // Triggered after shutdown began: must not start.
+        let _ = tx.unbounded_send(Arc::new(cm("b")));
+        tokio::time::timeout(Duration::from_secs(5), driving)
+            .await
+            .expect("drive returns after shutdown")
+            .unwrap();
+        assert_eq!(
+            ctx.finished.load(Ordering::SeqCst),
+            1,
+            "the reconcile in flight finished"
+        );
+        assert_eq!(ctx.started.load(Ordering::SeqCst), 1, "nothing new started");
+    }
 }

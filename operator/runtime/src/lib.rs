@@ -16,6 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod ovn_view;
 pub mod rebuild;
+pub mod refusal;
 pub mod run;
 pub mod runtime;
 pub mod seal_key;

@@ -36,8 +36,40 @@ pub struct Runtime {
     pub namespace: String,
     /// Seals the operator's decisions (and checks the agents' reports).
     pub seal: SealKey,
-    shutdown: Shared<BoxFuture<'static, ()>>,
+    shutdown: Shutdown,
+}
+
+/// Resolves once shutdown has begun.
+pub type ShutdownSignal = Shared<BoxFuture<'static, ()>>;
+
+/// A one-way switch from running to shutting down.
+pub struct Shutdown {
+    signal: ShutdownSignal,
     stop: std::sync::Mutex<Option<futures::channel::oneshot::Sender<()>>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        Self {
+            signal: rx.map(|_| ()).boxed().shared(),
+            stop: std::sync::Mutex::new(Some(tx)),
+        }
+    }
+}
+
+impl Shutdown {
+    /// Resolves once [`Shutdown::begin`] has been called.
+    pub fn signal(&self) -> ShutdownSignal {
+        self.signal.clone()
+    }
+
+    /// Begins shutdown (idempotent).
+    pub fn begin(&self) {
+        if let Some(tx) = self.stop.lock().expect("stop").take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl Runtime {
@@ -50,7 +82,6 @@ impl Runtime {
         seal: SealKey,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
         Self {
             recorder: recorder(&client),
             kinds: Kinds::new(client.clone()),
@@ -61,22 +92,19 @@ impl Runtime {
             metrics,
             namespace,
             seal,
-            shutdown: rx.map(|_| ()).boxed().shared(),
-            stop: std::sync::Mutex::new(Some(tx)),
+            shutdown: Shutdown::default(),
         }
     }
 
     /// Resolves once shutdown has begun: controllers stop taking work and
     /// finish what they are doing.
-    pub fn shutting_down(&self) -> Shared<BoxFuture<'static, ()>> {
-        self.shutdown.clone()
+    pub fn shutting_down(&self) -> ShutdownSignal {
+        self.shutdown.signal()
     }
 
     /// Begins shutdown.
     pub fn shut_down(&self) {
-        if let Some(tx) = self.stop.lock().expect("stop").take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.begin();
     }
 
     /// Publishes an Event on `obj`; failures are logged, never fatal.
@@ -116,4 +144,28 @@ fn recorder(client: &Client) -> Recorder {
 pub trait HasRuntime: Send + Sync + 'static {
     /// The runtime.
     fn rt(&self) -> &Runtime;
+}
+
+/// What the reconcile driver needs of a context.
+pub trait Driven: Send + Sync + 'static {
+    /// The Kubernetes client (for the finalizer).
+    fn client(&self) -> &Client;
+    /// Where reconciles are counted and timed.
+    fn metrics(&self) -> &Arc<Metrics>;
+    /// Resolves once shutdown has begun.
+    fn shutting_down(&self) -> ShutdownSignal;
+}
+
+impl<T: HasRuntime> Driven for T {
+    fn client(&self) -> &Client {
+        &self.rt().client
+    }
+
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.rt().metrics
+    }
+
+    fn shutting_down(&self) -> ShutdownSignal {
+        self.rt().shutting_down()
+    }
 }

@@ -21,6 +21,12 @@ pub trait OwnedStatus: Serialize + Sized {
 /// Whether `current`'s owned part already says exactly `desired`: nothing
 /// to write. Conditions are compared by type, whatever their order.
 pub fn says<S: OwnedStatus>(current: Option<&S>, desired: &S) -> bool {
+    says_by(current, desired, S::owned_part)
+}
+
+/// [`says`] with the owned part given by `owned` (for status types of
+/// another crate).
+pub fn says_by<S: Serialize>(current: Option<&S>, desired: &S, owned: impl Fn(&S) -> S) -> bool {
     fn norm(mut v: Value) -> Value {
         if let Some(conds) = v.get_mut("conditions").and_then(Value::as_array_mut) {
             conds.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
@@ -30,7 +36,7 @@ pub fn says<S: OwnedStatus>(current: Option<&S>, desired: &S) -> bool {
     let Some(current) = current else {
         return false;
     };
-    let have = serde_json::to_value(current.owned_part()).unwrap_or(Value::Null);
+    let have = serde_json::to_value(owned(current)).unwrap_or(Value::Null);
     let want = serde_json::to_value(desired).unwrap_or(Value::Null);
     norm(have) == norm(want)
 }
@@ -49,7 +55,23 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: OwnedStatus,
 {
-    if says(current, desired) {
+    report_by(api, name, current, desired, S::owned_part).await
+}
+
+/// [`report`] with the owned part given by `owned` (for status types of
+/// another crate).
+pub async fn report_by<K, S>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<&S>,
+    desired: &S,
+    owned: impl Fn(&S) -> S,
+) -> kube::Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    if says_by(current, desired, owned) {
         return Ok(false);
     }
     apply(

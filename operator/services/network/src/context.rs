@@ -9,6 +9,8 @@ use vpcnet_runtime::Runtime;
 use vpcnet_runtime::kinds::Shared;
 use vpcnet_runtime::runtime::HasRuntime;
 
+use crate::pod::notice::Notices;
+
 /// The network service's state: the runtime and the kinds it reads.
 pub struct Ctx {
     /// The shared runtime.
@@ -21,6 +23,9 @@ pub struct Ctx {
     pub pods: Shared<Pod>,
     /// The subnet for pods in namespaces no Subnet claims.
     pub default_subnet: Option<String>,
+    /// The refusal each pod was last told about (pods have no condition of
+    /// ours to record it in).
+    pub notices: Notices,
 }
 
 impl Deref for Ctx {

@@ -24,12 +24,16 @@ pub fn gone<'a>(owners: &'a BTreeMap<String, Ids>, alive: &BTreeSet<String>) -> 
 /// Removes what gone owners left; returns them.
 pub async fn collect(ctx: &Ctx, owners: &BTreeMap<String, Ids>) -> Result<Vec<String>> {
     let mut alive = BTreeSet::new();
+    let mut pods = BTreeSet::new();
     for p in Api::<Pod>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?
     {
         alive.insert(pod::owner(&p.namespace().unwrap_or_default(), &p.name_any(), "").id());
+        pods.insert(pod::notice::key(&p));
     }
+    // A deletion the watch missed leaves no notice behind.
+    ctx.notices.retain(&pods);
     for s in Api::<Subnet>::all(ctx.client.clone())
         .list(&ListParams::default())
         .await?

@@ -12,6 +12,8 @@ pub mod default_network;
 pub mod gc;
 pub mod names;
 pub mod pod;
+pub mod reasons;
+pub mod report;
 pub mod service;
 pub mod subnet;
 pub mod vpc;

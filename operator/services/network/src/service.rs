@@ -59,6 +59,7 @@ impl Network {
                 subnets: rt.kinds.all(),
                 pods: rt.kinds.all(),
                 default_subnet,
+                notices: Default::default(),
             }),
         })
     }

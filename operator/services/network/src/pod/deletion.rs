@@ -80,6 +80,7 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 async fn forget(ctx: &Context, pod: &Pod) {
+    ctx.notices.forget(&super::notice::key(pod));
     if super::is_host_network(pod) {
         return;
     }

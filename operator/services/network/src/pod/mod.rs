@@ -2,6 +2,7 @@
 //! pod network, announced to the CNI through annotations.
 
 pub mod deletion;
+pub mod notice;
 pub mod placement;
 pub mod rebuild;
 
@@ -19,8 +20,10 @@ use serde_json::json;
 use vpcnet_api::contract::external_ids;
 use vpcnet_ipam::{Holder, IpamError, mac_for};
 use vpcnet_runtime::driver::Reconcile;
+use vpcnet_runtime::refusal::{Reason, Refusal};
 
 use crate::names::{self, annotations as ann};
+use crate::reasons::PodReason;
 use crate::{Ctx as Context, Error, Result};
 use placement::Request;
 
@@ -70,13 +73,12 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
         Ok(Some(s)) => s,
         Ok(None) => {
             let msg = format!("no Subnet lists namespace {ns} and the default subnet is disabled");
-            ctx.event(pod, true, "NoSubnet", "Allocate", msg).await;
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            let refusal = Refusal::new(PodReason::NoSubnet, msg);
+            return Ok(refuse(pod, ctx, &refusal, Action::requeue(Duration::from_secs(60))).await);
         }
         Err(msg) => {
-            ctx.event(pod, true, "SubnetForbidden", "Allocate", msg)
-                .await;
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            let refusal = Refusal::new(PodReason::SubnetForbidden, msg);
+            return Ok(refuse(pod, ctx, &refusal, Action::requeue(Duration::from_secs(60))).await);
         }
     };
     let subnet_name = subnet.name_any();
@@ -91,9 +93,8 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     let request = match placement::request(&annotations, &ls) {
         Ok(r) => r,
         Err(msg) => {
-            ctx.event(pod, true, "InvalidAnnotation", "Allocate", msg)
-                .await;
-            return Ok(Action::await_change());
+            let refusal = Refusal::new(PodReason::InvalidAnnotation, msg);
+            return Ok(refuse(pod, ctx, &refusal, Action::await_change()).await);
         }
     };
     let holder = names::pod_holder(&ns, &name);
@@ -113,24 +114,12 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
         Err(e) => {
             // A user-visible problem (conflict, exhausted, out of range):
             // an Event, no port, and a retry in case the conflict clears.
-            let reason = match e {
-                IpamError::InUse { .. } | IpamError::Reserved(_) => "IPConflict",
-                IpamError::Exhausted(_) => "SubnetExhausted",
-                _ => "InvalidIP",
-            };
             tracing::warn!(error = %e, "no address for pod");
-            ctx.event(
-                pod,
-                true,
-                reason,
-                "Allocate",
-                format!(
-                    "subnet {subnet_name}: {}",
-                    e.for_namespace(&pod.namespace().unwrap_or_default())
-                ),
-            )
-            .await;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            let refusal = Refusal::new(
+                ipam_reason(&e),
+                format!("subnet {subnet_name}: {}", e.for_namespace(&ns)),
+            );
+            return Ok(refuse(pod, ctx, &refusal, Action::requeue(Duration::from_secs(30))).await);
         }
     };
     let mac = mac_for(ip);
@@ -178,7 +167,33 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
             .await?;
         tracing::info!(%ip, "allocated");
     }
+    ctx.notices.forget(&notice::key(pod));
     Ok(Action::await_change())
+}
+
+/// A pod that gets no address (yet): a Warning Event when its situation
+/// changed since the last one, then `then`.
+async fn refuse(pod: &Pod, ctx: &Context, refusal: &Refusal<PodReason>, then: Action) -> Action {
+    if ctx.notices.is_news(&notice::key(pod), refusal) {
+        ctx.event(
+            pod,
+            true,
+            refusal.reason.as_str(),
+            "Allocate",
+            refusal.message.clone(),
+        )
+        .await;
+    }
+    then
+}
+
+/// The reason an allocation failed, as the pod's Event says it.
+pub fn ipam_reason(e: &IpamError) -> PodReason {
+    match e {
+        IpamError::InUse { .. } | IpamError::Reserved(_) => PodReason::IPConflict,
+        IpamError::Exhausted(_) => PodReason::SubnetExhausted,
+        _ => PodReason::InvalidIP,
+    }
 }
 
 fn first_free(
@@ -242,3 +257,35 @@ pub const STATEFULSET_KEY: &str = external_ids::STATEFULSET;
 
 /// The table pod ports live in (for GC and rebuild).
 pub const PORT_TABLE: &str = LogicalSwitchPort::TABLE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_failures_keep_their_event_reasons() {
+        let holder = Holder::pod("b", "web");
+        let cases = [
+            (
+                IpamError::InUse {
+                    ip: "10.0.1.9".into(),
+                    holder,
+                },
+                "IPConflict",
+            ),
+            (IpamError::Reserved("10.0.1.1".into()), "IPConflict"),
+            (IpamError::Exhausted("a".into()), "SubnetExhausted"),
+            (
+                IpamError::OutOfRange {
+                    ip: "10.0.2.9".into(),
+                    cidr: "10.0.1.0/24".into(),
+                },
+                "InvalidIP",
+            ),
+            (IpamError::BadAddress("x".into()), "InvalidIP"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(ipam_reason(&e).as_str(), want, "{e}");
+        }
+    }
+}

@@ -7,17 +7,20 @@ pub mod validate;
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use ovn::Owner;
-use serde_json::{Value, json};
-use vpcnet_api::Subnet;
-use vpcnet_api::condition::Conditioned;
+use vpcnet_api::condition::{Conditioned, READY};
+use vpcnet_api::{Subnet, SubnetStatus};
 use vpcnet_runtime::driver::Reconcile;
+use vpcnet_runtime::refusal::{Reason, Refusal};
 use vpcnet_runtime::status;
 
 use crate::names;
+use crate::reasons::SubnetReason;
+use crate::report::SubnetReport;
 use crate::{Ctx as Context, Error, Result};
 
 /// The VPC a (non-provider) subnet belongs to.
@@ -50,23 +53,6 @@ impl Reconcile for SubnetReconciler {
 
 async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Action> {
     let name = subnet.name_any();
-    let generation = subnet.meta().generation;
-    let previous = subnet.conditions();
-    let refuse = |reason: &'static str, message: String| async move {
-        ctx.event(subnet, true, reason, "Validate", message.clone())
-            .await;
-        // Nothing half-programmed: a refused subnet owns no OVN rows.
-        ovn::owner::delete_owned(&ctx.nb, &owner(subnet)).await?;
-        let cond = status::ready(previous, false, reason, message, generation);
-        write_status(
-            api,
-            subnet,
-            json!({"conditions": [cond], "observedGeneration": generation}),
-        )
-        .await?;
-        Ok::<_, Error>(Action::requeue(Duration::from_secs(60)))
-    };
-
     if subnet.spec.provider.is_some() {
         // An external network: only addresses are managed here.
         if let Err(e) = ctx.ipam.lock().await.upsert(
@@ -75,14 +61,15 @@ async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Acti
             subnet.spec.gateway.as_deref(),
             &subnet.spec.exclude_ips,
         ) {
-            return refuse("InvalidAddresses", e.to_string()).await;
+            let refusal = Refusal::new(SubnetReason::InvalidAddresses, e.to_string());
+            return refuse(subnet, ctx, api, refusal).await;
         }
         return finish(
             subnet,
             ctx,
             api,
             None,
-            "IpamOnly",
+            SubnetReason::IpamOnly,
             "external network: addresses are allocated to NAT gateways and EIPs",
         )
         .await;
@@ -98,7 +85,7 @@ async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Acti
             .is_some();
     let plan = match validate::validate(subnet, &vpc, vpc_exists, &ctx.subnets.store().state()) {
         Ok(p) => p,
-        Err(r) => return refuse(r.reason, r.message).await,
+        Err(refusal) => return refuse(subnet, ctx, api, refusal).await,
     };
     if let Err(e) = ctx.ipam.lock().await.upsert(
         &name,
@@ -106,7 +93,8 @@ async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Acti
         Some(&plan.gateway.to_string()),
         &subnet.spec.exclude_ips,
     ) {
-        return refuse("InvalidAddresses", e.to_string()).await;
+        let refusal = Refusal::new(SubnetReason::InvalidAddresses, e.to_string());
+        return refuse(subnet, ctx, api, refusal).await;
     }
     let router = ctx
         .ovn
@@ -128,10 +116,44 @@ async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Acti
         ctx,
         api,
         Some(ls.clone()),
-        "Programmed",
+        SubnetReason::Programmed,
         &format!("logical switch {ls} attached to VPC {vpc}"),
     )
     .await
+}
+
+/// A refused subnet: an Event when the refusal is news, no OVN rows, and
+/// the refusal as its `Ready` condition.
+async fn refuse(
+    subnet: &Subnet,
+    ctx: &Context,
+    api: &Api<Subnet>,
+    refusal: Refusal<SubnetReason>,
+) -> Result<Action> {
+    let previous = subnet.conditions();
+    let generation = subnet.meta().generation;
+    refusal
+        .announce(ctx, subnet, previous, READY, "Validate")
+        .await;
+    // Nothing half-programmed: a refused subnet owns no OVN rows.
+    ovn::owner::delete_owned(&ctx.nb, &owner(subnet)).await?;
+    let desired = refused_status(&refusal, previous, generation);
+    write_status(api, subnet, &desired).await?;
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// The status of a refused subnet: the verdict only (server-side apply
+/// drops the counts and the switch it no longer sends).
+fn refused_status(
+    refusal: &Refusal<SubnetReason>,
+    previous: &[Condition],
+    generation: Option<i64>,
+) -> SubnetReport {
+    SubnetReport(SubnetStatus {
+        conditions: vec![refusal.condition(previous, READY, generation)],
+        observed_generation: generation,
+        ..Default::default()
+    })
 }
 
 async fn finish(
@@ -139,7 +161,7 @@ async fn finish(
     ctx: &Context,
     api: &Api<Subnet>,
     ls: Option<String>,
-    reason: &str,
+    reason: SubnetReason,
     message: &str,
 ) -> Result<Action> {
     let name = subnet.name_any();
@@ -151,31 +173,29 @@ async fn finish(
             .map(|p| (p.using(), p.available()))
             .unwrap_or_default()
     };
-    let cond = status::ready(previous, true, reason, message, generation);
-    let mut st = json!({
-        "conditions": [cond],
-        "observedGeneration": generation,
-        "v4usingIPs": using,
-        "v4availableIPs": available,
+    let desired = SubnetReport(SubnetStatus {
+        conditions: vec![status::ready(
+            previous,
+            true,
+            reason.as_str(),
+            message,
+            generation,
+        )],
+        observed_generation: generation,
+        v4_using_ips: Some(using),
+        v4_available_ips: Some(available),
+        logical_switch: ls,
     });
-    if let Some(ls) = ls {
-        st["logicalSwitch"] = Value::String(ls);
-    }
-    write_status(api, subnet, st).await?;
+    write_status(api, subnet, &desired).await?;
     // Counts follow allocations through `usage::changes`; this requeue only
     // repairs drift of the switch.
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// Writes `status` unless the object already shows exactly that.
-async fn write_status(api: &Api<Subnet>, subnet: &Subnet, st: Value) -> Result<()> {
-    let current = serde_json::to_value(&subnet.status).unwrap_or(Value::Null);
-    let unchanged = st
-        .as_object()
-        .is_some_and(|m| m.iter().all(|(k, v)| current.get(k) == Some(v)));
-    if !unchanged {
-        status::apply(api, &subnet.name_any(), st).await?;
-    }
+/// Writes `desired` unless the subnet already shows exactly that.
+async fn write_status(api: &Api<Subnet>, subnet: &Subnet, desired: &SubnetReport) -> Result<()> {
+    let current = SubnetReport::current(subnet);
+    status::report(api, &subnet.name_any(), current.as_ref(), desired).await?;
     Ok(())
 }
 
@@ -184,4 +204,28 @@ async fn cleanup(subnet: &Subnet, ctx: &Context) -> Result<Action> {
     ctx.ipam.lock().await.remove(&subnet.name_any());
     tracing::info!(deleted, "removed switch");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_refused_subnet_reports_only_its_verdict() {
+        let refusal = Refusal::new(SubnetReason::VpcNotFound, "VPC v does not exist");
+        let st = serde_json::to_value(refused_status(&refusal, &[], Some(2))).unwrap();
+        assert_eq!(st["observedGeneration"], json!(2));
+        assert_eq!(st.as_object().unwrap().len(), 2, "{st}");
+        let c = &st["conditions"][0];
+        assert_eq!(
+            (&c["type"], &c["status"], &c["reason"], &c["message"]),
+            (
+                &json!("Ready"),
+                &json!("False"),
+                &json!("VpcNotFound"),
+                &json!("VPC v does not exist")
+            )
+        );
+    }
 }

@@ -132,3 +132,26 @@ mod tests {
         );
     }
 }
+
+/// How a step of a reconcile ends short of success: the object is refused
+/// (its own fault: a condition, an Event, no retry storm) or the step failed
+/// (the world's fault: retried). One `?` serves both.
+#[derive(Debug)]
+pub enum Halt<R: Reason> {
+    /// Refused, with a reason.
+    Refused(Refusal<R>),
+    /// Failed; retried.
+    Failed(crate::Error),
+}
+
+impl<R: Reason> From<Refusal<R>> for Halt<R> {
+    fn from(r: Refusal<R>) -> Self {
+        Halt::Refused(r)
+    }
+}
+
+impl<R: Reason, E: Into<crate::Error>> From<E> for Halt<R> {
+    fn from(e: E) -> Self {
+        Halt::Failed(e.into())
+    }
+}

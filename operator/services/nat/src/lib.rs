@@ -11,6 +11,7 @@ pub mod eip;
 pub mod fairness;
 pub mod gateway;
 pub mod ownership;
+pub mod reasons;
 pub mod rebuild;
 pub mod route;
 pub mod rules;

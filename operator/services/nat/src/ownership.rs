@@ -7,8 +7,7 @@ use ipnet::Ipv4Net;
 use kube::ResourceExt;
 use vpcnet_api::{Subnet, Vpc, VpcNatGateway};
 
-/// A refusal: condition reason and message.
-pub type Refusal = (&'static str, String);
+use crate::reasons::{NatReason, NatRefusal};
 
 /// Checks that `namespace` may use `gateway`; returns its VPC name.
 pub fn check(
@@ -16,10 +15,10 @@ pub fn check(
     gateway: Option<&VpcNatGateway>,
     gateway_name: &str,
     vpcs: &[std::sync::Arc<Vpc>],
-) -> Result<String, Refusal> {
+) -> Result<String, NatRefusal> {
     let gw = gateway.ok_or_else(|| {
-        (
-            "GatewayNotFound",
+        NatRefusal::new(
+            NatReason::GatewayNotFound,
             format!("VpcNatGateway {gateway_name} does not exist"),
         )
     })?;
@@ -28,16 +27,16 @@ pub fn check(
         .iter()
         .find(|v| v.name_any() == vpc_name)
         .ok_or_else(|| {
-            (
-                "VpcNotFound",
+            NatRefusal::new(
+                NatReason::VpcNotFound,
                 format!("the VPC of gateway {gateway_name} does not exist"),
             )
         })?;
     if !vpc.spec.namespaces.iter().any(|n| n == namespace) {
         // The VPC's name is another tenant's business: name only what the
         // tenant named itself.
-        return Err((
-            "Forbidden",
+        return Err(NatRefusal::new(
+            NatReason::Forbidden,
             format!(
                 "namespace {namespace} may not use gateway {gateway_name}: its VPC does not list this namespace; ask the VPC's admin to add it to spec.namespaces"
             ),
@@ -169,17 +168,17 @@ mod tests {
             check("tenant-a", Some(&gw), "gw", std::slice::from_ref(&vpc)).unwrap(),
             "a"
         );
-        let (reason, msg) =
-            check("tenant-b", Some(&gw), "gw", std::slice::from_ref(&vpc)).unwrap_err();
-        assert_eq!(reason, "Forbidden");
+        let r = check("tenant-b", Some(&gw), "gw", std::slice::from_ref(&vpc)).unwrap_err();
+        let msg = r.message;
+        assert_eq!(r.reason, NatReason::Forbidden);
         assert!(msg.contains("tenant-b") && msg.contains("gateway gw"));
         assert!(
             !msg.contains("VPC a"),
             "the VPC is not the tenant's to know: {msg}"
         );
         assert_eq!(
-            check("tenant-a", None, "gw", &[vpc]).unwrap_err().0,
-            "GatewayNotFound"
+            check("tenant-a", None, "gw", &[vpc]).unwrap_err().reason,
+            NatReason::GatewayNotFound
         );
     }
 }

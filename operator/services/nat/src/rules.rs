@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -14,9 +15,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use vpcnet_api::condition::Conditioned;
-use vpcnet_api::{IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
+use vpcnet_api::{
+    IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
+};
 
 use super::conflicts::{self, RuleUse, Use};
 use super::ownership::InsideVpc;
@@ -25,6 +27,7 @@ use vpcnet_runtime::driver::Reconcile;
 use vpcnet_runtime::status;
 
 use crate::context::NatStores;
+use crate::reasons::{NatReason, NatRefusal};
 use crate::{Ctx as Context, Result};
 use vpcnet_api::nat_rule_status::NatRuleStatus;
 use vpcnet_api::seal::{Decision, SealKey};
@@ -316,100 +319,387 @@ impl<K: NatRule> Reconcile for RuleReconciler<K> {
     }
 }
 
-/// Why a rule is not accepted.
-type Refusal = (&'static str, String);
+/// What a rule's verdict is judged against: the caches, read once.
+pub struct RuleFacts<'a> {
+    /// The rule's EIP, if it exists.
+    pub eip: Option<Arc<IptablesEIP>>,
+    /// The EIP's gateway, if it exists.
+    pub gateway: Option<Arc<VpcNatGateway>>,
+    /// Every VPC.
+    pub vpcs: Vec<Arc<Vpc>>,
+    /// Every Subnet.
+    pub subnets: Vec<Arc<Subnet>>,
+    /// Every gateway.
+    pub gateways: Vec<Arc<VpcNatGateway>>,
+    /// The NAT caches (the other rules on the EIP).
+    pub nat: &'a NatStores,
+    /// The operator's seal key.
+    pub key: &'a SealKey,
+}
 
-async fn decide<K: NatRule>(rule: &K, ctx: &Context) -> Result<Result<(String, String), Refusal>> {
+/// Dereference: what the rule names.
+pub fn dereference<'a, K: NatRule>(rule: &K, ctx: &'a Context) -> RuleFacts<'a> {
     let ns = rule.namespace().unwrap_or_default();
-    let Some(eip) = ctx
+    let eip = ctx
         .nat
         .eips
-        .get(&ObjectRef::<IptablesEIP>::new(rule.eip()).within(&ns))
-    else {
-        return Ok(Err((
-            "EipNotFound",
+        .get(&ObjectRef::<IptablesEIP>::new(rule.eip()).within(&ns));
+    let gateway = eip
+        .as_ref()
+        .and_then(|e| ctx.gateways.get(&ObjectRef::new(&e.spec.nat_gw_dp)));
+    RuleFacts {
+        eip,
+        gateway,
+        vpcs: ctx.vpcs.state(),
+        subnets: ctx.subnets.state(),
+        gateways: ctx.gateways.state(),
+        nat: &ctx.nat,
+        key: &ctx.seal,
+    }
+}
+
+/// An accepted rule: the EIP's address and gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The EIP's (sealed) address.
+    pub ip: String,
+    /// Its gateway.
+    pub gateway: String,
+}
+
+/// The rule's verdict (pure): ownership, the EIP's sealed address, the
+/// inside address, conflicts with older rules.
+pub fn decide<K: NatRule>(rule: &K, f: &RuleFacts<'_>) -> Result<Verdict, NatRefusal> {
+    let ns = rule.namespace().unwrap_or_default();
+    let Some(eip) = &f.eip else {
+        return Err(NatRefusal::new(
+            NatReason::EipNotFound,
             format!(
                 "IptablesEIP {} does not exist in namespace {ns}",
                 rule.eip()
             ),
-        )));
+        ));
     };
     let gw_name = eip.spec.nat_gw_dp.clone();
-    let gateway = ctx.gateways.get(&ObjectRef::<VpcNatGateway>::new(&gw_name));
-    let vpc = match ownership::check(&ns, gateway.as_deref(), &gw_name, &ctx.vpcs.state()) {
-        Ok(v) => v,
-        Err(r) => return Ok(Err(r)),
-    };
+    let vpc = ownership::check(&ns, f.gateway.as_deref(), &gw_name, &f.vpcs)?;
     // The address the operator sealed, never what a status field claims.
-    let Some((ip, _)) = sealed::eip(&ctx.seal, &eip) else {
-        return Ok(Err((
-            "EipNotReady",
+    let Some((ip, _)) = sealed::eip(f.key, eip) else {
+        return Err(NatRefusal::new(
+            NatReason::EipNotReady,
             format!("IptablesEIP {} has no address yet", rule.eip()),
-        )));
+        ));
     };
-    let inside = InsideVpc::of(&vpc, &ctx.subnets.state(), &ctx.gateways.state());
-    if let Err(msg) = rule.check_inside(&inside) {
-        return Ok(Err(("OutsideVpc", msg)));
-    }
+    let inside = InsideVpc::of(&vpc, &f.subnets, &f.gateways);
+    rule.check_inside(&inside)
+        .map_err(|m| NatRefusal::new(NatReason::OutsideVpc, m))?;
     // A rule refused on its own merits never blocks another.
-    let users = users_of(&ctx.nat, Users::Valid(&inside), &ns, rule.eip());
-    if let Err(msg) = conflicts::judge(&use_of(rule), &users) {
-        return Ok(Err(("Conflict", msg)));
+    let users = users_of(f.nat, Users::Valid(&inside), &ns, rule.eip());
+    conflicts::judge(&use_of(rule), &users).map_err(|m| NatRefusal::new(NatReason::Conflict, m))?;
+    Ok(Verdict {
+        ip: ip.to_string(),
+        gateway: gw_name,
+    })
+}
+
+/// The condition types the operator writes on a rule.
+const OURS: [&str; 2] = [ACCEPTED, vpcnet_api::condition::READY];
+
+/// The part of a rule's status the operator owns (the agent owns
+/// `Programmed` and its seal).
+pub fn owned_part(st: &NatRuleStatus) -> NatRuleStatus {
+    NatRuleStatus {
+        conditions: st
+            .conditions
+            .iter()
+            .filter(|c| OURS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect(),
+        programmed_seal: None,
+        ..st.clone()
     }
-    Ok(Ok((ip.to_string(), gw_name)))
+}
+
+/// The rule's status for `verdict` (pure).
+pub fn rule_status<K: NatRule>(
+    rule: &K,
+    verdict: &Result<Verdict, NatRefusal>,
+    key: &SealKey,
+) -> NatRuleStatus {
+    let generation = rule.meta().generation;
+    let previous = rule.conditions();
+    let accepted = match verdict {
+        Ok(v) => status::condition(
+            previous,
+            ACCEPTED,
+            true,
+            "Accepted",
+            format!("EIP {} on gateway {}", v.ip, v.gateway),
+            generation,
+        ),
+        Err(r) => r.condition(previous, ACCEPTED, generation),
+    };
+    let programmed = verdict.as_ref().is_ok_and(|v| {
+        sealed::programmed(
+            key,
+            rule,
+            rule.rule_status().and_then(|s| s.programmed_seal.as_ref()),
+            &v.gateway,
+            &v.ip,
+        )
+    });
+    let ready = super::ready(previous, &accepted, generation, programmed);
+    let mut st = NatRuleStatus {
+        conditions: vec![accepted, ready],
+        observed_generation: generation,
+        ..Default::default()
+    };
+    if let Ok(v) = verdict {
+        st.v4ip = Some(v.ip.clone());
+        st.nat_gw_dp = Some(v.gateway.clone());
+        st.seal = Some(key.seal(&Decision::rule(rule, &v.gateway, &v.ip)));
+    }
+    st
 }
 
 async fn apply<K: NatRule>(rule: &K, ctx: &Context, api: &Api<K>) -> Result<Action> {
-    let generation = rule.meta().generation;
-    let previous = rule.conditions();
-    let decision = decide(rule, ctx).await?;
-    let (accepted, extra) = match &decision {
-        Ok((ip, gw)) => (
-            status::condition(
-                previous,
-                ACCEPTED,
-                true,
-                "Accepted",
-                format!("EIP {ip} on gateway {gw}"),
-                generation,
-            ),
-            json!({"v4ip": ip, "natGwDp": gw, "seal": ctx.seal.seal(&Decision::rule(rule, gw, ip))}),
-        ),
-        Err((reason, msg)) => {
-            if status::is_news(previous, ACCEPTED, reason, generation) {
-                ctx.event(rule, true, reason, "Validate", msg.clone()).await;
-            }
-            (
-                status::condition(previous, ACCEPTED, false, reason, msg.clone(), generation),
-                json!({}),
-            )
-        }
-    };
-    let programmed = match &decision {
-        Ok((ip, gw)) => sealed::programmed(
-            &ctx.seal,
-            rule,
-            rule.rule_status().and_then(|s| s.programmed_seal.as_ref()),
-            gw,
-            ip,
-        ),
-        Err(_) => false,
-    };
-    let ready = super::ready(previous, &accepted, generation, programmed);
-    let mut st = json!({"conditions": [accepted, ready], "observedGeneration": generation});
-    if let (Some(m), Some(e)) = (st.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
+    let verdict = decide(rule, &dereference(rule, ctx));
+    if let Err(r) = &verdict {
+        r.announce(&ctx.rt, rule, rule.conditions(), ACCEPTED, "Validate")
+            .await;
     }
+    let st = rule_status(rule, &verdict, &ctx.seal);
     // Re-judged whenever its EIP or a neighbour changes: write only news.
-    if !status::unchanged(
-        &serde_json::to_value(rule).unwrap_or_default()["status"],
-        &st,
-    ) {
-        status::apply(api, &rule.name_any(), st).await?;
-    }
-    Ok(match decision {
+    status::report_by(api, &rule.name_any(), rule.rule_status(), &st, owned_part).await?;
+    Ok(match verdict {
         Ok(_) => Action::requeue(Duration::from_secs(300)),
         // A missing EIP or address may appear; retry calmly.
         Err(_) => Action::requeue(Duration::from_secs(15)),
     })
+}
+
+#[cfg(test)]
+mod decide_tests {
+    use std::sync::Arc;
+
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    use vpcnet_api::dnat::IptablesDnatRuleSpec;
+    use vpcnet_api::{
+        IptablesEIPSpec, IptablesEIPStatus, SubnetSpec, SubnetStatus, VpcNatGatewaySpec, VpcSpec,
+    };
+
+    use super::*;
+
+    fn key() -> SealKey {
+        SealKey::new(&[5u8; 32]).unwrap()
+    }
+
+    fn eip(sealed: bool) -> IptablesEIP {
+        let mut e = IptablesEIP::new(
+            "e",
+            IptablesEIPSpec {
+                nat_gw_dp: "g".into(),
+                ..Default::default()
+            },
+        );
+        e.metadata.namespace = Some("a".into());
+        e.metadata.uid = Some("eip-uid".into());
+        e.status = Some(IptablesEIPStatus {
+            ip: Some("172.16.3.10".into()),
+            nat_gw_dp: Some("g".into()),
+            seal: sealed.then(|| key().seal(&Decision::eip(&e, "g", "172.16.3.10"))),
+            ..Default::default()
+        });
+        e
+    }
+
+    fn dnat(name: &str, inside: &str, port: &str, age: i64) -> IptablesDnatRule {
+        let mut r = IptablesDnatRule::new(
+            name,
+            IptablesDnatRuleSpec {
+                eip: "e".into(),
+                external_port: port.into(),
+                internal_ip: inside.into(),
+                internal_port: Some("80".into()),
+                ..Default::default()
+            },
+        );
+        r.metadata.namespace = Some("a".into());
+        r.metadata.uid = Some(format!("{name}-uid"));
+        r.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(age).unwrap(),
+        ));
+        r
+    }
+
+    fn store<K>(items: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (s, mut w) = reflector::store();
+        w.apply_watcher_event(&Event::Init);
+        for i in items {
+            w.apply_watcher_event(&Event::InitApply(i));
+        }
+        w.apply_watcher_event(&Event::InitDone);
+        s
+    }
+
+    struct World {
+        nat: NatStores,
+        vpcs: Vec<Arc<Vpc>>,
+        subnets: Vec<Arc<Subnet>>,
+        gateways: Vec<Arc<VpcNatGateway>>,
+        key: SealKey,
+    }
+
+    impl World {
+        fn new(eips: Vec<IptablesEIP>, dnats: Vec<IptablesDnatRule>) -> Self {
+            let mut lan = Subnet::new(
+                "lan",
+                SubnetSpec {
+                    vpc: Some("v".into()),
+                    cidr_block: "10.0.1.0/24".into(),
+                    ..Default::default()
+                },
+            );
+            lan.status = Some(SubnetStatus {
+                conditions: vec![vpcnet_api::condition::new(
+                    "Ready",
+                    true,
+                    "Programmed",
+                    "",
+                    Some(1),
+                )],
+                ..Default::default()
+            });
+            Self {
+                nat: NatStores {
+                    eips: store(eips),
+                    snats: store(vec![]),
+                    dnats: store(dnats),
+                    fips: store(vec![]),
+                },
+                vpcs: vec![Arc::new(Vpc::new(
+                    "v",
+                    VpcSpec {
+                        namespaces: vec!["a".into()],
+                        ..Default::default()
+                    },
+                ))],
+                subnets: vec![Arc::new(lan)],
+                gateways: vec![Arc::new(VpcNatGateway::new(
+                    "g",
+                    VpcNatGatewaySpec {
+                        vpc: "v".into(),
+                        subnet: "lan".into(),
+                        lan_ip: "10.0.1.254".into(),
+                        ..Default::default()
+                    },
+                ))],
+                key: key(),
+            }
+        }
+
+        fn facts(&self) -> RuleFacts<'_> {
+            RuleFacts {
+                eip: self.nat.eips.state().into_iter().next(),
+                gateway: self.gateways.first().cloned(),
+                vpcs: self.vpcs.clone(),
+                subnets: self.subnets.clone(),
+                gateways: self.gateways.clone(),
+                nat: &self.nat,
+                key: &self.key,
+            }
+        }
+    }
+
+    fn reason(r: Result<Verdict, NatRefusal>) -> Option<NatReason> {
+        r.err().map(|r| r.reason)
+    }
+
+    #[test]
+    fn a_valid_rule_takes_the_sealed_address() {
+        let w = World::new(vec![eip(true)], vec![]);
+        let v = decide(&dnat("web", "10.0.1.5", "8080", 1), &w.facts()).unwrap();
+        assert_eq!(
+            v,
+            Verdict {
+                ip: "172.16.3.10".into(),
+                gateway: "g".into()
+            }
+        );
+    }
+
+    #[test]
+    fn each_flaw_has_its_reason() {
+        let rule = dnat("web", "10.0.1.5", "8080", 1);
+        let none = World::new(vec![], vec![]);
+        assert_eq!(
+            reason(decide(&rule, &none.facts())),
+            Some(NatReason::EipNotFound)
+        );
+        let unsealed = World::new(vec![eip(false)], vec![]);
+        assert_eq!(
+            reason(decide(&rule, &unsealed.facts())),
+            Some(NatReason::EipNotReady)
+        );
+        let w = World::new(vec![eip(true)], vec![]);
+        let mut no_gw = w.facts();
+        no_gw.gateway = None;
+        assert_eq!(
+            reason(decide(&rule, &no_gw)),
+            Some(NatReason::GatewayNotFound)
+        );
+        let mut other_ns = rule.clone();
+        other_ns.metadata.namespace = Some("b".into());
+        let mut f = w.facts();
+        // b's view: an EIP of its own name on a's gateway.
+        let mut e = eip(true);
+        e.metadata.namespace = Some("b".into());
+        f.eip = Some(Arc::new(e));
+        assert_eq!(reason(decide(&other_ns, &f)), Some(NatReason::Forbidden));
+        for outside in ["10.0.2.5", "10.0.1.1", "10.0.1.254", "10.0.1.255"] {
+            assert_eq!(
+                reason(decide(&dnat("x", outside, "8080", 1), &w.facts())),
+                Some(NatReason::OutsideVpc),
+                "{outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_older_of_two_rules_on_one_port_wins() {
+        let older = dnat("older", "10.0.1.5", "8080", 1);
+        let newer = dnat("newer", "10.0.1.6", "8080", 2);
+        let w = World::new(vec![eip(true)], vec![older.clone(), newer.clone()]);
+        assert!(decide(&older, &w.facts()).is_ok());
+        assert_eq!(
+            reason(decide(&newer, &w.facts())),
+            Some(NatReason::Conflict)
+        );
+        // Refused on its own merits, a rule blocks nobody.
+        let bad_older = dnat("bad", "10.9.9.9", "8080", 0);
+        let w = World::new(vec![eip(true)], vec![bad_older, newer.clone()]);
+        assert!(decide(&newer, &w.facts()).is_ok());
+    }
+
+    #[test]
+    fn a_status_written_by_anyone_else_is_not_the_operators() {
+        let w = World::new(vec![eip(true)], vec![]);
+        let rule = dnat("web", "10.0.1.5", "8080", 1);
+        let st = rule_status(&rule, &decide(&rule, &w.facts()), &w.key);
+        assert_eq!(st.v4ip.as_deref(), Some("172.16.3.10"));
+        assert!(
+            sealed::rule(&w.key, &rule, Some(&st)),
+            "the verdict is sealed"
+        );
+        let refused = rule_status(
+            &rule,
+            &Err(NatRefusal::new(NatReason::Conflict, "m")),
+            &w.key,
+        );
+        assert_eq!(refused.v4ip, None);
+        assert_eq!(refused.seal, None);
+    }
 }

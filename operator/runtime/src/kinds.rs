@@ -98,6 +98,29 @@ pub async fn wait_ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: 
     }
 }
 
+/// What a kind needs to be watched and reconciled.
+pub trait Kind:
+    Resource<DynamicType = (), Scope: ScopeApi>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Kind for K where
+    K: Resource<DynamicType = (), Scope: ScopeApi>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Builds the `Api` of a kind for its scope, so generic code can reach
 /// cluster-scoped and namespaced kinds alike.
 pub trait ScopeApi {
@@ -156,43 +179,19 @@ impl Kinds {
     }
 
     /// The cluster-wide watch of `K`, created on first use.
-    pub fn all<K>(&self) -> Shared<K>
-    where
-        K: Resource<DynamicType = (), Scope: ScopeApi>
-            + Clone
-            + Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-    {
+    pub fn all<K: Kind>(&self) -> Shared<K> {
         self.get(None, watcher::Config::default())
     }
 
     /// The watch of `K` in `namespace`, created on first use.
     pub fn namespaced<K>(&self, namespace: &str) -> Shared<K>
     where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
+        K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
         self.get(Some(namespace.to_string()), watcher::Config::default())
     }
 
-    fn get<K>(&self, namespace: Option<String>, config: watcher::Config) -> Shared<K>
-    where
-        K: Resource<DynamicType = (), Scope: ScopeApi>
-            + Clone
-            + Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-    {
+    fn get<K: Kind>(&self, namespace: Option<String>, config: watcher::Config) -> Shared<K> {
         let key = (TypeId::of::<K>(), namespace.clone());
         let mut kinds = self.kinds.lock().expect("kinds");
         if let Some(s) = kinds.get(&key) {
@@ -243,14 +242,12 @@ impl Kinds {
 }
 
 /// Feeds one watch into the store and on to every subscriber.
-async fn pump<K>(
+async fn pump<K: Kind>(
     api: Api<K>,
     config: watcher::Config,
     mut writer: reflector::store::Writer<K>,
     subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Change<K>>>>>,
-) where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-{
+) {
     let mut events = watcher(api, config).default_backoff().boxed();
     let mut listing: Vec<Arc<K>> = Vec::new();
     while let Some(ev) = events.next().await {

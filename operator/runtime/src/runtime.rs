@@ -146,6 +146,27 @@ pub trait HasRuntime: Send + Sync + 'static {
     fn rt(&self) -> &Runtime;
 }
 
+/// Makes a service's context struct (with a field `rt: Arc<Runtime>`) read
+/// as the runtime: `ctx.client`, `ctx.ipam`, `ctx.event(..)`.
+#[macro_export]
+macro_rules! service_context {
+    ($ctx:ty) => {
+        impl ::std::ops::Deref for $ctx {
+            type Target = $crate::Runtime;
+
+            fn deref(&self) -> &$crate::Runtime {
+                &self.rt
+            }
+        }
+
+        impl $crate::runtime::HasRuntime for $ctx {
+            fn rt(&self) -> &$crate::Runtime {
+                &self.rt
+            }
+        }
+    };
+}
+
 /// What the reconcile driver needs of a context.
 pub trait Driven: Send + Sync + 'static {
     /// The Kubernetes client (for the finalizer).

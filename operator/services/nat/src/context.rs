@@ -1,6 +1,5 @@
 //! What the NAT service's reconcilers share.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use kube::runtime::reflector::Store;
@@ -9,7 +8,6 @@ use vpcnet_api::{
 };
 use vpcnet_runtime::Runtime;
 use vpcnet_runtime::kinds::wait_ready;
-use vpcnet_runtime::runtime::HasRuntime;
 
 /// How gateway workloads are run.
 #[derive(Clone, Debug)]
@@ -46,19 +44,7 @@ pub struct Ctx {
     pub external_subnet: String,
 }
 
-impl Deref for Ctx {
-    type Target = Runtime;
-
-    fn deref(&self) -> &Runtime {
-        &self.rt
-    }
-}
-
-impl HasRuntime for Ctx {
-    fn rt(&self) -> &Runtime {
-        &self.rt
-    }
-}
+vpcnet_runtime::service_context!(Ctx);
 
 /// Caches of the NAT kinds.
 #[derive(Clone)]

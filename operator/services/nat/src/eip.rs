@@ -156,19 +156,11 @@ pub fn allocate(
     })
 }
 
-/// The condition types the operator writes on an EIP.
-const OURS: [&str; 2] = [ACCEPTED, vpcnet_api::condition::READY];
-
 /// The part of an EIP's status the operator owns (the agent owns
 /// `Programmed` and its seal).
 pub fn owned_part(st: &IptablesEIPStatus) -> IptablesEIPStatus {
     IptablesEIPStatus {
-        conditions: st
-            .conditions
-            .iter()
-            .filter(|c| OURS.contains(&c.type_.as_str()))
-            .cloned()
-            .collect(),
+        conditions: crate::operator_conditions(&st.conditions),
         programmed_seal: None,
         ..st.clone()
     }

@@ -26,6 +26,19 @@ use vpcnet_runtime::status;
 pub use vpcnet_runtime::{Error, Result};
 
 pub use context::Ctx;
+
+/// The condition types the operator writes on EIPs and rules (the agent
+/// writes `Programmed`).
+pub const OPERATOR_CONDITIONS: [&str; 2] = [ACCEPTED, condition::READY];
+
+/// Of `conditions`, the operator's.
+pub fn operator_conditions(conditions: &[Condition]) -> Vec<Condition> {
+    conditions
+        .iter()
+        .filter(|c| OPERATOR_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect()
+}
 pub use service::Nat;
 
 /// `Ready` from `Accepted` (ours, just computed) and `Programmed` (the

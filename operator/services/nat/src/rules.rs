@@ -401,19 +401,11 @@ pub fn decide<K: NatRule>(rule: &K, f: &RuleFacts<'_>) -> Result<Verdict, NatRef
     })
 }
 
-/// The condition types the operator writes on a rule.
-const OURS: [&str; 2] = [ACCEPTED, vpcnet_api::condition::READY];
-
 /// The part of a rule's status the operator owns (the agent owns
 /// `Programmed` and its seal).
 pub fn owned_part(st: &NatRuleStatus) -> NatRuleStatus {
     NatRuleStatus {
-        conditions: st
-            .conditions
-            .iter()
-            .filter(|c| OURS.contains(&c.type_.as_str()))
-            .cloned()
-            .collect(),
+        conditions: crate::operator_conditions(&st.conditions),
         programmed_seal: None,
         ..st.clone()
     }

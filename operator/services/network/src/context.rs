@@ -1,13 +1,11 @@
 //! What the network service's reconcilers share.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use vpcnet_api::{Subnet, Vpc};
 use vpcnet_runtime::Runtime;
 use vpcnet_runtime::kinds::Shared;
-use vpcnet_runtime::runtime::HasRuntime;
 
 use crate::pod::notice::Notices;
 
@@ -28,16 +26,4 @@ pub struct Ctx {
     pub notices: Notices,
 }
 
-impl Deref for Ctx {
-    type Target = Runtime;
-
-    fn deref(&self) -> &Runtime {
-        &self.rt
-    }
-}
-
-impl HasRuntime for Ctx {
-    fn rt(&self) -> &Runtime {
-        &self.rt
-    }
-}
+vpcnet_runtime::service_context!(Ctx);

@@ -142,3 +142,32 @@ pub fn start_box_control_plane() -> Result<(), String> {
         .arg(script)
         .env("VPCNET_BOX_NO_NODE", "1"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_shellcheck_sees_include_every_kind() {
+        let root = repo_root();
+        let found: Vec<String> = shell_scripts()
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        for want in [
+            ".ci/run",
+            "e2e/box/up.sh",
+            "e2e/box/lib.sh",
+            "config/cni/install-cni.sh",
+        ] {
+            assert!(found.iter().any(|f| f == want), "{want} not in {found:?}");
+        }
+        assert!(
+            !found
+                .iter()
+                .any(|f| f.ends_with(".rs") || f.ends_with(".env")),
+            "{found:?}"
+        );
+    }
+}

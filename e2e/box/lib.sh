@@ -86,6 +86,19 @@ node_exec() {
   nsenter -t "$pid" -m -n -- "$@"
 }
 
+# record_created_dir DIR: mkdir -p DIR, remembering each directory it created on
+# the host (down.sh removes them again, deepest first, only if still empty).
+record_created_dir() {
+  local dir=$1 missing=()
+  while [[ ! -e "$dir" ]]; do
+    missing=("$dir" "${missing[@]}")
+    dir=$(dirname "$dir")
+  done
+  ((${#missing[@]})) || return 0
+  mkdir -p "${missing[-1]}"
+  printf '%s\n' "${missing[@]}" >>"$BOX/created-dirs"
+}
+
 # ---------------------------------------------------------------- daemons
 
 # start_daemon NAME EXE [--wrap node|netns --] ARGS...: runs EXE in its own

@@ -1,4 +1,4 @@
-# The node (sourced by up.sh and down.sh; needs lib.sh and box-net.sh): one
+# The node (sourced by up.sh and down.sh; needs lib.sh): one
 # long-lived holder process owns a private mount namespace inside the
 # vpcnet-node network namespace; containerd, kubelet and the node's OVS daemons
 # run in both (nsenter -t <holder> -m -n).

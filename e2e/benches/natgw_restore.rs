@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use vpcnet_api::contract::naming::natgw_pod;
 use vpcnet_e2e::cluster::Cleanup;
 use vpcnet_e2e::kubectl::Kubectl;
-use vpcnet_e2e::natgw::{GW_NS, gateway_pod, nat_table};
+use vpcnet_e2e::natgw::{GW_NS, nat_table};
 
 const T: &str = "bench-nat";
 const EIPS: usize = 10;
@@ -35,7 +36,7 @@ fn pod_uid(k: &Kubectl) -> String {
         "pod",
         "-n",
         GW_NS,
-        &gateway_pod(T),
+        &natgw_pod(T),
         "-o",
         "jsonpath={.metadata.uid}",
     ])
@@ -66,7 +67,7 @@ const FIRST_APPLY: &str = "first apply done";
 
 /// `(since_start_ms, apply_ms)` from the agent's line containing `marker`.
 fn agent_line(k: &Kubectl, marker: &str) -> Option<(u64, u64)> {
-    let log = k.run(&["logs", "-n", GW_NS, &gateway_pod(T)]).stdout;
+    let log = k.run(&["logs", "-n", GW_NS, &natgw_pod(T)]).stdout;
     let line = log.lines().find(|l| l.contains(marker))?;
     let field = |name: &str| -> Option<u64> {
         let i = line.find(&format!("{name}="))? + name.len() + 1;
@@ -183,14 +184,7 @@ async fn main() {
 
         let old = pod_uid(&k);
         let t1 = Instant::now();
-        k.ok(&[
-            "delete",
-            "pod",
-            "-n",
-            GW_NS,
-            &gateway_pod(T),
-            "--wait=false",
-        ]);
+        k.ok(&["delete", "pod", "-n", GW_NS, &natgw_pod(T), "--wait=false"]);
         let end = Instant::now() + Duration::from_secs(300);
         while pod_uid(&k) == old || pod_uid(&k).is_empty() {
             assert!(Instant::now() < end, "gateway pod not recreated");

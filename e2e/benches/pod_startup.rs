@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
+use vpcnet_api::contract::annotations;
 use vpcnet_e2e::cluster::{Cleanup, TESTAPP_IMAGE};
 use vpcnet_e2e::kubectl::Kubectl;
 
@@ -134,7 +135,7 @@ async fn main() {
                     && p.metadata
                         .annotations
                         .as_ref()
-                        .is_some_and(|a| a.get("vpcnet.io/allocated").is_some_and(|v| v == "true"))
+                        .is_some_and(|a| a.get(annotations::ALLOCATED).is_some_and(|v| v == "true"))
                 {
                     e.allocated = Some(now);
                 }
@@ -196,8 +197,8 @@ async fn main() {
     let after_alloc = col(&|x| since(x.allocated.max(x.scheduled), x.ready));
     // The plugin logs inside the node's mount namespace; /proc/<pid>/root
     // of the namespace's holder process shows that view from the host.
-    let default_log = std::fs::read_to_string(vpcnet_e2e::box_dir().join("pids/node-holder.pid"))
-        .map(|pid| format!("/proc/{}/root/var/log/vpcnet-cni.log", pid.trim()))
+    let default_log = vpcnet_e2e::node::holder_pid()
+        .map(|pid| format!("/proc/{pid}/root/var/log/vpcnet-cni.log"))
         .unwrap_or_default();
     let cni_log =
         std::fs::read_to_string(std::env::var("VPCNET_CNI_LOG_FILE").unwrap_or(default_log))

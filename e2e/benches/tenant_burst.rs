@@ -34,6 +34,8 @@ use kube::api::{
 };
 use kube::client::Body;
 use kube::core::Request;
+use vpcnet_api::condition::READY;
+use vpcnet_api::contract::conditions::ACCEPTED;
 use vpcnet_e2e::cluster::Cleanup;
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::tenant::Tenant;
@@ -451,10 +453,10 @@ async fn live_probe(c: &Clients, name: &str, port: usize) -> Live {
     watch_until(&api, Some(&fields), rv, start + LIVE_TIMEOUT, |o| {
         let Some(o) = o else { return false };
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if live.accepted.is_none() && condition(o, "Accepted") == Some("True") {
+        if live.accepted.is_none() && condition(o, ACCEPTED) == Some("True") {
             live.accepted = Some(ms);
         }
-        if condition(o, "Ready") == Some("True") {
+        if condition(o, READY) == Some("True") {
             live.ready = Some(ms);
             return true;
         }
@@ -506,7 +508,7 @@ async fn all_live(
     let mut last = start;
     let ok = watch_until(api, None, rv, start + ALL_LIVE_TIMEOUT, |o| {
         if let Some(o) = o
-            && condition(o, "Ready") == Some("True")
+            && condition(o, READY) == Some("True")
             && ready.insert(o.metadata.name.clone().unwrap_or_default())
         {
             last = Instant::now();
@@ -751,7 +753,7 @@ fn eip(t: &Tenant, (name, ip): (&str, &str)) {
 
 fn wait_ready(admin: &Kubectl, kind: &str, ns: Option<&str>, name: &str) {
     admin.eventually(SETUP_TIMEOUT, &format!("{kind} {name} to be Ready"), || {
-        cond_of(admin, kind, ns, name, "Ready") == "True"
+        cond_of(admin, kind, ns, name, READY) == "True"
     });
 }
 

@@ -2,19 +2,6 @@
 # down.sh; needs lib.sh).
 # shellcheck shell=bash
 
-# record_created_dir DIR: mkdir -p DIR, remembering each directory it created on
-# the host (down.sh removes them again, deepest first, only if still empty).
-record_created_dir() {
-  local dir=$1 missing=()
-  while [[ ! -e "$dir" ]]; do
-    missing=("$dir" "${missing[@]}")
-    dir=$(dirname "$dir")
-  done
-  ((${#missing[@]})) || return 0
-  mkdir -p "${missing[-1]}"
-  printf '%s\n' "${missing[@]}" >>"$BOX/created-dirs"
-}
-
 # net_up: netns NODE_NETNS with NODE_VETH=NODE_IP, host end HOST_VETH=HOST_IP.
 net_up() {
   # iproute2 creates /run/netns (a shared bind mount of itself) on first use.

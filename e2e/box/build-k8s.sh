@@ -5,7 +5,9 @@
 # its binaries; the stamp file, written last, names the recipe and what it built.
 # Concurrent invocations wait on a lock instead of racing.
 set -euo pipefail
-K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+# shellcheck source=box.env
+source "$(dirname "${BASH_SOURCE[0]}")/box.env"
+K8S_VERSION="${K8S_VERSION:-$K8S_VERSION_DEFAULT}"
 CACHE="${VPCNET_CACHE:-$HOME/.cache/vpcnet}/k8s-${K8S_VERSION}"
 BIN="$CACHE/bin"
 STAMP="$CACHE/.complete"

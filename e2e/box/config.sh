@@ -1,6 +1,6 @@
 # The product's manifests, applied the way a user would (sourced by up.sh;
-# needs lib.sh, up.sh's wait_for/api, node_exec): `kubectl apply -k config/box`,
-# then wait for the operator and the CNI DaemonSet, then a smoke pod.
+# needs lib.sh): `kubectl apply -k config/box`, then wait for the operator and
+# the CNI DaemonSet, then a smoke pod.
 # shellcheck shell=bash
 
 CONFIG_DIR="${VPCNET_BOX_CONFIG:-$REPO/config/box}"

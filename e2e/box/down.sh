@@ -36,7 +36,7 @@ stop() {
     if ((SECONDS >= deadline)); then
       for n in "${!running[@]}"; do
         log "$n (pid ${running[$n]}) did not stop in ${GRACE_S}s; killing it"
-        pid=$(daemon_pid "$n") && kill -KILL "$pid" 2>/dev/null || true
+        if pid=$(daemon_pid "$n"); then kill -KILL "$pid" 2>/dev/null || true; fi
       done
       sleep 0.2
       for n in "${!running[@]}"; do

@@ -7,6 +7,8 @@
 #   = macvlan master of the NAD             HTTP on :80 and :8080, one line per
 #     ovn-vpc-external-network              connection in $BOX/ext/access.log
 #
+# (names, addresses and ports: the EXT_* settings of box.env)
+#
 #   external_up        creates the netns, the veth pair and starts the server
 #                      (recorded as daemon `ext-http` in $BOX/pids, so down.sh
 #                      stops it with the other daemons)
@@ -15,80 +17,23 @@
 #   external_nad_apply applies config/box/external-nad.yaml (needs the NAD CRD
 #                      and the vpcnet-system namespace)
 #
-# The server answers every connection (HTTP or not) with an HTTP 200 whose body
-# is `client=<ip>:<port> server=external`, and appends `client=<ip>:<port>` to
+# The server is vpcnet-external-host (e2e/external-host), a release binary in
+# $BOX_TARGET like the components' (cargo xtask box up builds it). It answers
+# every connection (HTTP or not) with an HTTP 200 whose body is
+# `client=<ip>:<port> server=external`, and appends `client=<ip>:<port>` to
 # the access log. It binds its sockets itself: no reverse DNS lookups.
 # shellcheck shell=bash
 
-EXT_NETNS=vpcnet-ext
-EXT_NODE_IF=ext0
-EXT_HOST_IF=eth0
-EXT_HOST_IP=172.16.3.2
-# The node's own address on the external network (inside the samples'
-# excludeIps range, so never handed out as an EIP).
-EXT_NODE_IP=172.16.3.1
-EXT_NET=172.16.3.0/24
-EXT_PREFIX=24
-EXT_PORTS=(80 8080)
-EXT_DAEMON=ext-http
-EXT_PYTHON=/usr/bin/python3
+EXT_DAEMON="ext-http"
+EXT_SERVER_BIN=vpcnet-external-host
 
-ext_server_py() {
-  cat <<'PY'
-"""External host of the vpcnet box: answers each TCP connection with an HTTP 200
-naming the client's address and logs `client=<ip>:<port>` per connection."""
-import socket
-import sys
-import threading
-
-log_path, addr, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
-log_lock = threading.Lock()
-log = open(log_path, "a", buffering=1)
-
-
-def handle(conn, peer):
-    client = f"client={peer[0]}:{peer[1]}"
-    with log_lock:
-        log.write(client + "\n")
-    try:
-        conn.settimeout(2)
-        try:
-            conn.recv(4096)  # the request, if any; the answer does not depend on it
-        except OSError:
-            pass
-        body = f"{client} server=external\n".encode()
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    except OSError:
-        pass
-    finally:
-        conn.close()
-
-
-def serve(sock):
-    while True:
-        conn, peer = sock.accept()
-        threading.Thread(target=handle, args=(conn, peer), daemon=True).start()
-
-
-socks = []
-for port in ports:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(128)
-    socks.append(s)
-print(f"listening on {addr} ports {ports}, log {log_path}", file=sys.stderr, flush=True)
-for s in socks[1:]:
-    threading.Thread(target=serve, args=(s,), daemon=True).start()
-serve(socks[0])
-PY
-}
+# ext_ports: the external host's ports, one per line.
+ext_ports() { tr , '\n' <<<"$EXT_PORTS"; }
 
 # ext_serving: every port answers.
 ext_serving() {
   local p
-  for p in "${EXT_PORTS[@]}"; do
+  for p in $(ext_ports); do
     [[ -n "$(ip netns exec "$EXT_NETNS" ss -Hltn "sport = :$p")" ]] || return 1
   done
 }
@@ -99,8 +44,12 @@ external_up() {
     log "external network already up"
     return 0
   fi
+  local exe pid i ports
+  exe="$BOX_TARGET/release/$EXT_SERVER_BIN"
+  [[ -x "$exe" ]] || die "$exe is not built (cargo build --release -p $EXT_SERVER_BIN)"
+  exe=$(readlink -f "$exe")
   netns_exists "$EXT_NETNS" && external_down
-  mkdir -p "$BOX/ext" "$BOX/pids" "$BOX/logs"
+  mkdir -p "$(dirname "$BOX/$EXT_ACCESS_LOG")" "$BOX/pids" "$BOX/logs"
   ip netns add "$EXT_NETNS"
   ip link add "$EXT_NODE_IF" netns "$NODE_NETNS" type veth peer name "$EXT_HOST_IF" netns "$EXT_NETNS"
   ip -n "$NODE_NETNS" link set "$EXT_NODE_IF" up
@@ -128,14 +77,12 @@ external_up() {
   # gateways' macvlan legs (a macvlan child and its lower device on the node
   # cannot talk to each other directly).
   ip netns exec "$EXT_NETNS" iptables -t nat -A POSTROUTING -d "$HOST_IP/32" -j MASQUERADE
-  ext_server_py >"$BOX/ext/server.py"
-  : >>"$BOX/ext/access.log"
+  mapfile -t ports < <(ext_ports)
+  : >>"$BOX/$EXT_ACCESS_LOG"
   # Recorded like up.sh's daemons (PID, binary, order): ip netns exec execs
-  # python, so the PID is the server's; its command line names $BOX/.
-  local exe pid i
-  exe=$(readlink -f "$EXT_PYTHON")
-  setsid ip netns exec "$EXT_NETNS" "$EXT_PYTHON" "$BOX/ext/server.py" "$BOX/ext/access.log" \
-    "$EXT_HOST_IP" "${EXT_PORTS[@]}" </dev/null >"$BOX/logs/$EXT_DAEMON.log" 2>&1 8>&- &
+  # the server, so the PID is the server's; its command line names $BOX/.
+  setsid ip netns exec "$EXT_NETNS" "$exe" "$BOX/$EXT_ACCESS_LOG" \
+    "$EXT_HOST_IP" "${ports[@]}" </dev/null >"$BOX/logs/$EXT_DAEMON.log" 2>&1 8>&- &
   pid=$!
   echo "$pid" >"$BOX/pids/$EXT_DAEMON.pid"
   echo "$exe" >"$BOX/pids/$EXT_DAEMON.exe"
@@ -146,7 +93,7 @@ external_up() {
     sleep 0.05
   done
   ext_serving || die "$EXT_DAEMON does not listen (see $BOX/logs/$EXT_DAEMON.log)"
-  log "external host $EXT_HOST_IP (netns $EXT_NETNS) serving :${EXT_PORTS[*]}, log $BOX/ext/access.log"
+  log "external host $EXT_HOST_IP (netns $EXT_NETNS) serving :${ports[*]}, log $BOX/$EXT_ACCESS_LOG"
 }
 
 external_down() {
@@ -157,7 +104,7 @@ external_down() {
       proc_alive "$pid" || break
       sleep 0.1
     done
-    proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    if proc_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$BOX/pids/$EXT_DAEMON.pid" "$BOX/pids/$EXT_DAEMON.exe"
   if [[ -f "$BOX/pids/order" ]]; then
@@ -179,7 +126,7 @@ external_nad_apply() {
 external_status() {
   ip -n "$EXT_NETNS" -br addr
   ip -n "$NODE_NETNS" -br link show "$EXT_NODE_IF"
-  daemon_pid "$EXT_DAEMON" && tail -n 5 "$BOX/ext/access.log"
+  daemon_pid "$EXT_DAEMON" && tail -n 5 "$BOX/$EXT_ACCESS_LOG"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

@@ -12,8 +12,6 @@ BASE_RECIPE=1                     # bump when the base rootfs recipe changes
 BASE_TAR="$CACHE/base-bookworm-r$BASE_RECIPE.tar"
 BASE_IMAGE=localhost/debian:bookworm-slim
 BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot "$CACHE/buildah/run" --storage-driver vfs)
-# Where release binaries come from (`cargo build --release` output).
-BOX_TARGET="${VPCNET_BOX_TARGET:-$REPO/target-box}"
 # component -> binary the Dockerfile copies from target/release/ (empty: none)
 declare -A IMAGE_BINARY=(
   [pause]="" [testapp]="" [operator]=vpcnet-operator [cni]=vpcnet-cni [natgw]=vpcnet-natgw

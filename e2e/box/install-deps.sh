@@ -9,6 +9,7 @@ PACKAGES=(
   containerd runc                                  # the node's container runtime
   buildah debootstrap umoci                        # images without a registry
   openssl
+  shellcheck                                       # lints every script (cargo xtask test)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -3,38 +3,24 @@
 
 BOX_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$BOX_SCRIPTS/../.." && pwd)"
-BOX="${VPCNET_BOX_DIR:-/tmp/vpcnet-box}"
-K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+# The constants (ports, addresses, names) the Rust tests read too.
+# shellcheck source=box.env
+source "$BOX_SCRIPTS/box.env"
+BOX="${VPCNET_BOX_DIR:-$BOX_DIR_DEFAULT}"
+K8S_VERSION="${K8S_VERSION:-$K8S_VERSION_DEFAULT}"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 K8S_BIN="${VPCNET_CACHE:-$HOME/.cache/vpcnet}/k8s-${K8S_VERSION}/bin"
-
-# Loopback only, and away from the default ports so a box can sit next to a
-# real cluster on the same machine.
-ETCD_CLIENT_PORT=32379
-ETCD_PEER_PORT=32380
-APISERVER_PORT=36443
-CONTROLLER_MANAGER_PORT=36257
-SCHEDULER_PORT=36259
-SERVICE_CIDR=10.96.0.0/16
-SERVICE_API_IP=10.96.0.1
-# The node: a network namespace joined to the host by a veth pair. The host end
-# carries HOST_IP, where the apiserver binds and which it advertises (the API
-# refuses loopback Endpoints, so the "kubernetes" Service needs this address).
-NODE_NETNS=vpcnet-node
-NODE_NAME=node-1
-HOST_VETH=vpcbox0
-NODE_VETH=eth0
-HOST_IP=10.255.0.1
-NODE_IP=10.255.0.2
-NET_PREFIX=30
+# Where release binaries come from (`cargo build --release` output): the
+# components' images and the external host's server.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+BOX_TARGET="${VPCNET_BOX_TARGET:-$REPO/target-box}"
 if [[ -n "${VPCNET_BOX_NO_NODE:-}" ]]; then
   ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-127.0.0.1}"
 else
   ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-$HOST_IP}"
 fi
 API_SERVER="https://$ADVERTISE_IP:$APISERVER_PORT"
-CLUSTER_DNS_DOMAIN=cluster.local
-# Inside the node's mount namespace.
-CONTAINERD_SOCK=/run/containerd/containerd.sock
+PKI="$BOX/pki"
 
 log() { echo "box: $*" >&2; }
 # die also leaves its reason in the state dir, so up's exit handler can repeat
@@ -98,4 +84,120 @@ node_exec() {
   local pid
   pid=$(holder_pid) || die "the node's namespace holder is not running"
   nsenter -t "$pid" -m -n -- "$@"
+}
+
+# record_created_dir DIR: mkdir -p DIR, remembering each directory it created on
+# the host (down.sh removes them again, deepest first, only if still empty).
+record_created_dir() {
+  local dir=$1 missing=()
+  while [[ ! -e "$dir" ]]; do
+    missing=("$dir" "${missing[@]}")
+    dir=$(dirname "$dir")
+  done
+  ((${#missing[@]})) || return 0
+  mkdir -p "${missing[-1]}"
+  printf '%s\n' "${missing[@]}" >>"$BOX/created-dirs"
+}
+
+# ---------------------------------------------------------------- daemons
+
+# start_daemon NAME EXE [--wrap node|netns --] ARGS...: runs EXE in its own
+# session, detached from this shell, logging to $BOX/logs/NAME.log; records its
+# PID and binary for down.sh. With --wrap node it runs inside the node's network
+# and mount namespaces, with --wrap netns in a new private mount namespace in
+# the node's network namespace (the holder); nsenter/unshare exec EXE, so the
+# recorded PID is EXE's.
+start_daemon() {
+  local name=$1 exe wrap=()
+  exe=$(readlink -f "$2")
+  shift 2
+  if [[ "${1:-}" == --wrap ]]; then
+    case "$2" in
+      node) wrap=(nsenter -t "$(holder_pid)" -m -n --) ;;
+      netns) wrap=(nsenter "--net=/run/netns/$NODE_NETNS" -- unshare -m --propagation private --) ;;
+      --) ;;
+      *) die "start_daemon: unknown wrap $2" ;;
+    esac
+    if [[ "$2" == -- ]]; then shift 2; else shift 3; fi
+  fi
+  # fd 8 is the box lock: a daemon must not hold it.
+  setsid "${wrap[@]}" "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 8>&- &
+  local pid=$!
+  echo "$pid" >"$BOX/pids/$name.pid"
+  echo "$exe" >"$BOX/pids/$name.exe"
+  echo "$name" >>"$BOX/pids/order"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && return 0
+    proc_alive "$pid" || break
+    sleep 0.02
+  done
+  die "$name did not start (see $BOX/logs/$name.log)"
+}
+
+# wait_for WHAT TIMEOUT_S DAEMON CMD...: polls CMD every 0.1 s; fails early if
+# DAEMON exited.
+wait_for() {
+  local what=$1 timeout=$2 daemon=$3
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n "$daemon" ]] && ! daemon_pid "$daemon" >/dev/null; then
+      die "$daemon exited while waiting for $what (see $BOX/logs/$daemon.log)"
+    fi
+    ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
+    sleep 0.1
+  done
+}
+
+# api PATH: GET against the apiserver as the admin.
+api() {
+  curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "$API_SERVER$1"
+}
+
+# port_free PORT: nothing listens on TCP PORT on any address.
+port_free() { [[ -z "$(ss -Hltn "sport = :$1")" ]]; }
+
+# ---------------------------------------------------------------- certificates
+
+new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# new_ca NAME CN: self-signed CA key + certificate.
+new_ca() {
+  new_key "$PKI/$1.key"
+  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/$1.crt" 2>/dev/null
+}
+
+# sign NAME SUBJECT EXTENSIONS [CA]: key + certificate signed by CA (default: ca).
+sign() {
+  local name=$1 subj=$2 ext=$3 ca=${4:-ca}
+  new_key "$PKI/$name.key"
+  openssl req -new -key "$PKI/$name.key" -subj "$subj" 2>/dev/null |
+    openssl x509 -req -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -set_serial "0x$(openssl rand -hex 12)" \
+      -days 3650 -extfile <(printf '%b' "$ext") -out "$PKI/$name.crt" 2>/dev/null
+}
+
+# write_kubeconfig FILE USER: kubeconfig for USER's client cert, certs embedded.
+write_kubeconfig() {
+  local file=$1 user=$2
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: vpcnet-box
+  cluster:
+    server: $API_SERVER
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
+    client-key-data: $(base64 -w0 "$PKI/$user.key")
+contexts:
+- name: vpcnet-box
+  context: {cluster: vpcnet-box, user: $user}
+current-context: vpcnet-box
+EOF
 }

@@ -43,6 +43,8 @@ multus_token() {
 # namespace, atomically (temp file + rename).
 multus_node_write() {
   local file=$1 mode=$2
+  # The script's $1/$2 are the inner sh's arguments, expanded there.
+  # shellcheck disable=SC2016
   node_exec sh -c 'mkdir -p "$(dirname "$1")" && cat >"$1.tmp" && chmod "$2" "$1.tmp" && mv -f "$1.tmp" "$1"' \
     sh "$file" "$mode"
 }

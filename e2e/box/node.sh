@@ -1,7 +1,7 @@
-# The node (sourced by up.sh and down.sh; needs lib.sh, box-net.sh, and for
-# starting up.sh's start_daemon/sign): one long-lived holder process owns a
-# private mount namespace inside the vpcnet-node network namespace; containerd,
-# kubelet and the node's OVS daemons run in both (nsenter -t <holder> -m -n).
+# The node (sourced by up.sh and down.sh; needs lib.sh): one
+# long-lived holder process owns a private mount namespace inside the
+# vpcnet-node network namespace; containerd, kubelet and the node's OVS daemons
+# run in both (nsenter -t <holder> -m -n).
 # tmpfs over the fixed paths kubelet/containerd/CNI write to keeps the host clean.
 # shellcheck shell=bash
 
@@ -96,6 +96,8 @@ containerd_up() {
 kubelet_config() {
   local client='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'
   sign kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
+  # NODE_IP is box.env's (through lib.sh), not a misspelt NODE_DIR.
+  # shellcheck disable=SC2153
   sign kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" \
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:$NODE_NAME,IP:$NODE_IP\n"
   write_kubeconfig "$NODE_DIR/kubelet.kubeconfig" kubelet-client

@@ -1,4 +1,4 @@
-# OVN for the box (sourced by up.sh; needs lib.sh and up.sh's start_daemon).
+# OVN for the box (sourced by up.sh; needs lib.sh).
 # Central (host namespace): NB + SB ovsdb-servers on unix sockets in $BOX/ovn,
 # ovn-northd. Node (vpcnet-node namespaces): the Open_vSwitch ovsdb-server
 # ($BOX/ovs/db.sock, /var/run/openvswitch/db.sock inside the node),

@@ -2,8 +2,10 @@
 # Starts the cluster-in-a-box control plane on loopback: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler. State (certs, etcd data, logs, PIDs,
 # kubeconfig) lives in ${VPCNET_BOX_DIR:-/tmp/vpcnet-box}; down.sh removes it.
+# The box's constants (ports, addresses, names) are in box.env; the helpers
+# every box script uses in lib.sh.
 #
-# Env: VPCNET_BOX_DIR   state dir (default /tmp/vpcnet-box)
+# Env: VPCNET_BOX_DIR   state dir (default BOX_DIR_DEFAULT of box.env)
 #      VPCNET_CRDS_DIR  CRDs to apply once the API is up (default <repo>/crds)
 #      VPCNET_CACHE, K8S_VERSION  where/which Kubernetes build to use
 #      VPCNET_BOX_ADVERTISE_IP  apiserver advertise address (default 10.255.0.1,
@@ -20,86 +22,8 @@ source "$BOX_SCRIPTS/config.sh"
 source "$BOX_SCRIPTS/multus.sh"
 source "$BOX_SCRIPTS/external.sh"
 CRDS_DIR="${VPCNET_CRDS_DIR:-$REPO/crds}"
-PKI="$BOX/pki"
-
-# ---------------------------------------------------------------- helpers
-
-# start_daemon NAME EXE [--wrap node|netns --] ARGS...: runs EXE in its own
-# session, detached from this shell, logging to $BOX/logs/NAME.log; records its
-# PID and binary for down.sh. With --wrap node it runs inside the node's network
-# and mount namespaces, with --wrap netns in a new private mount namespace in
-# the node's network namespace (the holder); nsenter/unshare exec EXE, so the
-# recorded PID is EXE's.
-start_daemon() {
-  local name=$1 exe wrap=()
-  exe=$(readlink -f "$2")
-  shift 2
-  if [[ "${1:-}" == --wrap ]]; then
-    case "$2" in
-      node) wrap=(nsenter -t "$(holder_pid)" -m -n --) ;;
-      netns) wrap=(nsenter "--net=/run/netns/$NODE_NETNS" -- unshare -m --propagation private --) ;;
-      --) ;;
-      *) die "start_daemon: unknown wrap $2" ;;
-    esac
-    [[ "$2" == -- ]] && shift 2 || shift 3
-  fi
-  # fd 8 is the box lock: a daemon must not hold it.
-  setsid "${wrap[@]}" "$exe" "$@" </dev/null >"$BOX/logs/$name.log" 2>&1 8>&- &
-  local pid=$!
-  echo "$pid" >"$BOX/pids/$name.pid"
-  echo "$exe" >"$BOX/pids/$name.exe"
-  echo "$name" >>"$BOX/pids/order"
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && return 0
-    proc_alive "$pid" || break
-    sleep 0.02
-  done
-  die "$name did not start (see $BOX/logs/$name.log)"
-}
-
-# wait_for WHAT TIMEOUT_S DAEMON CMD...: polls CMD every 0.1 s; fails early if
-# DAEMON exited.
-wait_for() {
-  local what=$1 timeout=$2 daemon=$3
-  shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [[ -n "$daemon" ]] && ! daemon_pid "$daemon" >/dev/null; then
-      die "$daemon exited while waiting for $what (see $BOX/logs/$daemon.log)"
-    fi
-    ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
-    sleep 0.1
-  done
-}
-
-# api PATH: GET against the apiserver as the admin.
-api() {
-  curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "$API_SERVER$1"
-}
-
-port_free() { [[ -z "$(ss -Hltn "sport = :$1")" ]]; }
 
 # ---------------------------------------------------------------- certificates
-
-new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
-
-# new_ca NAME CN: self-signed CA key + certificate.
-new_ca() {
-  new_key "$PKI/$1.key"
-  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/$1.crt" 2>/dev/null
-}
-
-# sign NAME SUBJECT EXTENSIONS [CA]: key + certificate signed by CA (default: ca).
-sign() {
-  local name=$1 subj=$2 ext=$3 ca=${4:-ca}
-  new_key "$PKI/$name.key"
-  openssl req -new -key "$PKI/$name.key" -subj "$subj" 2>/dev/null |
-    openssl x509 -req -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -set_serial "0x$(openssl rand -hex 12)" \
-      -days 3650 -extfile <(printf '%b' "$ext") -out "$PKI/$name.crt" 2>/dev/null
-}
 
 gen_certs() {
   mkdir -p "$PKI"
@@ -121,29 +45,6 @@ gen_certs() {
   # Service-account token signing key pair (ES256).
   new_key "$PKI/sa.key"
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-}
-
-# write_kubeconfig FILE USER: kubeconfig for USER's client cert, certs embedded.
-write_kubeconfig() {
-  local file=$1 user=$2
-  cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: vpcnet-box
-  cluster:
-    server: $API_SERVER
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: $user
-  user:
-    client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
-    client-key-data: $(base64 -w0 "$PKI/$user.key")
-contexts:
-- name: vpcnet-box
-  context: {cluster: vpcnet-box, user: $user}
-current-context: vpcnet-box
-EOF
 }
 
 # ---------------------------------------------------------------- daemons

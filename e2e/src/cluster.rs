@@ -5,6 +5,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vpcnet_api::contract::{DEFAULT_NAMESPACE, annotations, labels};
+
 use crate::kubectl::{Kubectl, Output};
 
 /// The test workload: answers any TCP connection on 8080 with
@@ -86,7 +88,10 @@ impl Kubectl {
             "pod",
             Some(ns),
             pod,
-            "{.metadata.annotations.vpcnet\\.io/ip_address}",
+            &format!(
+                "{{.metadata.annotations.{}}}",
+                jsonpath_key(annotations::IP_ADDRESS)
+            ),
         )
     }
 
@@ -103,10 +108,28 @@ impl Kubectl {
     }
 }
 
+/// The namespace the box deploys the operator in (`config/base`).
+pub const OPERATOR_NS: &str = DEFAULT_NAMESPACE;
+
+/// Label selector of the operator's pods (`config/base`).
+pub fn operator_selector() -> String {
+    format!("{}=vpcnet-operator", labels::APP_NAME)
+}
+
+/// `key` as one segment of a kubectl jsonpath (its dots escaped).
+pub fn jsonpath_key(key: &str) -> String {
+    key.replace('.', "\\.")
+}
+
 /// A pod manifest of the test workload, optionally with a fixed address.
 pub fn testapp_pod(ns: &str, name: &str, fixed_ip: Option<&str>) -> String {
     let ann = fixed_ip
-        .map(|ip| format!("\n  annotations:\n    vpcnet.io/ip_address: \"{ip}\""))
+        .map(|ip| {
+            format!(
+                "\n  annotations:\n    {}: \"{ip}\"",
+                annotations::IP_ADDRESS
+            )
+        })
         .unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}{ann}\n  labels:\n    app: testapp\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {TESTAPP_IMAGE}\n    imagePullPolicy: Never\n"

@@ -7,10 +7,14 @@ pub mod corpus;
 pub mod external;
 pub mod kubectl;
 pub mod natgw;
+pub mod node;
 pub mod ovn_rows;
 pub mod tenant;
 
 use std::path::PathBuf;
+
+/// The box's constants: `e2e/box/box.env`, which its scripts source.
+pub use vpcnet_test_support::box_env;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -20,9 +24,7 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where the box keeps its state (same default as `e2e/box/lib.sh`).
+/// Where the box keeps its state (`VPCNET_BOX_DIR`, else box.env's default).
 pub fn box_dir() -> PathBuf {
-    std::env::var_os("VPCNET_BOX_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/vpcnet-box"))
+    box_env::box_dir()
 }

@@ -1,13 +1,15 @@
 //! The seed walk-through on the real node: a tenant VPC with a NAT gateway
 //! (eth0 in the VPC, net1 on the external network through Multus), EIPs,
 //! SNAT, DNAT, FIP, hairpin and shared DNAT — proven with traffic to and from
-//! the box's external host (`vpcnet-ext`, 172.16.3.2, which logs clients).
+//! the box's external host (`EXT_NETNS`/`EXT_HOST_IP` of `e2e/box/box.env`,
+//! which logs clients).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use vpcnet_api::condition;
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
-use vpcnet_e2e::external::from_outside;
+use vpcnet_e2e::external::{self, from_outside};
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::natgw::nat_table;
 
@@ -95,7 +97,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
          apiVersion: vpcnet.io/v1\nkind: IptablesFIPRule\nmetadata: {{name: fip01, namespace: {t}}}\nspec: {{eip: eipf01, internalIp: 10.0.1.3}}\n"
     ));
     k.wait_ready(t, &["web", "db"], READY);
-    wait_condition(&k, "vpc-nat-gw", None, t, "Ready");
+    wait_condition(&k, "vpc-nat-gw", None, t, condition::READY);
     for (kind, name) in [
         ("eip", "eips01"),
         ("eip", "eipd01"),
@@ -106,14 +108,15 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
         ("dnat", "shared-b"),
         ("fip", "fip01"),
     ] {
-        wait_condition(&k, kind, Some(t), name, "Ready");
+        wait_condition(&k, kind, Some(t), name, condition::READY);
     }
     let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
 
     // Egress: the external host sees the SNAT EIP (the FIP pod its FIP).
-    let seen = from_pod(&k, t, "web", "http://172.16.3.2/").expect("web reaches the external host");
+    let outside = external::host_url();
+    let seen = from_pod(&k, t, "web", &outside).expect("web reaches the external host");
     assert!(seen.contains("client=172.16.3.218:"), "SNAT source: {seen}");
-    let seen = from_pod(&k, t, "db", "http://172.16.3.2/").expect("db reaches the external host");
+    let seen = from_pod(&k, t, "db", &outside).expect("db reaches the external host");
     assert!(
         seen.contains(&format!("client={fip}:")),
         "FIP egress source: {seen}"
@@ -122,7 +125,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     // Ingress: EIP:8888 -> web:8080; the FIP on any port -> db.
     let got = from_outside("http://172.16.3.213:8888/", CURL).expect("DNAT from outside");
     assert!(
-        got.contains("server=web") && got.contains("client=172.16.3.2:"),
+        got.contains("server=web") && got.contains(&format!("client={}:", external::host_ip())),
         "{got}"
     );
     let got = from_outside(&format!("http://{fip}:8080/"), CURL).expect("FIP from outside");
@@ -201,22 +204,16 @@ fn a_tenant_cannot_use_another_tenants_gateway() {
         "apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {name: sneaky, namespace: e2e-own-b}\n\
          spec: {eip: stolen, externalPort: '7777', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}\n",
     );
+    let ready_reason = format!(
+        "{{.status.conditions[?(@.type==\"{}\")].reason}}",
+        condition::READY
+    );
     k.eventually(
         Duration::from_secs(30),
         "Forbidden on the EIP and the rule",
         || {
-            k.field(
-                "eip",
-                Some("e2e-own-b"),
-                "stolen",
-                "{.status.conditions[?(@.type==\"Ready\")].reason}",
-            ) == "Forbidden"
-                && k.field(
-                    "dnat",
-                    Some("e2e-own-b"),
-                    "sneaky",
-                    "{.status.conditions[?(@.type==\"Ready\")].reason}",
-                ) == "Forbidden"
+            k.field("eip", Some("e2e-own-b"), "stolen", &ready_reason) == "Forbidden"
+                && k.field("dnat", Some("e2e-own-b"), "sneaky", &ready_reason) == "Forbidden"
         },
     );
     assert_eq!(
@@ -224,7 +221,7 @@ fn a_tenant_cannot_use_another_tenants_gateway() {
         "",
         "no address handed out"
     );
-    wait_condition(&k, "vpc-nat-gw", None, "e2e-own-a", "Ready");
+    wait_condition(&k, "vpc-nat-gw", None, "e2e-own-a", condition::READY);
     assert!(
         !nat_table(&k, "e2e-own-a").stdout.contains("sneaky"),
         "nothing programmed"
@@ -248,8 +245,8 @@ fn two_tenants_with_the_same_cidr_leave_through_their_own_eips() {
     }
     for (t, eip_ip, _) in tenants {
         k.wait_ready(t, &["app"], READY);
-        wait_condition(&k, "snat", Some(t), "out", "Ready");
-        let seen = from_pod(&k, t, "app", "http://172.16.3.2/").expect("egress works");
+        wait_condition(&k, "snat", Some(t), "out", condition::READY);
+        let seen = from_pod(&k, t, "app", &external::host_url()).expect("egress works");
         assert!(
             seen.contains(&format!("client={eip_ip}:")),
             "{t} leaves with its own EIP {eip_ip}: {seen}"

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
+use vpcnet_api::condition::READY;
+use vpcnet_api::contract::naming::{natgw_pod, natgw_snapshot};
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
 use vpcnet_e2e::external::from_outside;
 use vpcnet_e2e::kubectl::Kubectl;
-use vpcnet_e2e::natgw::{GW_NS, dnat_comment, gateway_pod, nat_table, snapshot_configmap};
+use vpcnet_e2e::natgw::{GW_NS, dnat_comment, nat_table};
 use vpcnet_natgw::model::{DnatGroup, PortRange};
 use vpcnet_natgw::snapshot::{SNAPSHOT_KEY, Snapshot};
 
@@ -35,13 +37,13 @@ fn ready_reason(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str) -> (Strin
         kind,
         ns,
         name,
-        "{.status.conditions[?(@.type==\"Ready\")].reason}",
+        &format!("{{.status.conditions[?(@.type==\"{READY}\")].reason}}"),
     );
     let msg = k.field(
         kind,
         ns,
         name,
-        "{.status.conditions[?(@.type==\"Ready\")].message}",
+        &format!("{{.status.conditions[?(@.type==\"{READY}\")].message}}"),
     );
     (reason, msg)
 }
@@ -257,7 +259,7 @@ fn rules_heal_after_flush_address_loss_and_pod_recreation() {
     k.eventually(Duration::from_secs(120), "DNAT works", || {
         from_outside(url, CURL).is_ok_and(|a| a.contains("server=web"))
     });
-    let gw = gateway_pod(t);
+    let gw = natgw_pod(t);
 
     let flush = k.exec(
         GW_NS,
@@ -300,7 +302,7 @@ fn stored_snapshot(k: &Kubectl, gw: &str) -> Option<Snapshot> {
         "configmap",
         "-n",
         GW_NS,
-        &snapshot_configmap(gw),
+        &natgw_snapshot(gw),
         "-o",
         &path,
     ]);
@@ -357,13 +359,13 @@ fn a_recreated_gateway_restores_its_snapshot_first_then_follows_the_api() {
         "configmap",
         "-n",
         GW_NS,
-        &snapshot_configmap(t),
+        &natgw_snapshot(t),
         "--type=merge",
         "-p",
         &patch.to_string(),
     ]);
 
-    let gw = gateway_pod(t);
+    let gw = natgw_pod(t);
     k.ok(&["delete", "pod", "-n", GW_NS, &gw, "--wait=true"]);
     k.eventually(
         Duration::from_secs(120),
@@ -401,13 +403,13 @@ fn two_hundred_create_delete_cycles_leave_no_rules_and_no_addresses() {
     let mut c = Cleanup::new(&k);
     let t = "e2e-cycle";
     setup(&k, &mut c, t, "10.0.1.254");
-    let gw = gateway_pod(t);
+    let gw = natgw_pod(t);
     k.eventually(Duration::from_secs(120), "gateway ready", || {
         k.field(
             "vpc-nat-gw",
             None,
             t,
-            "{.status.conditions[?(@.type==\"Ready\")].status}",
+            &format!("{{.status.conditions[?(@.type==\"{READY}\")].status}}"),
         ) == "True"
     });
     let used = || {
@@ -530,7 +532,7 @@ fn deleting_a_rule_removes_exactly_its_lines_and_its_conntrack_entries() {
          apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: d2, namespace: {t}}}\nspec: {{eip: e, externalPort: '8889', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n"
     ));
     k.wait_ready(t, &["web"], Duration::from_secs(120));
-    let gw = gateway_pod(t);
+    let gw = natgw_pod(t);
     for port in ["8888", "8889"] {
         let url = format!("http://{eip}:{port}/");
         k.eventually(

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
-use vpcnet_e2e::external::from_outside;
+use vpcnet_api::condition;
+use vpcnet_api::contract::{agent_env, annotations, conditions, naming};
+use vpcnet_e2e::cluster::{Cleanup, operator_selector, testapp_pod};
+use vpcnet_e2e::external::{self, from_outside};
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::natgw::{GW_NS, nat_table};
 use vpcnet_e2e::tenant::Tenant;
@@ -72,15 +74,15 @@ fn cond(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str, t: &str, f: &str)
 fn wait_ready(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str) {
     let start = std::time::Instant::now();
     while start.elapsed() < READY {
-        if cond(k, kind, ns, name, "Ready", "status") == "True" {
+        if cond(k, kind, ns, name, condition::READY, "status") == "True" {
             return;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!(
         "{kind}/{name} not Ready: {} {}",
-        cond(k, kind, ns, name, "Ready", "reason"),
-        cond(k, kind, ns, name, "Ready", "message")
+        cond(k, kind, ns, name, condition::READY, "reason"),
+        cond(k, kind, ns, name, condition::READY, "message")
     );
 }
 
@@ -89,15 +91,15 @@ fn refused(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str, reason: &str) 
     let mut last = String::new();
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
-        last = cond(k, kind, ns, name, "Ready", "reason");
+        last = cond(k, kind, ns, name, condition::READY, "reason");
         if last == reason {
-            return cond(k, kind, ns, name, "Ready", "message");
+            return cond(k, kind, ns, name, condition::READY, "message");
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     panic!(
         "{kind}/{name}: want Ready=False {reason}, got {last}: {}",
-        cond(k, kind, ns, name, "Ready", "message")
+        cond(k, kind, ns, name, condition::READY, "message")
     );
 }
 
@@ -115,7 +117,13 @@ fn patch_status(k: &Kubectl, kind: &str, ns: &str, name: &str, body: &str) {
     ]);
 }
 
-const FORGED_ACCEPTED: &str = r#"{"type":"Accepted","status":"True","reason":"Accepted","message":"forged","lastTransitionTime":"2026-01-01T00:00:00Z"}"#;
+/// An `Accepted` condition as a forger would write it into a status.
+fn forged_accepted() -> String {
+    format!(
+        r#"{{"type":"{}","status":"True","reason":"Accepted","message":"forged","lastTransitionTime":"2026-01-01T00:00:00Z"}}"#,
+        conditions::ACCEPTED
+    )
+}
 
 /// Restarts the operator and waits until its successor is ready.
 fn restart_operator(k: &Kubectl) {
@@ -125,7 +133,7 @@ fn restart_operator(k: &Kubectl) {
         "-n",
         GW_NS,
         "-l",
-        "app.kubernetes.io/name=vpcnet-operator",
+        &operator_selector(),
         "-o",
         "jsonpath={.items[*].metadata.uid}",
     ]);
@@ -135,7 +143,7 @@ fn restart_operator(k: &Kubectl) {
         "-n",
         GW_NS,
         "-l",
-        "app.kubernetes.io/name=vpcnet-operator",
+        &operator_selector(),
         "--wait=true",
     ]);
     k.eventually(READY, "a new operator pod to be ready", || {
@@ -145,7 +153,7 @@ fn restart_operator(k: &Kubectl) {
             "-n",
             GW_NS,
             "-l",
-            "app.kubernetes.io/name=vpcnet-operator",
+            &operator_selector(),
             "-o",
             "jsonpath={range .items[*]}{.metadata.uid} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
         ]);
@@ -171,7 +179,14 @@ fn b_still_served(k: &Kubectl, what: &str) {
         "b's EIP keeps its address ({what})"
     );
     assert_eq!(
-        cond(k, "eip", Some("e2e-iso-b"), "eb", "Ready", "status"),
+        cond(
+            k,
+            "eip",
+            Some("e2e-iso-b"),
+            "eb",
+            condition::READY,
+            "status"
+        ),
         "True",
         "b's EIP stays Ready ({what})"
     );
@@ -213,8 +228,9 @@ fn a_hostile_tenant_takes_nothing_from_its_neighbour() {
         "e2e-iso-a",
         "on-b",
         &format!(
-            r#"{{"status":{{"ip":"172.16.3.230","natGwDp":"e2e-iso-b","seal":"{}","conditions":[{FORGED_ACCEPTED}]}}}}"#,
-            "00".repeat(32)
+            r#"{{"status":{{"ip":"172.16.3.230","natGwDp":"e2e-iso-b","seal":"{}","conditions":[{}]}}}}"#,
+            "00".repeat(32),
+            forged_accepted()
         ),
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -239,7 +255,8 @@ fn a_hostile_tenant_takes_nothing_from_its_neighbour() {
         "e2e-iso-a",
         "out",
         &format!(
-            r#"{{"status":{{"v4ip":"172.16.3.231","natGwDp":"e2e-iso-a","conditions":[{FORGED_ACCEPTED}]}}}}"#
+            r#"{{"status":{{"v4ip":"172.16.3.231","natGwDp":"e2e-iso-a","conditions":[{}]}}}}"#,
+            forged_accepted()
         ),
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -249,7 +266,14 @@ fn a_hostile_tenant_takes_nothing_from_its_neighbour() {
         "a forged verdict was programmed:\n{table}"
     );
     assert_ne!(
-        cond(&k, "dnat", Some("e2e-iso-a"), "out", "Ready", "status"),
+        cond(
+            &k,
+            "dnat",
+            Some("e2e-iso-a"),
+            "out",
+            condition::READY,
+            "status"
+        ),
         "True"
     );
 
@@ -344,8 +368,12 @@ fn a_hostile_tenant_takes_nothing_from_its_neighbour() {
     // then an operator restart: the rebuild gives them nothing.
     let forged = |name: &str, subnet: &str, ip: &str| {
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: e2e-iso-a\n  annotations:\n    vpcnet.io/allocated: \"true\"\n    vpcnet.io/subnet: {subnet}\n    vpcnet.io/ip_address: \"{ip}\"\n    vpcnet.io/logical_switch: x\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {}\n    imagePullPolicy: Never\n",
-            vpcnet_e2e::cluster::TESTAPP_IMAGE
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: e2e-iso-a\n  annotations:\n    {allocated}: \"true\"\n    {subnet_key}: {subnet}\n    {ip_key}: \"{ip}\"\n    {switch_key}: x\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {}\n    imagePullPolicy: Never\n",
+            vpcnet_e2e::cluster::TESTAPP_IMAGE,
+            allocated = annotations::ALLOCATED,
+            subnet_key = annotations::SUBNET,
+            ip_key = annotations::IP_ADDRESS,
+            switch_key = annotations::LOGICAL_SWITCH,
         )
     };
     ka.must_apply(&format!(
@@ -426,7 +454,7 @@ fn refused_objects_change_nothing_and_waiting_deletions_keep_traffic() {
             let out = k.exec(
                 ns,
                 "web",
-                &["curl", "-s", "--max-time", "3", "http://172.16.3.2/"],
+                &["curl", "-s", "--max-time", "3", &external::host_url()],
             );
             out.ok && out.stdout.contains("client=172.16.3.232:")
         },
@@ -437,8 +465,11 @@ fn refused_objects_change_nothing_and_waiting_deletions_keep_traffic() {
         k.field(
             "statefulset",
             Some(GW_NS),
-            "vpc-nat-gw-e2e-iso-c",
-            "{.spec.template.spec.containers[0].env[?(@.name==\"VPCNET_VPC_CIDRS\")].value}",
+            &naming::natgw_workload("e2e-iso-c"),
+            &format!(
+                "{{.spec.template.spec.containers[0].env[?(@.name==\"{}\")].value}}",
+                agent_env::VPC_CIDRS
+            ),
         )
     };
     let before = cidrs();
@@ -492,7 +523,10 @@ fn refused_objects_change_nothing_and_waiting_deletions_keep_traffic() {
         k.field("eip", Some(ns), "ef", "{.status.ip}"),
         "172.16.3.234"
     );
-    assert_eq!(cond(&k, "fip", Some(ns), "f", "Ready", "status"), "True");
+    assert_eq!(
+        cond(&k, "fip", Some(ns), "f", condition::READY, "status"),
+        "True"
+    );
     assert!(fip_works(), "a waiting EIP deletion stopped the FIP");
 
     // A gateway with EIPs waits too, and keeps the VPC's default route.
@@ -557,7 +591,7 @@ fn an_address_whose_finalizer_was_stripped_is_freed_by_the_collection() {
     );
     wait_ready(&k, "eip", Some(ns), "leak");
     k.eventually(Duration::from_secs(60), "the DNAT accepted", || {
-        cond(&k, "dnat", Some(ns), "d", "Accepted", "status") == "True"
+        cond(&k, "dnat", Some(ns), "d", conditions::ACCEPTED, "status") == "True"
     });
     // Held by its DNAT, then stripped of its finalizer: gone without
     // releasing its address.

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
+use vpcnet_e2e::cluster::{Cleanup, OPERATOR_NS, operator_selector, testapp_pod};
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::ovn_rows;
 
@@ -190,9 +190,9 @@ fn operator_pod_field(k: &Kubectl, path: &str) -> String {
         "get",
         "pods",
         "-n",
-        "vpcnet-system",
+        OPERATOR_NS,
         "-l",
-        "app.kubernetes.io/name=vpcnet-operator",
+        &operator_selector(),
         "-o",
         &format!("jsonpath={{.items[0].{path}}}"),
     ])
@@ -253,7 +253,7 @@ fn operator_killed_while_creating_fifty_pods_leaves_unique_addresses_and_no_orph
     let pod_name = operator_pod_field(&k, "metadata.name");
     let holder = k.field(
         "lease",
-        Some("vpcnet-system"),
+        Some(OPERATOR_NS),
         "vpcnet-operator",
         "{.spec.holderIdentity}",
     );

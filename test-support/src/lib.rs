@@ -1,6 +1,10 @@
 //! Helpers the integration tests of `ovn`, `cni` and `agents/natgw` share.
 //! Those tests run real OVS/OVN daemons and iproute2, so a missing tool is a
 //! loud failure that says what to install, never a skipped test.
+//! [`box_env`] is the cluster-in-a-box's constants for every crate whose
+//! tests use the box (and for `e2e` and `xtask`).
+
+pub mod box_env;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,6 +11,8 @@ mod test;
 
 use std::process::ExitCode;
 
+use vpcnet_test_support::box_env;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -123,14 +125,15 @@ fn demo() -> Result<(), String> {
     ])?;
     kubectl(&["get", "vpcnet", "-A"])?;
 
+    let (ext_netns, ext_ip) = (box_env::ext_netns(), box_env::ext_host_ip());
     println!(
-        "\n# From the external host (172.16.3.2) to the DNAT EIP 172.16.3.203:8888 -> vpc-nginx:80"
+        "\n# From the external host ({ext_ip}) to the DNAT EIP 172.16.3.203:8888 -> vpc-nginx:80"
     );
-    println!("$ ip netns exec vpcnet-ext curl -s http://172.16.3.203:8888/");
+    println!("$ ip netns exec {ext_netns} curl -s http://172.16.3.203:8888/");
     shell::run(std::process::Command::new("ip").args([
         "netns",
         "exec",
-        "vpcnet-ext",
+        ext_netns,
         "curl",
         "-s",
         "--max-time",
@@ -150,7 +153,7 @@ fn demo() -> Result<(), String> {
         "-s",
         "--max-time",
         "5",
-        "http://172.16.3.2/",
+        &format!("http://{ext_ip}/"),
     ])?;
     println!(
         "\n\nThe cluster-in-a-box keeps running.\n  use it:  eval \"$(cargo xtask box env)\"; kubectl get vpcnet -A\n  stop it: cargo xtask box down"

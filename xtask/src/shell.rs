@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use vpcnet_test_support::box_env;
+
 /// The repository root (the parent of `xtask/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -11,11 +13,10 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where the cluster-in-a-box keeps its state (same default as the scripts).
+/// Where the cluster-in-a-box keeps its state (`VPCNET_BOX_DIR`, else
+/// box.env's default, as in the scripts).
 pub fn box_dir() -> PathBuf {
-    std::env::var_os("VPCNET_BOX_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/vpcnet-box"))
+    box_env::box_dir()
 }
 
 /// Runs a command inheriting stdio; a non-zero exit is an error naming it.
@@ -32,6 +33,61 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
 pub fn box_script(name: &str, args: &[&str]) -> Result<(), String> {
     let script = repo_root().join("e2e/box").join(name);
     run(Command::new("bash").arg(script).args(args))
+}
+
+/// Every shell script of the repository (`*.sh`, and files whose `#!` line
+/// names sh or bash, such as `.ci/run`), sorted; build output is skipped.
+pub fn shell_scripts() -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        if dir.join("CACHEDIR.TAG").exists() {
+            return Ok(()); // a cargo target dir
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if name != ".git" && name != "target" && !name.starts_with("target-") {
+                    walk(&path, out)?;
+                }
+            } else if kind.is_file() && (name.ends_with(".sh") || has_shell_shebang(&path)) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    fn has_shell_shebang(path: &std::path::Path) -> bool {
+        use std::io::{BufRead, BufReader, Read};
+        let Ok(f) = std::fs::File::open(path) else {
+            return false;
+        };
+        let mut first = String::new();
+        if BufReader::new(f).take(200).read_line(&mut first).is_err() {
+            return false;
+        }
+        first.starts_with("#!")
+            && first
+                .split(|c: char| c == '/' || c.is_whitespace())
+                .any(|w| w == "sh" || w == "bash")
+    }
+    let mut out = Vec::new();
+    walk(&repo_root(), &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// `shellcheck` (settings in `.shellcheckrc`) on every shell script.
+pub fn shellcheck() -> Result<(), String> {
+    let scripts = shell_scripts()?;
+    let root = repo_root();
+    let rel: Vec<PathBuf> = scripts
+        .iter()
+        .map(|p| p.strip_prefix(&root).unwrap_or(p).to_path_buf())
+        .collect();
+    run(Command::new("shellcheck").current_dir(&root).args(&rel))
 }
 
 /// Runs `cargo` with the given arguments from the repository root.
@@ -51,16 +107,21 @@ pub fn target_dir() -> PathBuf {
 /// box's images carry exactly this tree's code.
 pub const BOX_COMPONENTS: &[&str] = &["vpcnet-operator", "vpcnet-cni", "vpcnet-natgw"];
 
+/// What the box runs outside pods from the same target dir: the external
+/// host's server (`e2e/box/external.sh`).
+pub const BOX_HOST_BINARIES: &[&str] = &["vpcnet-external-host"];
+
 /// Builds the box's release binaries, then starts the box with them.
 pub fn box_up() -> Result<(), String> {
     build_box_binaries()?;
     start_box()
 }
 
-/// `cargo build --release` of the components the box runs as pods.
+/// `cargo build --release` of the components the box runs as pods and of
+/// its own host-side binaries.
 pub fn build_box_binaries() -> Result<(), String> {
     let mut args = vec!["build", "--release", "--locked"];
-    for c in BOX_COMPONENTS {
+    for c in BOX_COMPONENTS.iter().chain(BOX_HOST_BINARIES) {
         args.extend(["-p", c]);
     }
     cargo(&args)
@@ -80,4 +141,33 @@ pub fn start_box_control_plane() -> Result<(), String> {
     run(Command::new("bash")
         .arg(script)
         .env("VPCNET_BOX_NO_NODE", "1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_shellcheck_sees_include_every_kind() {
+        let root = repo_root();
+        let found: Vec<String> = shell_scripts()
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        for want in [
+            ".ci/run",
+            "e2e/box/up.sh",
+            "e2e/box/lib.sh",
+            "config/cni/install-cni.sh",
+        ] {
+            assert!(found.iter().any(|f| f == want), "{want} not in {found:?}");
+        }
+        assert!(
+            !found
+                .iter()
+                .any(|f| f.ends_with(".rs") || f.ends_with(".env")),
+            "{found:?}"
+        );
+    }
 }

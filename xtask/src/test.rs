@@ -26,6 +26,7 @@ pub fn run() -> Result<(), String> {
     timed("install system packages", &|| {
         shell::box_script("install-deps.sh", &[])
     })?;
+    timed("shellcheck (every script)", &shell::shellcheck)?;
     timed("build kubernetes (go, cached)", &|| {
         shell::box_script("build-k8s.sh", &[])
     })?;

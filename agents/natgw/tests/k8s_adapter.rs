@@ -1,5 +1,5 @@
-//! The agent binary against the cluster-in-a-box API server
-//! (`/tmp/vpcnet-box/kubeconfig`; start it with `e2e/box/up.sh`), doing its
+//! The agent binary against the cluster-in-a-box API server (the box's
+//! kubeconfig, in `$VPCNET_BOX_DIR`; start it with `e2e/box/up.sh`), doing its
 //! network work in a test gateway namespace via `--netns`.
 
 mod common;
@@ -13,11 +13,11 @@ use vpcnet_api::contract::agent_env;
 use vpcnet_api::contract::conditions::{ACCEPTED, PROGRAMMED};
 use vpcnet_api::seal::{Decision, Purpose};
 
-const KUBECONFIG: &str = "/tmp/vpcnet-box/kubeconfig";
+use vpcnet_test_support::box_env::kubeconfig;
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut c = Command::new("kubectl")
-        .env("KUBECONFIG", KUBECONFIG)
+        .env("KUBECONFIG", kubeconfig())
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -134,8 +134,9 @@ fn eip_patch(ns: &str, name: &str, gw: &str, ip: &str) -> String {
 #[test]
 fn agent_programs_rules_from_the_api_and_reports_programmed() {
     assert!(
-        std::path::Path::new(KUBECONFIG).exists(),
-        "{KUBECONFIG} missing: start the box with `bash e2e/box/up.sh`"
+        kubeconfig().exists(),
+        "{} missing: start the box with `bash e2e/box/up.sh`",
+        kubeconfig().display()
     );
     k(&["get", "crd", "iptablesdnatrules.vpcnet.io"]);
     let t = Topo::new();
@@ -194,7 +195,7 @@ fn agent_programs_rules_from_the_api_and_reports_programmed() {
     let port = 20000 + (std::process::id() % 20000) as u16;
     c.agent = Some(
         Command::new(env!("CARGO_BIN_EXE_vpcnet-natgw"))
-            .env("KUBECONFIG", KUBECONFIG)
+            .env("KUBECONFIG", kubeconfig())
             .env(agent_env::GATEWAY, &c.gw)
             .env(agent_env::SEAL_KEY, KEY_TEXT)
             .args([

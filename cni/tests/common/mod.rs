@@ -312,8 +312,7 @@ impl Ovn {
 pub fn kubeconfig() -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let box_dir =
-        PathBuf::from(std::env::var("VPCNET_BOX_DIR").unwrap_or_else(|_| "/tmp/vpcnet-box".into()));
+    let box_dir = vpcnet_test_support::box_env::box_dir();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/box");
     let lock = format!("{}.lock", box_dir.display());
     let _ = Command::new(tool("flock"))

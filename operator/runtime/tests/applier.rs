@@ -8,15 +8,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use vpcnet_runtime::applier::{KubeApplier, OWNER_UID_LABEL};
+use vpcnet_test_support::box_env::kubeconfig;
 
 const NS: &str = "default";
-
-fn kubeconfig() -> std::path::PathBuf {
-    std::env::var_os("VPCNET_BOX_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/tmp/vpcnet-box".into())
-        .join("kubeconfig")
-}
 
 async fn client() -> kube::Client {
     let path = kubeconfig();

@@ -9,7 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use vpcnet_runtime::leader::{Candidate, Lost};
 
-const KUBECONFIG: &str = "/tmp/vpcnet-box/kubeconfig";
+use vpcnet_test_support::box_env::kubeconfig;
 const NS: &str = "default";
 const DURATION: Duration = Duration::from_secs(3);
 
@@ -19,7 +19,7 @@ struct LeaseGuard(String);
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         let _ = Command::new("kubectl")
-            .env("KUBECONFIG", KUBECONFIG)
+            .env("KUBECONFIG", kubeconfig())
             .args(["delete", "lease", "-n", NS, &self.0, "--ignore-not-found"])
             .status();
     }
@@ -27,10 +27,11 @@ impl Drop for LeaseGuard {
 
 async fn api() -> Api<Lease> {
     assert!(
-        std::path::Path::new(KUBECONFIG).exists(),
-        "{KUBECONFIG} missing: start the box with `bash e2e/box/up.sh`"
+        kubeconfig().exists(),
+        "{} missing: start the box with `bash e2e/box/up.sh`",
+        kubeconfig().display()
     );
-    let kc = kube::config::Kubeconfig::read_from(KUBECONFIG).expect("read kubeconfig");
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig()).expect("read kubeconfig");
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .expect("kubeconfig");

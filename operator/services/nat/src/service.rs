@@ -154,7 +154,7 @@ impl Service for Nat {
     async fn run(self: Arc<Self>, rt: Arc<Runtime>) {
         let ctx = self.ctx.clone();
         let gw_ctl = Controller::for_shared_stream(self.gateways.objects(), self.gateways.store())
-            .owns_shared_stream(self.statefulsets.objects())
+            .watches_shared_stream(self.statefulsets.objects(), watches::gateway_of_workload)
             .watches_shared_stream(
                 self.pods.objects(),
                 watches::gateway_of_pod(rt.namespace.clone()),

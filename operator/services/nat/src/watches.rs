@@ -105,6 +105,21 @@ pub fn on_subnet(
     }
 }
 
+/// The gateway a StatefulSet runs, by its label. (Mapping by owner
+/// reference would name the cluster-scoped gateway with the StatefulSet's
+/// namespace: a second key for the same gateway, reconciled beside the
+/// first.)
+pub fn gateway_of_workload(
+    sts: Arc<k8s_openapi::api::apps::v1::StatefulSet>,
+) -> Option<ObjectRef<VpcNatGateway>> {
+    use vpcnet_api::contract::labels;
+    let l = sts.metadata.labels.as_ref()?;
+    if l.get(labels::APP_NAME).map(String::as_str) != Some(labels::NATGW_APP) {
+        return None;
+    }
+    l.get(labels::NAT_GATEWAY).map(|g| ObjectRef::new(g))
+}
+
 /// The gateway a pod of the operator's namespace runs, by its label.
 pub fn gateway_of_pod(
     namespace: String,
@@ -122,5 +137,22 @@ pub fn gateway_of_pod(
             return None;
         }
         l.get(labels::NAT_GATEWAY).map(|g| ObjectRef::new(g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_workload_names_its_cluster_scoped_gateway() {
+        let mut sts = k8s_openapi::api::apps::v1::StatefulSet::default();
+        sts.metadata.namespace = Some("vpcnet-system".into());
+        sts.metadata.labels = Some(crate::gateway::objects::workload_labels("g"));
+        let r = gateway_of_workload(Arc::new(sts.clone())).unwrap();
+        assert_eq!(r, ObjectRef::<VpcNatGateway>::new("g"));
+        assert_eq!(r.namespace, None);
+        sts.metadata.labels = None;
+        assert!(gateway_of_workload(Arc::new(sts)).is_none());
     }
 }

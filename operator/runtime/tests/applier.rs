@@ -35,17 +35,19 @@ fn cm(name: &str, data: &str) -> ConfigMap {
 }
 
 /// Deletes every ConfigMap of the test, also when it fails.
-struct Cleanup(kube::Client, String);
+struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (client, prefix) = (self.0.clone(), self.1.clone());
-        // Drop cannot await: a thread of its own with its own runtime.
+        let prefix = self.0.clone();
+        // Drop cannot await: a thread with its own runtime and its own
+        // client (a client's worker lives on the runtime that made it,
+        // which is blocked here).
         let _ = std::thread::spawn(move || {
             tokio::runtime::Runtime::new()
                 .unwrap()
                 .block_on(async move {
-                    let api: Api<ConfigMap> = Api::namespaced(client, NS);
+                    let api: Api<ConfigMap> = Api::namespaced(client().await, NS);
                     if let Ok(list) = api.list(&ListParams::default()).await {
                         for c in list.items.iter().filter(|c| {
                             c.metadata
@@ -76,7 +78,7 @@ async fn a_child_no_longer_desired_is_deleted_and_nothing_else() {
         .unwrap()
         .subsec_nanos();
     let prefix = format!("applier-test-{}-{nanos:x}", std::process::id());
-    let _cleanup = Cleanup(client.clone(), prefix.clone());
+    let _cleanup = Cleanup(prefix.clone());
     let uid = format!("uid-{nanos:x}");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
 

@@ -18,6 +18,15 @@ pub trait OwnedStatus: Serialize + Sized {
     fn owned_part(&self) -> Self;
 }
 
+/// Of `conditions`, those of the given `types` (a writer's own).
+pub fn conditions_of(conditions: &[Condition], types: &[&str]) -> Vec<Condition> {
+    conditions
+        .iter()
+        .filter(|c| types.contains(&c.type_.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// Whether `current`'s owned part already says exactly `desired`: nothing
 /// to write. Conditions are compared by type, whatever their order.
 pub fn says<S: OwnedStatus>(current: Option<&S>, desired: &S) -> bool {
@@ -100,28 +109,6 @@ where
     )
     .await?;
     Ok(())
-}
-
-/// Whether `current` (an object's `status`) already says all that `desired`
-/// would write: every field equal, and every desired condition present with
-/// the same content (conditions carry their transition time over, so an
-/// unchanged verdict compares equal). Fields others own are not looked at.
-pub fn unchanged(current: &Value, desired: &Value) -> bool {
-    let Some(want) = desired.as_object() else {
-        return false;
-    };
-    want.iter().all(|(k, v)| {
-        if k == "conditions" {
-            let have = current["conditions"].as_array();
-            v.as_array().is_some_and(|conds| {
-                conds.iter().all(|c| {
-                    have.is_some_and(|h| h.iter().any(|x| x["type"] == c["type"] && x == c))
-                })
-            })
-        } else {
-            &current[k.as_str()] == v
-        }
-    })
 }
 
 /// A `Ready` condition stamped now, carrying over the transition time of
@@ -237,48 +224,5 @@ mod is_news_tests {
         assert!(is_news(&prev, "Accepted", "Forbidden", Some(3)));
         assert!(is_news(&prev, "Ready", "Forbidden", Some(2)));
         assert!(is_news(&[], "Accepted", "Forbidden", Some(2)));
-    }
-}
-
-#[cfg(test)]
-mod unchanged_tests {
-    use serde_json::json;
-
-    use super::unchanged;
-
-    fn cond(t: &str, s: &str, reason: &str) -> serde_json::Value {
-        json!({"type": t, "status": s, "reason": reason, "message": "m",
-               "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1})
-    }
-
-    #[test]
-    fn same_fields_and_conditions_need_no_write() {
-        let current = json!({
-            "conditions": [cond("Accepted", "True", "Accepted"), cond("Programmed", "True", "Ok"),
-                           cond("Ready", "True", "Ok")],
-            "observedGeneration": 1, "v4ip": "172.16.3.10",
-        });
-        let desired = json!({
-            "conditions": [cond("Accepted", "True", "Accepted"), cond("Ready", "True", "Ok")],
-            "observedGeneration": 1, "v4ip": "172.16.3.10",
-        });
-        // Another writer's condition (Programmed) is not ours to compare.
-        assert!(unchanged(&current, &desired));
-    }
-
-    #[test]
-    fn any_difference_is_written() {
-        let current = json!({"conditions": [cond("Accepted", "True", "Accepted")],
-                             "observedGeneration": 1, "nat": ["dnat/a"]});
-        for desired in [
-            json!({"conditions": [cond("Accepted", "False", "Conflict")], "observedGeneration": 1}),
-            json!({"conditions": [cond("Ready", "True", "Ok")], "observedGeneration": 1}),
-            json!({"conditions": [cond("Accepted", "True", "Accepted")], "observedGeneration": 2}),
-            json!({"nat": ["dnat/a", "dnat/b"]}),
-            json!({"ip": "172.16.3.10"}),
-        ] {
-            assert!(!unchanged(&current, &desired), "{desired}");
-        }
-        assert!(!unchanged(&serde_json::Value::Null, &json!({"nat": []})));
     }
 }

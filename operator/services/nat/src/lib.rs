@@ -33,11 +33,7 @@ pub const OPERATOR_CONDITIONS: [&str; 2] = [ACCEPTED, condition::READY];
 
 /// Of `conditions`, the operator's.
 pub fn operator_conditions(conditions: &[Condition]) -> Vec<Condition> {
-    conditions
-        .iter()
-        .filter(|c| OPERATOR_CONDITIONS.contains(&c.type_.as_str()))
-        .cloned()
-        .collect()
+    status::conditions_of(conditions, &OPERATOR_CONDITIONS)
 }
 pub use service::Nat;
 

@@ -16,11 +16,7 @@ use vpcnet_runtime::status::OwnedStatus;
 pub const OWNED_CONDITIONS: &[&str] = &[READY];
 
 fn owned(conditions: &[Condition]) -> Vec<Condition> {
-    conditions
-        .iter()
-        .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
-        .cloned()
-        .collect()
+    vpcnet_runtime::status::conditions_of(conditions, OWNED_CONDITIONS)
 }
 
 /// A Vpc's status as the Vpc reconciler writes it.

@@ -33,16 +33,6 @@ use crate::{Ctx as Context, Error, Result};
 pub use objects::{AGENT_CLUSTER_ROLE, GatewayObjects, GatewayPlan, build, node_selector};
 use validate::{GatewayReason, GatewayRefusal};
 
-/// Name of the StatefulSet, ServiceAccount and binding of gateway `name`.
-pub fn workload_name(name: &str) -> String {
-    naming::natgw_workload(name)
-}
-
-/// The ConfigMap in which gateway `name`'s agent keeps its last applied state.
-pub fn snapshot_name(name: &str) -> String {
-    naming::natgw_snapshot(name)
-}
-
 /// The external subnet of the gateway's `net1`: its first, else `default`.
 pub fn external_subnet(gw: &VpcNatGateway, default: &str) -> String {
     gw.spec
@@ -279,22 +269,6 @@ pub fn route_holder<'a>(
     gws.first().map(|g| &***g)
 }
 
-/// Default routes the NAT gateways of `vpc` want on its router (pure).
-pub fn default_routes(
-    vpc: &str,
-    spec: &vpcnet_api::VpcSpec,
-    gateways: &[Arc<VpcNatGateway>],
-) -> Vec<crate::route::Route> {
-    route_holder(vpc, spec, gateways)
-        .map(|g| {
-            vec![crate::route::Route {
-                cidr: crate::route::DEFAULT_PREFIX.into(),
-                next_hop: g.spec.lan_ip.clone(),
-            }]
-        })
-        .unwrap_or_default()
-}
-
 /// Subnets of the VPC a gateway is in (used to re-trigger gateways).
 pub fn uses_subnet(gw: &VpcNatGateway, subnet: &Subnet) -> bool {
     gw.spec.subnet == subnet.name_any()
@@ -321,12 +295,12 @@ mod tests {
             },
         ));
         assert!(
-            default_routes(
+            route_holder(
                 "v",
                 &vpcnet_api::VpcSpec::default(),
                 std::slice::from_ref(&gw)
             )
-            .is_empty(),
+            .is_none(),
             "a gateway not (yet) accepted is nobody's next hop"
         );
         let mut valid = (*gw).clone();
@@ -364,9 +338,8 @@ mod tests {
             vec![Arc::new(refused), Arc::new(valid.clone())],
             vec![Arc::new(deleting)],
         ] {
-            let r = default_routes("v", &vpcnet_api::VpcSpec::default(), &gws);
-            assert_eq!(r.len(), 1);
-            assert_eq!(r[0].next_hop, "10.0.1.254");
+            let r = route_holder("v", &vpcnet_api::VpcSpec::default(), &gws);
+            assert_eq!(r.map(|g| g.spec.lan_ip.as_str()), Some("10.0.1.254"));
         }
         let gw = Arc::new(valid);
         let own = vpcnet_api::VpcSpec {
@@ -377,6 +350,6 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(default_routes("v", &own, &[gw]).is_empty());
+        assert!(route_holder("v", &own, &[gw]).is_none());
     }
 }

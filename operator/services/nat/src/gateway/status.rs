@@ -19,12 +19,7 @@ const OURS: [&str; 3] = [ACCEPTED, READY, DEFAULT_ROUTE];
 /// The part of a gateway's status the operator owns.
 pub fn owned_part(st: &VpcNatGatewayStatus) -> VpcNatGatewayStatus {
     VpcNatGatewayStatus {
-        conditions: st
-            .conditions
-            .iter()
-            .filter(|c| OURS.contains(&c.type_.as_str()))
-            .cloned()
-            .collect(),
+        conditions: status::conditions_of(&st.conditions, &OURS),
         ..st.clone()
     }
 }

@@ -23,14 +23,9 @@ use crate::reasons::SubnetReason;
 use crate::report::SubnetReport;
 use crate::{Ctx as Context, Error, Result};
 
-/// The VPC a (non-provider) subnet belongs to.
-pub fn vpc_of(subnet: &Subnet) -> &str {
-    subnet.vpc_name()
-}
-
 /// The OVN owner of a subnet's rows.
 pub fn owner(subnet: &Subnet) -> Owner {
-    Owner::cluster("Subnet", &subnet.name_any()).with_vpc(vpc_of(subnet))
+    Owner::cluster("Subnet", &subnet.name_any()).with_vpc(subnet.vpc_name())
 }
 
 /// How a Subnet is reconciled.
@@ -75,7 +70,7 @@ async fn apply(subnet: &Subnet, ctx: &Context, api: &Api<Subnet>) -> Result<Acti
         .await;
     }
 
-    let vpc = vpc_of(subnet).to_string();
+    let vpc = subnet.vpc_name().to_string();
     // The cache may lag (e.g. right after a restart): a refusal deletes the
     // switch, so "VPC missing" is confirmed with the API server first.
     let vpc_exists = ctx.vpcs.store().state().iter().any(|v| v.name_any() == vpc)

@@ -54,7 +54,7 @@ pub fn validate(
         .filter(|o| {
             o.name_any() != name
                 && o.spec.provider.is_none()
-                && super::vpc_of(o) == vpc
+                && o.vpc_name() == vpc
                 && key(o) < mine
         })
         .filter_map(|o| {

@@ -153,6 +153,22 @@ pub mod naming {
     pub fn pod_port(namespace: &str, pod: &str) -> String {
         format!("{pod}.{namespace}")
     }
+
+    /// The Load_Balancer_Group of a VPC, referenced once by each of its
+    /// switches and by its router. The table has no `external_ids`, so the
+    /// name is the ownership: [`LB_GROUP_PREFIX`] marks ours.
+    pub fn lb_group(vpc: &str) -> String {
+        format!("{LB_GROUP_PREFIX}{vpc}")
+    }
+
+    /// The prefix of every VPC's Load_Balancer_Group name.
+    pub const LB_GROUP_PREFIX: &str = "vpcnet-lbg-";
+
+    /// The Load_Balancer row of a Service's ports of one protocol (a label
+    /// for people; the row's owner is in its `external_ids`).
+    pub fn service_lb(namespace: &str, service: &str, protocol: &str) -> String {
+        format!("vpcnet-svc:{namespace}/{service}:{protocol}")
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use std::sync::Arc;
+
+use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 /// A subnet. With `provider` unset it is a logical switch attached to its
@@ -152,6 +155,24 @@ impl Subnet {
             .as_deref()
             .unwrap_or(crate::contract::DEFAULT_VPC)
     }
+}
+
+/// The subnet for pods of `namespace` (and so the namespace's VPC): a subnet that lists the namespace
+/// (the oldest if several do), else the default subnet.
+pub fn choose_subnet(
+    namespace: &str,
+    subnets: &[Arc<Subnet>],
+    default: Option<&str>,
+) -> Option<Arc<Subnet>> {
+    let mut claiming: Vec<&Arc<Subnet>> = subnets
+        .iter()
+        .filter(|s| s.spec.provider.is_none() && s.spec.namespaces.iter().any(|n| n == namespace))
+        .collect();
+    claiming.sort_by_key(|s| (s.creation_timestamp().map(|t| t.0), s.name_any()));
+    claiming
+        .first()
+        .map(|s| (*s).clone())
+        .or_else(|| default.and_then(|d| subnets.iter().find(|s| s.name_any() == d).cloned()))
 }
 
 /// The address of a subnet's router port: `gateway` if it parses, else the

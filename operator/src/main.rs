@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use vpcnet_lb::Lb;
 use vpcnet_nat::{Nat, context::Settings};
 use vpcnet_network::{Network, service::DefaultNetwork};
 use vpcnet_runtime::run::{Options, fallback_identity, lead};
@@ -90,8 +91,12 @@ async fn main() -> Result<()> {
         cidr: args.default_cidr,
         gateway: args.default_gateway,
     });
+    let default_subnet = default
+        .is_some()
+        .then(|| vpcnet_api::contract::DEFAULT_SUBNET.to_string());
     let services: Vec<Arc<dyn Service>> = vec![
         Arc::new(Network::new(rt, default).await?),
+        Arc::new(Lb::new(rt, default_subnet).await?),
         Arc::new(Nat::new(
             rt,
             Settings {

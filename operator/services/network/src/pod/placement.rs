@@ -55,23 +55,7 @@ pub fn choose_subnet_for(
     Ok(choose_subnet(namespace, subnets, default))
 }
 
-/// The subnet for a pod in `namespace`: a subnet that lists the namespace
-/// (the oldest if several do), else the default subnet.
-pub fn choose_subnet(
-    namespace: &str,
-    subnets: &[Arc<Subnet>],
-    default: Option<&str>,
-) -> Option<Arc<Subnet>> {
-    let mut claiming: Vec<&Arc<Subnet>> = subnets
-        .iter()
-        .filter(|s| s.spec.provider.is_none() && s.spec.namespaces.iter().any(|n| n == namespace))
-        .collect();
-    claiming.sort_by_key(|s| (s.creation_timestamp().map(|t| t.0), s.name_any()));
-    claiming
-        .first()
-        .map(|s| (*s).clone())
-        .or_else(|| default.and_then(|d| subnets.iter().find(|s| s.name_any() == d).cloned()))
-}
+pub use vpcnet_api::subnet::choose_subnet;
 
 /// What the pod's annotations ask for, for a pod placed on switch `ls`.
 pub fn request(annotations: &BTreeMap<String, String>, ls: &str) -> Result<Request, String> {

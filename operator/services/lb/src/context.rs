@@ -1,0 +1,33 @@
+//! What the lb service's reconcilers share.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::Store;
+use vpcnet_api::{Subnet, Vpc};
+use vpcnet_runtime::Runtime;
+
+use crate::view::LbView;
+
+/// The lb service's state.
+pub struct Ctx {
+    /// The shared runtime.
+    pub rt: Arc<Runtime>,
+    /// Vpc objects.
+    pub vpcs: Store<Vpc>,
+    /// Subnet objects.
+    pub subnets: Store<Subnet>,
+    /// Services.
+    pub services: Store<Service>,
+    /// EndpointSlices.
+    pub slices: Store<EndpointSlice>,
+    /// The subnet for pods of namespaces no Subnet claims.
+    pub default_subnet: Option<String>,
+    /// The Northbound rows it plans against.
+    pub view: LbView,
+    /// Write transactions sent (one per change).
+    pub writes: std::sync::atomic::AtomicU64,
+}
+
+vpcnet_runtime::service_context!(Ctx);

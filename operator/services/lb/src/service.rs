@@ -1,0 +1,187 @@
+//! The lb service as the runtime sees it: its kinds and watches, its
+//! garbage, and its controllers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service as KubeService;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use ovn::Table;
+use ovn::nb::LoadBalancer;
+use vpcnet_api::contract::naming::LB_GROUP_PREFIX;
+use vpcnet_api::{Subnet, Vpc};
+use vpcnet_runtime::driver::drive;
+use vpcnet_runtime::kinds::{Change, Shared};
+use vpcnet_runtime::rebuild::Found;
+use vpcnet_runtime::service::{Ids, Service};
+use vpcnet_runtime::{Result, Runtime};
+
+use crate::group::GroupReconciler;
+use crate::service_lb::ServiceReconciler;
+use crate::view::LbView;
+use crate::{Ctx, OWNER_KINDS, group, service_lb, watches};
+
+/// How often groups of vanished VPCs are looked for.
+const SWEEP: Duration = Duration::from_secs(60);
+
+/// The lb service.
+pub struct Lb {
+    ctx: Arc<Ctx>,
+    vpcs: Shared<Vpc>,
+    subnets: Shared<Subnet>,
+    services: Shared<KubeService>,
+    slices: Shared<EndpointSlice>,
+}
+
+impl Lb {
+    /// The service on `rt`; `default_subnet` as the network service places
+    /// pods of unclaimed namespaces.
+    pub async fn new(rt: &Arc<Runtime>, default_subnet: Option<String>) -> Result<Self> {
+        let k = &rt.kinds;
+        let (vpcs, subnets) = (k.all::<Vpc>(), k.all::<Subnet>());
+        let (services, slices) = (k.all::<KubeService>(), k.all::<EndpointSlice>());
+        let ctx = Arc::new(Ctx {
+            rt: rt.clone(),
+            vpcs: vpcs.store(),
+            subnets: subnets.store(),
+            services: services.store(),
+            slices: slices.store(),
+            default_subnet,
+            view: LbView::start(&rt.nb).await?,
+            writes: Default::default(),
+        });
+        Ok(Self {
+            ctx,
+            vpcs,
+            subnets,
+            services,
+            slices,
+        })
+    }
+
+    /// Removes what deleted Services and VPCs leave, as they go.
+    async fn follow_deletions(&self) {
+        let services = self.services.changes().filter_map(|c| async move {
+            match c {
+                Change::Deleted(s) => Some(Gone::Service(
+                    s.namespace().unwrap_or_default(),
+                    s.name_any(),
+                )),
+                Change::Applied(_) => None,
+            }
+        });
+        let vpcs = self.vpcs.changes().filter_map(|c| async move {
+            match c {
+                Change::Deleted(v) => Some(Gone::Vpc(v.name_any())),
+                Change::Applied(_) => None,
+            }
+        });
+        let gone = futures::stream::select(services, vpcs).take_until(self.ctx.shutting_down());
+        futures::pin_mut!(gone);
+        while let Some(g) = gone.next().await {
+            let res = match &g {
+                Gone::Service(ns, name) => {
+                    service_lb::remove(&self.ctx, ns, name).await.map(|_| ())
+                }
+                Gone::Vpc(vpc) => group::remove(&self.ctx, vpc).await,
+            };
+            if let Err(e) = res {
+                tracing::warn!(gone = ?g, error = %e, "removing load balancers failed; the sweep retries");
+            }
+        }
+    }
+
+    /// Deletes groups of VPCs that are gone, now and every [`SWEEP`].
+    async fn sweep(&self) {
+        let ctx = &self.ctx;
+        let mut tick = tokio::time::interval(SWEEP);
+        let shutdown = ctx.shutting_down();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            if ctx.vpcs.wait_until_ready().await.is_err() {
+                return;
+            }
+            let alive: BTreeSet<String> = ctx.vpcs.state().iter().map(|v| v.name_any()).collect();
+            for g in ctx.view.groups() {
+                let vpc = g.name.trim_start_matches(LB_GROUP_PREFIX);
+                if !alive.contains(vpc)
+                    && let Err(e) = group::remove(ctx, vpc).await
+                {
+                    tracing::warn!(group = %g.name, error = %e, "removing an orphaned group failed");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Gone {
+    Service(String, String),
+    Vpc(String),
+}
+
+#[async_trait::async_trait]
+impl Service for Lb {
+    fn name(&self) -> &'static str {
+        "lb"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[LoadBalancer::TABLE]
+    }
+
+    fn owner_kinds(&self) -> &'static [&'static str] {
+        OWNER_KINDS
+    }
+
+    async fn rebuild(&self, _rt: &Runtime, _found: &mut Found) -> Result<()> {
+        Ok(())
+    }
+
+    async fn collect(&self, rt: &Runtime, owners: &BTreeMap<String, Ids>) -> Result<Vec<String>> {
+        let alive: BTreeSet<String> = Api::<KubeService>::all(rt.client.clone())
+            .list_metadata(&ListParams::default())
+            .await?
+            .iter()
+            .map(|s| service_lb::owner(&s.namespace().unwrap_or_default(), &s.name_any()).id())
+            .collect();
+        let mut out = Vec::new();
+        for id in owners.keys().filter(|o| !alive.contains(*o)) {
+            let mut parts = id.splitn(3, '/');
+            let (Some(kind), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            ovn::owner::delete_owned(&rt.nb, &ovn::Owner::new(kind, ns, name)).await?;
+            out.push(id.clone());
+        }
+        Ok(out)
+    }
+
+    async fn run(self: Arc<Self>, _rt: Arc<Runtime>) {
+        let ctx = self.ctx.clone();
+        let svc_ctl = Controller::for_shared_stream(self.services.objects(), self.services.store())
+            .watches_shared_stream(self.slices.objects(), watches::service_of_slice)
+            .watches_shared_stream(
+                self.subnets.objects(),
+                watches::services_on_subnet(self.services.store()),
+            );
+        let group_ctl = Controller::for_shared_stream(self.vpcs.objects(), self.vpcs.store())
+            .watches_shared_stream(self.subnets.objects(), watches::vpc_of_subnet);
+        tokio::join!(
+            drive::<ServiceReconciler>(svc_ctl, ctx.clone()),
+            drive::<GroupReconciler>(group_ctl, ctx.clone()),
+            self.follow_deletions(),
+            self.sweep(),
+        );
+    }
+}

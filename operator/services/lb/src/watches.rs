@@ -1,0 +1,40 @@
+//! What re-runs which reconcile.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use vpcnet_api::{Subnet, Vpc};
+
+use crate::service_lb::SERVICE_NAME_LABEL;
+
+/// An EndpointSlice -> its Service.
+pub fn service_of_slice(slice: Arc<EndpointSlice>) -> Option<ObjectRef<Service>> {
+    let name = slice.labels().get(SERVICE_NAME_LABEL)?;
+    Some(ObjectRef::new(name).within(&slice.namespace()?))
+}
+
+/// A Subnet -> every Service: which namespaces it claims and which ranges
+/// its VPC has both decide the Services' rows (subnets change rarely).
+pub fn services_on_subnet(
+    services: Store<Service>,
+) -> impl Fn(Arc<Subnet>) -> Vec<ObjectRef<Service>> + Send + Sync + 'static {
+    move |_| {
+        services
+            .state()
+            .iter()
+            .map(|s| ObjectRef::from_obj(&**s))
+            .collect()
+    }
+}
+
+/// A Subnet -> its VPC (whose group its switch must refer to).
+pub fn vpc_of_subnet(subnet: Arc<Subnet>) -> Option<ObjectRef<Vpc>> {
+    subnet
+        .spec
+        .provider
+        .is_none()
+        .then(|| ObjectRef::new(subnet.vpc_name()))
+}

@@ -92,6 +92,12 @@ impl Decision {
         Self::about(Purpose::Accepted, eip, None, gateway, ip)
     }
 
+    /// A Vip's address on its subnet (the subnet stands where an EIP has its
+    /// gateway): not tied to a generation, like an EIP's.
+    pub fn vip(vip: &crate::Vip, subnet: &str, ip: &str) -> Self {
+        Self::about(Purpose::Accepted, vip, None, subnet, ip)
+    }
+
     /// A rule's acceptance, for its current generation.
     pub fn rule<K: Resource<DynamicType = ()>>(rule: &K, gateway: &str, ip: &str) -> Self {
         Self::about(Purpose::Accepted, rule, rule.meta().generation, gateway, ip)

@@ -63,4 +63,8 @@ pub struct VipStatus {
     /// The MAC address bound to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// The operator's seal over the address: a `v4ip` written by anyone else
+    /// reserves nothing when the operator rebuilds its address state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }

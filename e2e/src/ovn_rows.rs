@@ -12,16 +12,24 @@ pub fn nb_target() -> String {
     })
 }
 
-/// `owner -> number of rows` over the tables vpcnet writes.
-pub fn owners() -> BTreeMap<String, usize> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let nb = ovn::Client::connect(&nb_target())
-            .await
-            .expect("the box's NB DB answers");
+        .expect("runtime")
+        .block_on(f)
+}
+
+async fn nb() -> ovn::Client {
+    ovn::Client::connect(&nb_target())
+        .await
+        .expect("the box's NB DB answers")
+}
+
+/// `owner -> number of rows` over the tables vpcnet writes.
+pub fn owners() -> BTreeMap<String, usize> {
+    block_on(async {
+        let nb = nb().await;
         let mut out = BTreeMap::new();
         for table in [
             ovn::nb::logical_router::TABLE,
@@ -30,6 +38,7 @@ pub fn owners() -> BTreeMap<String, usize> {
             ovn::nb::logical_router_policy::TABLE,
             ovn::nb::logical_switch::TABLE,
             ovn::nb::logical_switch_port::TABLE,
+            ovn::nb::load_balancer::TABLE,
         ] {
             let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
             txn.select(table, &[], Some(&[ovn::owner::EXTERNAL_IDS]));
@@ -55,4 +64,72 @@ pub fn pod_ports(namespace: &str) -> Vec<String> {
         .filter(|o| o.starts_with(&format!("Pod/{namespace}/")))
         .cloned()
         .collect()
+}
+
+/// One load balancer row of ours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbRow {
+    /// Its uuid.
+    pub uuid: String,
+    /// Its `vpcnet.io/owner`.
+    pub owner: String,
+    /// Its `vips`.
+    pub vips: BTreeMap<String, String>,
+}
+
+/// Every Load_Balancer row that has a vpcnet owner, sorted by owner.
+pub fn lb_rows() -> Vec<LbRow> {
+    block_on(async {
+        let nb = nb().await;
+        let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
+        txn.select_all::<ovn::nb::LoadBalancer>();
+        let res = nb.transact(txn).await.expect("select");
+        let mut rows: Vec<LbRow> = res
+            .raw_rows(0)
+            .iter()
+            .filter_map(|r| <ovn::nb::LoadBalancer as ovn::Table>::from_row(r).ok())
+            .filter_map(|lb| {
+                Some(LbRow {
+                    owner: lb.external_ids.get(ovn::owner::OWNER_KEY)?.clone(),
+                    uuid: lb.uuid.as_str().to_string(),
+                    vips: lb.vips,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.owner, &a.uuid).cmp(&(&b.owner, &b.uuid)));
+        rows
+    })
+}
+
+fn groups() -> Vec<ovn::nb::LoadBalancerGroup> {
+    block_on(async {
+        let nb = nb().await;
+        let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
+        txn.select_all::<ovn::nb::LoadBalancerGroup>();
+        let res = nb.transact(txn).await.expect("select");
+        res.raw_rows(0)
+            .iter()
+            .filter_map(|r| <ovn::nb::LoadBalancerGroup as ovn::Table>::from_row(r).ok())
+            .collect()
+    })
+}
+
+/// Names of every Load_Balancer_Group.
+pub fn lb_groups() -> Vec<String> {
+    groups().into_iter().map(|g| g.name).collect()
+}
+
+/// Owners of the members of VPC `vpc`'s group, sorted.
+pub fn lb_group_members(vpc: &str) -> Vec<String> {
+    let name = vpcnet_api::contract::naming::lb_group(vpc);
+    let Some(group) = groups().into_iter().find(|g| g.name == name) else {
+        return Vec::new();
+    };
+    let mut owners: Vec<String> = lb_rows()
+        .into_iter()
+        .filter(|r| group.load_balancer.iter().any(|u| u.as_str() == r.uuid))
+        .map(|r| r.owner)
+        .collect();
+    owners.sort();
+    owners
 }

@@ -25,6 +25,13 @@ pub enum Holder {
         /// Gateway name (cluster-scoped).
         name: String,
     },
+    /// A Vip's reserved address on its subnet.
+    Vip {
+        /// Namespace.
+        namespace: String,
+        /// Vip name.
+        name: String,
+    },
 }
 
 impl Holder {
@@ -44,6 +51,14 @@ impl Holder {
         }
     }
 
+    /// A Vip.
+    pub fn vip(namespace: &str, name: &str) -> Self {
+        Holder::Vip {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
     /// A NAT gateway's external address.
     pub fn nat_gateway(name: &str) -> Self {
         Holder::NatGateway { name: name.into() }
@@ -52,7 +67,9 @@ impl Holder {
     /// The namespace of a namespaced holder.
     pub fn namespace(&self) -> Option<&str> {
         match self {
-            Holder::Pod { namespace, .. } | Holder::Eip { namespace, .. } => Some(namespace),
+            Holder::Pod { namespace, .. }
+            | Holder::Eip { namespace, .. }
+            | Holder::Vip { namespace, .. } => Some(namespace),
             Holder::NatGateway { .. } => None,
         }
     }
@@ -63,15 +80,17 @@ impl Holder {
             Holder::Pod { .. } => "pod",
             Holder::Eip { .. } => "eip",
             Holder::NatGateway { .. } => "natgw",
+            Holder::Vip { .. } => "vip",
         }
     }
 
     /// The holder's object name.
     pub fn name(&self) -> &str {
         match self {
-            Holder::Pod { name, .. } | Holder::Eip { name, .. } | Holder::NatGateway { name } => {
-                name
-            }
+            Holder::Pod { name, .. }
+            | Holder::Eip { name, .. }
+            | Holder::Vip { name, .. }
+            | Holder::NatGateway { name } => name,
         }
     }
 }
@@ -96,5 +115,7 @@ mod tests {
         assert_eq!(Holder::pod("a", "x").to_string(), "pod/a/x");
         assert_eq!(Holder::eip("a", "x").to_string(), "eip/a/x");
         assert_eq!(Holder::nat_gateway("g").to_string(), "natgw/g");
+        assert_ne!(Holder::vip("a", "x"), Holder::eip("a", "x"));
+        assert_eq!(Holder::vip("a", "x").to_string(), "vip/a/x");
     }
 }

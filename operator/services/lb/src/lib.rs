@@ -12,9 +12,11 @@ pub mod context;
 pub mod group;
 pub mod placement;
 pub mod plan;
+pub mod reasons;
 pub mod service;
 pub mod service_lb;
 pub mod view;
+pub mod vip;
 pub mod watches;
 pub mod write;
 

@@ -14,16 +14,19 @@ use kube::runtime::controller::Controller;
 use ovn::Table;
 use ovn::nb::LoadBalancer;
 use vpcnet_api::contract::naming::LB_GROUP_PREFIX;
-use vpcnet_api::{Subnet, Vpc};
+use vpcnet_api::{Subnet, Vip, Vpc};
+use vpcnet_ipam::Holder;
 use vpcnet_runtime::driver::drive;
 use vpcnet_runtime::kinds::{Change, Shared};
-use vpcnet_runtime::rebuild::Found;
+use vpcnet_runtime::rebuild::{Claim, Found, Source};
 use vpcnet_runtime::service::{Ids, Service};
 use vpcnet_runtime::{Result, Runtime};
 
 use crate::group::GroupReconciler;
 use crate::service_lb::ServiceReconciler;
 use crate::view::LbView;
+use crate::vip::VipReconciler;
+use crate::vip::decide as vip_decide;
 use crate::{Ctx, OWNER_KINDS, group, service_lb, watches};
 
 /// How often groups of vanished VPCs are looked for.
@@ -36,6 +39,7 @@ pub struct Lb {
     subnets: Shared<Subnet>,
     services: Shared<KubeService>,
     slices: Shared<EndpointSlice>,
+    vips: Shared<Vip>,
 }
 
 impl Lb {
@@ -61,6 +65,7 @@ impl Lb {
             subnets,
             services,
             slices,
+            vips: k.all(),
         })
     }
 
@@ -123,6 +128,30 @@ impl Lb {
     }
 }
 
+/// The addresses of Vips whose status carries the operator's seal, and how
+/// many Vips claimed one without it (pure).
+pub fn vip_claims(vips: &[Vip], key: &vpcnet_api::seal::SealKey) -> (Vec<Claim>, usize) {
+    let mut out = Vec::new();
+    let mut untrusted = 0;
+    for vip in vips {
+        if vip.status.as_ref().and_then(|s| s.v4ip.as_ref()).is_none() {
+            continue;
+        }
+        let Some(ip) = vip_decide::sealed(key, vip) else {
+            tracing::warn!(namespace = %vip.namespace().unwrap_or_default(), vip = %vip.name_any(), "Vip status has an address without the operator's seal; ignored");
+            untrusted += 1;
+            continue;
+        };
+        out.push(Claim {
+            source: Source::Status,
+            subnet: vip.spec.subnet.clone(),
+            holder: vip_decide::holder(&vip.namespace().unwrap_or_default(), &vip.name_any()),
+            ip,
+        });
+    }
+    (out, untrusted)
+}
+
 #[derive(Debug)]
 enum Gone {
     Service(String, String),
@@ -143,8 +172,33 @@ impl Service for Lb {
         OWNER_KINDS
     }
 
-    async fn rebuild(&self, _rt: &Runtime, _found: &mut Found) -> Result<()> {
+    fn holder_kinds(&self) -> &'static [&'static str] {
+        &["vip"]
+    }
+
+    async fn rebuild(&self, rt: &Runtime, found: &mut Found) -> Result<()> {
+        let vips = Api::<Vip>::all(rt.client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let (claims, untrusted) = vip_claims(&vips, &rt.seal);
+        found.claims.extend(claims);
+        found.untrusted += untrusted;
         Ok(())
+    }
+
+    async fn orphaned_holders(&self, rt: &Runtime, holders: &[Holder]) -> Result<Vec<Holder>> {
+        let alive: BTreeSet<Holder> = Api::<Vip>::all(rt.client.clone())
+            .list_metadata(&ListParams::default())
+            .await?
+            .iter()
+            .map(|v| vip_decide::holder(&v.namespace().unwrap_or_default(), &v.name_any()))
+            .collect();
+        Ok(holders
+            .iter()
+            .filter(|h| matches!(h, Holder::Vip { .. }) && !alive.contains(*h))
+            .cloned()
+            .collect())
     }
 
     async fn collect(&self, rt: &Runtime, owners: &BTreeMap<String, Ids>) -> Result<Vec<String>> {
@@ -177,8 +231,14 @@ impl Service for Lb {
             );
         let group_ctl = Controller::for_shared_stream(self.vpcs.objects(), self.vpcs.store())
             .watches_shared_stream(self.subnets.objects(), watches::vpc_of_subnet);
+        let vip_ctl = Controller::for_shared_stream(self.vips.objects(), self.vips.store())
+            .watches_shared_stream(
+                self.subnets.objects(),
+                watches::vips_on_subnet(self.vips.store()),
+            );
         tokio::join!(
             drive::<ServiceReconciler>(svc_ctl, ctx.clone()),
+            drive::<VipReconciler>(vip_ctl, ctx.clone()),
             drive::<GroupReconciler>(group_ctl, ctx.clone()),
             self.follow_deletions(),
             self.sweep(),

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use vpcnet_api::{Subnet, Vpc};
+use vpcnet_api::{Subnet, Vip, Vpc};
 
 use crate::service_lb::SERVICE_NAME_LABEL;
 
@@ -37,4 +37,18 @@ pub fn vpc_of_subnet(subnet: Arc<Subnet>) -> Option<ObjectRef<Vpc>> {
         .provider
         .is_none()
         .then(|| ObjectRef::new(subnet.vpc_name()))
+}
+
+/// A Subnet -> the Vips that name it (its pool may just have appeared).
+pub fn vips_on_subnet(
+    vips: Store<Vip>,
+) -> impl Fn(Arc<Subnet>) -> Vec<ObjectRef<Vip>> + Send + Sync + 'static {
+    move |subnet| {
+        let name = subnet.name_any();
+        vips.state()
+            .iter()
+            .filter(|v| v.spec.subnet == name)
+            .map(|v| ObjectRef::from_obj(&**v))
+            .collect()
+    }
 }

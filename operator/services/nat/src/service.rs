@@ -201,7 +201,7 @@ pub fn orphaned(
         .filter(|h| match h {
             Holder::Eip { .. } => !eips.contains(h),
             Holder::NatGateway { .. } => !gateways.contains(h),
-            Holder::Pod { .. } => false,
+            Holder::Pod { .. } | Holder::Vip { .. } => false,
         })
         .cloned()
         .collect()

@@ -1,0 +1,326 @@
+//! ClusterIP Services inside VPCs on the real node, with no kube-proxy: the
+//! lb service's OVN load balancers carry real connections to the ready
+//! pods of the Service's own VPC only, refuse at once when there are none,
+//! and leave no row behind.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use vpcnet_e2e::cluster::{Cleanup, OPERATOR_NS, TESTAPP_IMAGE, operator_selector, testapp_pod};
+use vpcnet_e2e::kubectl::Kubectl;
+use vpcnet_e2e::ovn_rows;
+
+const READY: Duration = Duration::from_secs(180);
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// Namespace + Vpc + Subnet for one tenant, registered for cleanup.
+fn tenant(k: &Kubectl, c: &mut Cleanup, name: &str, cidr: &str) {
+    k.must_apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {name}}}\nspec: {{namespaces: [{name}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {name}-net}}\nspec: {{vpc: {name}, cidrBlock: {cidr}, namespaces: [{name}]}}\n"
+    ));
+    c.add("vpc", None, name);
+    c.add("subnet", None, &format!("{name}-net"));
+    c.add("namespace", None, name);
+}
+
+/// A Deployment `web` of the test app and a ClusterIP Service `web`
+/// (80 -> 8080) in front of it.
+fn web(k: &Kubectl, ns: &str, replicas: u32) {
+    k.must_apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\n\
+         spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
+         metadata: {{labels: {{app: web}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
+         containers:\n      - name: app\n        image: {TESTAPP_IMAGE}\n        imagePullPolicy: Never\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\n\
+         spec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n"
+    ));
+}
+
+fn cluster_ip(k: &Kubectl, ns: &str, svc: &str) -> String {
+    k.field("service", Some(ns), svc, "{.spec.clusterIP}")
+}
+
+/// Names of the running, not terminating, pods of Deployment `web`.
+fn web_pods(k: &Kubectl, ns: &str) -> BTreeSet<String> {
+    k.ok(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app=web",
+        "--field-selector=status.phase=Running",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .filter(|l| l.split_whitespace().count() == 1)
+    .map(|l| l.trim().to_string())
+    .collect()
+}
+
+/// One connection from `pod` to `ip:port`: the answering server's name, or
+/// curl's exit code and how long it took to fail.
+fn connect(
+    k: &Kubectl,
+    ns: &str,
+    pod: &str,
+    ip: &str,
+    port: u16,
+) -> Result<String, (String, Duration)> {
+    let url = format!("http://{ip}:{port}/");
+    let started = Instant::now();
+    let out = k.exec(ns, pod, &["curl", "-s", "-S", "--max-time", "3", &url]);
+    if !out.ok {
+        return Err((out.stderr, started.elapsed()));
+    }
+    out.stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("server="))
+        .map(str::to_string)
+        .ok_or((format!("no server in {:?}", out.stdout), started.elapsed()))
+}
+
+/// Whether curl's error says the connection was refused (exit code 7, which
+/// curl words "Connection refused" or "Couldn't connect to server").
+fn refused(err: &str) -> bool {
+    err.contains("curl: (7)") && !err.contains("No route")
+}
+
+/// The servers answering `n` connections to `ip:80`.
+fn servers(k: &Kubectl, ns: &str, client: &str, ip: &str, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| connect(k, ns, client, ip, 80).ok())
+        .collect()
+}
+
+/// The scale of `web`, and wait until exactly `n` of its pods run.
+fn scale(k: &Kubectl, ns: &str, n: u32) {
+    k.ok(&[
+        "scale",
+        "-n",
+        ns,
+        "deployment/web",
+        &format!("--replicas={n}"),
+    ]);
+    k.eventually(READY, &format!("{n} web pods running in {ns}"), || {
+        web_pods(k, ns).len() == n as usize
+    });
+}
+
+fn wait_web_ready(k: &Kubectl, ns: &str) {
+    let out = k.run(&[
+        "wait",
+        "-n",
+        ns,
+        "--for=condition=Available",
+        "deployment/web",
+        &format!("--timeout={}s", READY.as_secs()),
+    ]);
+    assert!(out.ok, "deployment web in {ns} available: {}", out.stderr);
+}
+
+#[test]
+fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let ns = "e2e-svc";
+    tenant(&k, &mut c, ns, "10.0.1.0/24");
+    web(&k, ns, 3);
+    k.must_apply(&testapp_pod(ns, "client", None));
+    k.wait_ready(ns, &["client"], READY);
+    wait_web_ready(&k, ns);
+    let ip = cluster_ip(&k, ns, "web");
+    assert!(ip.starts_with("10.96."), "a cluster address: {ip}");
+
+    // All three backends answer, each a pod of the Deployment.
+    let pods = web_pods(&k, ns);
+    k.eventually(CONVERGE, "all 3 backends answer on the ClusterIP", || {
+        servers(&k, ns, "client", &ip, 12) == pods
+    });
+
+    // Scale down to 1: no request goes to a removed pod.
+    scale(&k, ns, 1);
+    let left = web_pods(&k, ns);
+    k.eventually(CONVERGE, "only the remaining pod answers", || {
+        servers(&k, ns, "client", &ip, 3) == left
+    });
+    let seen = servers(&k, ns, "client", &ip, 10);
+    assert_eq!(
+        seen, left,
+        "10 requests after scale-down reach only {left:?}"
+    );
+
+    // Scale to 0: refused at once, not a timeout.
+    scale(&k, ns, 0);
+    k.eventually(CONVERGE, "the empty Service refuses", || {
+        connect(&k, ns, "client", &ip, 80).is_err_and(|(e, _)| refused(&e))
+    });
+    let (err, took) = connect(&k, ns, "client", &ip, 80).expect_err("no backend");
+    assert!(refused(&err), "refused, not {err}");
+    assert!(
+        took < Duration::from_secs(2),
+        "refused at once, took {took:?}"
+    );
+
+    // Back to 2: traffic returns.
+    scale(&k, ns, 2);
+    let back = web_pods(&k, ns);
+    k.eventually(CONVERGE, "the new pods answer", || {
+        servers(&k, ns, "client", &ip, 10) == back
+    });
+
+    // One row, owned by the Service, in the VPC's group; gone with the Service.
+    let owner = format!("Service/{ns}/web");
+    assert_eq!(
+        ovn_rows::owners().get(&owner),
+        Some(&1),
+        "one row per protocol"
+    );
+    assert!(
+        ovn_rows::lb_group_members(ns).iter().any(|o| *o == owner),
+        "the Service's row is a member of its VPC's group"
+    );
+    k.ok(&["delete", "service", "-n", ns, "web"]);
+    k.eventually(CONVERGE, "the Service's row is deleted", || {
+        !ovn_rows::owners().contains_key(&owner)
+    });
+}
+
+#[test]
+fn two_vpcs_with_the_same_cidr_and_service_names_reach_only_their_own_pods() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let (x, y) = ("e2e-svx", "e2e-svy");
+    tenant(&k, &mut c, x, "10.0.1.0/24");
+    tenant(&k, &mut c, y, "10.0.1.0/24");
+    for ns in [x, y] {
+        web(&k, ns, 2);
+        // The same address in both VPCs, for the clients too.
+        k.must_apply(&testapp_pod(ns, "client", Some("10.0.1.100")));
+    }
+    for ns in [x, y] {
+        k.wait_ready(ns, &["client"], READY);
+        wait_web_ready(&k, ns);
+    }
+    let (ip_x, ip_y) = (cluster_ip(&k, x, "web"), cluster_ip(&k, y, "web"));
+    for (ns, ip) in [(x, &ip_x), (y, &ip_y)] {
+        let pods = web_pods(&k, ns);
+        k.eventually(
+            CONVERGE,
+            &format!("{ns}'s Service reaches its 2 pods"),
+            || servers(&k, ns, "client", ip, 10) == pods,
+        );
+    }
+    // The other tenant's ClusterIP does not exist inside a VPC.
+    for (ns, other_ip) in [(x, &ip_y), (y, &ip_x)] {
+        let got = connect(&k, ns, "client", other_ip, 80);
+        assert!(
+            got.is_err(),
+            "{ns} must not reach the other VPC's Service: {got:?}"
+        );
+    }
+    // Each VPC's group holds only its own Services.
+    assert_eq!(
+        ovn_rows::lb_group_members(x),
+        vec![format!("Service/{x}/web")]
+    );
+    assert_eq!(
+        ovn_rows::lb_group_members(y),
+        vec![format!("Service/{y}/web")]
+    );
+
+    // A restarted operator writes nothing: the same rows stay.
+    let before = ovn_rows::lb_rows();
+    k.ok(&[
+        "delete",
+        "pod",
+        "-n",
+        OPERATOR_NS,
+        "-l",
+        &operator_selector(),
+        "--wait=true",
+    ]);
+    k.ok(&[
+        "wait",
+        "-n",
+        OPERATOR_NS,
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        &operator_selector(),
+        "--timeout=120s",
+    ]);
+    // The new leader has reconciled every Service by the time it answers a
+    // fresh change; make one and let it land.
+    k.ok(&["scale", "-n", x, "deployment/web", "--replicas=1"]);
+    k.eventually(CONVERGE, "the new operator follows a scale-down", || {
+        servers(&k, x, "client", &ip_x, 4) == web_pods(&k, x) && web_pods(&k, x).len() == 1
+    });
+    let after = ovn_rows::lb_rows();
+    let unchanged = |rows: &Vec<ovn_rows::LbRow>, ns: &str| -> Vec<ovn_rows::LbRow> {
+        rows.iter()
+            .filter(|r| r.owner.starts_with(&format!("Service/{ns}/")))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        unchanged(&before, y),
+        unchanged(&after, y),
+        "tenant y's rows untouched across a restart"
+    );
+    assert_eq!(
+        unchanged(&after, x).len(),
+        1,
+        "tenant x's Service still has exactly one row: {after:?}"
+    );
+
+    // Deleting everything leaves no row and no group of these VPCs.
+    c.run_now();
+    k.eventually(
+        CONVERGE,
+        "no load balancer or group of the deleted VPCs",
+        || {
+            let owners = ovn_rows::owners();
+            !owners.keys().any(|o| o.contains(x) || o.contains(y))
+                && !ovn_rows::lb_groups()
+                    .iter()
+                    .any(|g| g.ends_with(x) || g.ends_with(y))
+        },
+    );
+}
+
+#[test]
+fn the_api_servers_service_is_refused_in_the_default_vpc_and_absent_elsewhere() {
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let ns = "e2e-svapi";
+    k.must_apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+    ));
+    c.add("namespace", None, ns);
+    tenant(&k, &mut c, "e2e-svapi-t", "10.0.7.0/24");
+    k.must_apply(&testapp_pod(ns, "client", None));
+    k.must_apply(&testapp_pod("e2e-svapi-t", "client", None));
+    k.wait_ready(ns, &["client"], READY);
+    k.wait_ready("e2e-svapi-t", &["client"], READY);
+    let api_ip = cluster_ip(&k, "default", "kubernetes");
+    // Default VPC: the row exists without backends (the API server is on the
+    // host, outside every VPC), so the connection is refused at once.
+    k.eventually(
+        CONVERGE,
+        "kubernetes.default refuses in the default VPC",
+        || {
+            connect(&k, ns, "client", &api_ip, 443)
+                .is_err_and(|(e, t)| refused(&e) && t < Duration::from_secs(2))
+        },
+    );
+    // A tenant VPC has no such Service at all: no answer.
+    let got = connect(&k, "e2e-svapi-t", "client", &api_ip, 443);
+    assert!(
+        got.as_ref().is_err_and(|(e, _)| !refused(e)),
+        "a tenant VPC holds no row for the API server: {got:?}"
+    );
+}

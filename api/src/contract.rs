@@ -164,6 +164,20 @@ pub mod naming {
     /// The prefix of every VPC's Load_Balancer_Group name.
     pub const LB_GROUP_PREFIX: &str = "vpcnet-lbg-";
 
+    /// The headless Service (and, for fixed endpoints, the EndpointSlice)
+    /// through which SwitchLBRule `rule` tracks its backends.
+    pub fn slr_service(rule: &str) -> String {
+        format!("{SLR_SERVICE_PREFIX}{rule}")
+    }
+
+    /// The prefix of a SwitchLBRule's Service name.
+    pub const SLR_SERVICE_PREFIX: &str = "slr-";
+
+    /// The Load_Balancer row of a SwitchLBRule's ports of one protocol.
+    pub fn slr_lb(namespace: &str, rule: &str, protocol: &str) -> String {
+        format!("vpcnet-slr:{namespace}/{rule}:{protocol}")
+    }
+
     /// The Load_Balancer row of a Service's ports of one protocol (a label
     /// for people; the row's owner is in its `external_ids`).
     pub fn service_lb(namespace: &str, service: &str, protocol: &str) -> String {

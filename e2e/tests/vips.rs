@@ -54,15 +54,20 @@ fn ready(k: &Kubectl, ns: &str, name: &str, f: &str) -> String {
         "vip",
         Some(ns),
         name,
-        &format!("{{.status.conditions[?(@.type==\"{}\")].{f}}}", condition::READY),
+        &format!(
+            "{{.status.conditions[?(@.type==\"{}\")].{f}}}",
+            condition::READY
+        ),
     )
 }
 
 /// Waits for Ready with `status` and `reason`; returns the message.
 fn wait_for(k: &Kubectl, ns: &str, name: &str, status: &str, reason: &str) -> String {
-    k.eventually(READY, &format!("vip {name}: Ready={status} {reason}"), || {
-        ready(k, ns, name, "status") == status && ready(k, ns, name, "reason") == reason
-    });
+    k.eventually(
+        READY,
+        &format!("vip {name}: Ready={status} {reason}"),
+        || ready(k, ns, name, "status") == status && ready(k, ns, name, "reason") == reason,
+    );
     ready(k, ns, name, "message")
 }
 
@@ -74,9 +79,23 @@ fn using(k: &Kubectl, subnet: &str) -> i64 {
 
 fn restart_operator(k: &Kubectl) {
     let sel = operator_selector();
-    k.ok(&["delete", "pod", "-n", vpcnet_e2e::cluster::OPERATOR_NS, "-l", &sel, "--wait=true"]);
     k.ok(&[
-        "wait", "-n", vpcnet_e2e::cluster::OPERATOR_NS, "--for=condition=Ready", "pod", "-l", &sel,
+        "delete",
+        "pod",
+        "-n",
+        vpcnet_e2e::cluster::OPERATOR_NS,
+        "-l",
+        &sel,
+        "--wait=true",
+    ]);
+    k.ok(&[
+        "wait",
+        "-n",
+        vpcnet_e2e::cluster::OPERATOR_NS,
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        &sel,
         "--timeout=120s",
     ]);
 }
@@ -101,9 +120,15 @@ fn vips_reserve_fixed_and_dynamic_addresses_refuse_conflicts_and_free_on_delete(
     vip(&ta, "dyn", &subnet, None);
     wait_for(&k, a, "fixed", "True", "Allocated");
     wait_for(&k, a, "dyn", "True", "Allocated");
-    assert_eq!(k.field("vip", Some(a), "fixed", "{.status.v4ip}"), "10.0.9.50");
+    assert_eq!(
+        k.field("vip", Some(a), "fixed", "{.status.v4ip}"),
+        "10.0.9.50"
+    );
     let dyn_ip = k.field("vip", Some(a), "dyn", "{.status.v4ip}");
-    assert!(dyn_ip.starts_with("10.0.9.") && dyn_ip != "10.0.9.50", "{dyn_ip}");
+    assert!(
+        dyn_ip.starts_with("10.0.9.") && dyn_ip != "10.0.9.50",
+        "{dyn_ip}"
+    );
     assert_eq!(
         k.field("vip", Some(a), "fixed", "{.status.mac}"),
         "0a:58:0a:00:09:32",
@@ -117,14 +142,26 @@ fn vips_reserve_fixed_and_dynamic_addresses_refuse_conflicts_and_free_on_delete(
     vip(&ta, "twin", &subnet, Some("10.0.9.50"));
     let msg = wait_for(&k, a, "twin", "False", "IPConflict");
     assert!(msg.contains("10.0.9.50"), "{msg}");
-    let events = k.ok(&["get", "events", "-n", a, "--field-selector=involvedObject.name=twin"]);
-    assert!(events.contains("IPConflict"), "an Event tells the tenant: {events}");
+    let events = k.ok(&[
+        "get",
+        "events",
+        "-n",
+        a,
+        "--field-selector=involvedObject.name=twin",
+    ]);
+    assert!(
+        events.contains("IPConflict"),
+        "an Event tells the tenant: {events}"
+    );
 
     // Tenant b's subnet: refused as Forbidden, nothing reserved there.
     let b_base = using(&k, &format!("{b}-net"));
     vip(&ta, "foreign", &format!("{b}-net"), None);
     let msg = wait_for(&k, a, "foreign", "False", "Forbidden");
-    assert!(!msg.contains(b) || msg.contains(&format!("{b}-net")), "names only what the tenant named: {msg}");
+    assert!(
+        !msg.contains(b) || msg.contains(&format!("{b}-net")),
+        "names only what the tenant named: {msg}"
+    );
     assert_eq!(using(&k, &format!("{b}-net")), b_base);
     drop(tb);
 
@@ -136,10 +173,21 @@ fn vips_reserve_fixed_and_dynamic_addresses_refuse_conflicts_and_free_on_delete(
     vip(&ta, "forged", &subnet, Some("10.0.9.61"));
     wait_for(&k, a, "forged", "True", "Allocated");
     let patched = ta.kubectl().run(&[
-        "-n", a, "patch", "vip", "forged", "--subresource=status", "--type=merge", "-p",
+        "-n",
+        a,
+        "patch",
+        "vip",
+        "forged",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
         r#"{"status":{"v4ip":"10.0.9.70"}}"#,
     ]);
-    assert!(patched.ok, "the broad role may write status: {}", patched.stderr);
+    assert!(
+        patched.ok,
+        "the broad role may write status: {}",
+        patched.stderr
+    );
     restart_operator(&k);
     vip(&ta, "honest", &subnet, Some("10.0.9.70"));
     wait_for(&k, a, "honest", "True", "Allocated");

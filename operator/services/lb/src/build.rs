@@ -43,7 +43,8 @@ pub struct VpcFacts {
 }
 
 impl VpcFacts {
-    fn holds(&self, ip: Ipv4Addr) -> bool {
+    /// Whether `ip` lies in one of the VPC's subnets.
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
         self.cidrs.iter().any(|c| c.contains(&ip))
     }
 }
@@ -66,7 +67,7 @@ pub fn cluster_ips(svc: &Service) -> Vec<Ipv4Addr> {
     out
 }
 
-fn protocol(p: Option<&str>) -> Option<Protocol> {
+pub(crate) fn protocol(p: Option<&str>) -> Option<Protocol> {
     match p.unwrap_or("TCP") {
         "TCP" => Some(Protocol::Tcp),
         "UDP" => Some(Protocol::Udp),
@@ -84,7 +85,7 @@ fn takes_traffic(ep: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
 
 /// The ready backends (`ip:port`, sorted) of the Service port named
 /// `port_name` with `proto`, from the Service's slices, inside the VPC.
-fn backends(
+pub(crate) fn backends(
     slices: &[Arc<EndpointSlice>],
     port_name: Option<&str>,
     proto: Protocol,
@@ -144,7 +145,7 @@ pub fn lb_options(affinity: Option<i32>) -> BTreeMap<String, String> {
 }
 
 /// An address and port as an OVN VIP key.
-fn vip_key(ip: Ipv4Addr, port: i32) -> String {
+pub(crate) fn vip_key(ip: Ipv4Addr, port: i32) -> String {
     format!("{ip}:{port}")
 }
 

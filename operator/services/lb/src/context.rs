@@ -5,7 +5,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
-use vpcnet_api::{Subnet, Vpc};
+use vpcnet_api::{Subnet, SwitchLBRule, Vip, Vpc};
 use vpcnet_runtime::Runtime;
 
 use crate::view::LbView;
@@ -22,6 +22,10 @@ pub struct Ctx {
     pub services: Store<Service>,
     /// EndpointSlices.
     pub slices: Store<EndpointSlice>,
+    /// Vips.
+    pub vips: Store<Vip>,
+    /// SwitchLBRules.
+    pub rules: Store<SwitchLBRule>,
     /// The subnet for pods of namespaces no Subnet claims.
     pub default_subnet: Option<String>,
     /// The Northbound rows it plans against.

@@ -5,7 +5,9 @@
 //! connections while a port has none), owned by the Service through
 //! `external_ids` and a member of the VPC's `Load_Balancer_Group`, which
 //! each of the VPC's switches and its router refer to once. ClusterIPs so
-//! work inside every VPC with no kube-proxy, and only there.
+//! work inside every VPC with no kube-proxy, and only there. A tenant's
+//! SwitchLBRule is a headless Service of its own plus the same machinery at
+//! the tenant's VIP; a Vip reserves an address for it (or anything else).
 
 pub mod build;
 pub mod context;
@@ -15,6 +17,7 @@ pub mod plan;
 pub mod reasons;
 pub mod service;
 pub mod service_lb;
+pub mod slr;
 pub mod view;
 pub mod vip;
 pub mod watches;
@@ -25,4 +28,4 @@ pub use service::Lb;
 pub use vpcnet_runtime::{Error, Result};
 
 /// The owner kinds of the load balancers this service writes.
-pub const OWNER_KINDS: &[&str] = &[service_lb::OWNER_KIND];
+pub const OWNER_KINDS: &[&str] = &[service_lb::OWNER_KIND, slr::OWNER_KIND];

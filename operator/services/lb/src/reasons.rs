@@ -16,6 +16,13 @@ reasons! {
         IPConflict,
         /// The subnet's address pool is not ready yet.
         SubnetNotReady,
+        /// No VPC places this namespace's pods.
+        NoVpc,
+        /// A VIP inside one of the VPC's subnets that no Vip of the
+        /// namespace reserves (a pod could be given it).
+        VipNotReserved,
+        /// An older rule of the VPC serves the same VIP, port and protocol.
+        Conflict,
     }
 }
 

@@ -14,7 +14,7 @@ use kube::runtime::controller::Controller;
 use ovn::Table;
 use ovn::nb::LoadBalancer;
 use vpcnet_api::contract::naming::LB_GROUP_PREFIX;
-use vpcnet_api::{Subnet, Vip, Vpc};
+use vpcnet_api::{Subnet, SwitchLBRule, Vip, Vpc};
 use vpcnet_ipam::Holder;
 use vpcnet_runtime::driver::drive;
 use vpcnet_runtime::kinds::{Change, Shared};
@@ -24,6 +24,7 @@ use vpcnet_runtime::{Result, Runtime};
 
 use crate::group::GroupReconciler;
 use crate::service_lb::ServiceReconciler;
+use crate::slr::SlrReconciler;
 use crate::view::LbView;
 use crate::vip::VipReconciler;
 use crate::vip::decide as vip_decide;
@@ -40,6 +41,7 @@ pub struct Lb {
     services: Shared<KubeService>,
     slices: Shared<EndpointSlice>,
     vips: Shared<Vip>,
+    rules: Shared<SwitchLBRule>,
 }
 
 impl Lb {
@@ -49,12 +51,15 @@ impl Lb {
         let k = &rt.kinds;
         let (vpcs, subnets) = (k.all::<Vpc>(), k.all::<Subnet>());
         let (services, slices) = (k.all::<KubeService>(), k.all::<EndpointSlice>());
+        let (vips, rules) = (k.all::<Vip>(), k.all::<SwitchLBRule>());
         let ctx = Arc::new(Ctx {
             rt: rt.clone(),
             vpcs: vpcs.store(),
             subnets: subnets.store(),
             services: services.store(),
             slices: slices.store(),
+            vips: vips.store(),
+            rules: rules.store(),
             default_subnet,
             view: LbView::start(&rt.nb).await?,
             writes: Default::default(),
@@ -65,7 +70,8 @@ impl Lb {
             subnets,
             services,
             slices,
-            vips: k.all(),
+            vips,
+            rules,
         })
     }
 
@@ -202,12 +208,19 @@ impl Service for Lb {
     }
 
     async fn collect(&self, rt: &Runtime, owners: &BTreeMap<String, Ids>) -> Result<Vec<String>> {
-        let alive: BTreeSet<String> = Api::<KubeService>::all(rt.client.clone())
+        let mut alive: BTreeSet<String> = Api::<KubeService>::all(rt.client.clone())
             .list_metadata(&ListParams::default())
             .await?
             .iter()
             .map(|s| service_lb::owner(&s.namespace().unwrap_or_default(), &s.name_any()).id())
             .collect();
+        alive.extend(
+            Api::<SwitchLBRule>::all(rt.client.clone())
+                .list_metadata(&ListParams::default())
+                .await?
+                .iter()
+                .map(|r| crate::slr::owner(&r.namespace().unwrap_or_default(), &r.name_any()).id()),
+        );
         let mut out = Vec::new();
         for id in owners.keys().filter(|o| !alive.contains(*o)) {
             let mut parts = id.splitn(3, '/');
@@ -236,8 +249,23 @@ impl Service for Lb {
                 self.subnets.objects(),
                 watches::vips_on_subnet(self.vips.store()),
             );
+        let rule_ctl = Controller::for_shared_stream(self.rules.objects(), self.rules.store())
+            .watches_shared_stream(self.slices.objects(), watches::rule_of_slice)
+            .watches_shared_stream(
+                self.vips.objects(),
+                watches::rules_of_vip(self.rules.store()),
+            )
+            .watches_shared_stream(
+                self.subnets.objects(),
+                watches::rules_on_subnet(self.rules.store()),
+            )
+            .watches_shared_stream(
+                self.rules.objects(),
+                watches::rules_on_same_vip(self.rules.store()),
+            );
         tokio::join!(
             drive::<ServiceReconciler>(svc_ctl, ctx.clone()),
+            drive::<SlrReconciler>(rule_ctl, ctx.clone()),
             drive::<VipReconciler>(vip_ctl, ctx.clone()),
             drive::<GroupReconciler>(group_ctl, ctx.clone()),
             self.follow_deletions(),

@@ -130,14 +130,32 @@ async fn program(
         &rule.uid().unwrap_or_default(),
     );
     applier.apply(decide::headless_service(rule)).await?;
-    if let Some(slice) = decide::endpoint_slice(rule) {
-        applier.apply(slice).await?;
+    match decide::endpoint_slice(rule) {
+        Some(slice) => {
+            applier.apply(slice).await?;
+        }
+        // Kubernetes copies the Service's labels (ours among them) onto the
+        // slices it keeps for a selector, so a rule that switched from fixed
+        // endpoints to a selector drops its own slice by name, not by label.
+        None => drop_own_slice(ctx, &ns, &naming::slr_service(&name)).await?,
     }
-    applier.prune::<EndpointSlice>(Some(&ns)).await?;
     let slices = service_lb::slices_of(ctx, &ns, &naming::slr_service(&name));
     let (rows, backends) = decide::rows(rule, accepted.vip, &slices, &vpc);
     service_lb::converge(ctx, &owner(&ns, &name).with_vpc(&vpc.name), rows).await?;
     Ok(Ok(backends))
+}
+
+/// Deletes the EndpointSlice `name` if it is ours (fixed endpoints).
+async fn drop_own_slice(ctx: &Ctx, ns: &str, name: &str) -> Result<()> {
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let ours = api.get_opt(name).await?.is_some_and(|s| {
+        s.labels().get(decide::MANAGED_BY_LABEL).map(String::as_str) == Some(decide::MANAGED_BY)
+    });
+    if ours {
+        api.delete(name, &Default::default()).await?;
+        tracing::info!(namespace = ns, slice = name, "deleted the rule's fixed-endpoint slice");
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]

@@ -46,6 +46,22 @@ pub struct PluginConfig {
     /// the plugin's own. For nodes whose ovs-vswitchd runs in a namespace.
     #[serde(default)]
     pub node_netns: Option<PathBuf>,
+    /// This node's probe addresses (see `probe`): unset, pods get no probe
+    /// path and the kubelet cannot probe pods of VPCs.
+    #[serde(default)]
+    pub probe_cidr: Option<ipnet::Ipv4Net>,
+    /// The kubelet's cgroup (v2 path, e.g. `system.slice/kubelet.service`):
+    /// the only one allowed to connect over the probe path. Unset, every
+    /// process of the node may.
+    #[serde(default)]
+    pub probe_kubelet_cgroup: Option<String>,
+    /// Where allocated probe addresses are recorded.
+    #[serde(default = "default_probe_state_dir")]
+    pub probe_state_dir: PathBuf,
+}
+
+fn default_probe_state_dir() -> PathBuf {
+    "/var/lib/cni/vpcnet-probe".into()
 }
 
 fn default_ovsdb() -> String {
@@ -65,6 +81,15 @@ fn default_log_file() -> PathBuf {
 }
 
 impl PluginConfig {
+    /// The probe path's settings, if it is on.
+    pub fn probe(&self) -> Option<crate::probe::ProbeConfig> {
+        Some(crate::probe::ProbeConfig {
+            cidr: self.probe_cidr?,
+            kubelet_cgroup: self.probe_kubelet_cgroup.clone(),
+            state_dir: self.probe_state_dir.clone(),
+        })
+    }
+
     /// Decode the custom fields of `conf`.
     pub fn from_netconf(conf: &NetConf) -> Result<Self, CniError> {
         let map: serde_json::Map<String, serde_json::Value> = conf

@@ -11,6 +11,7 @@ mod logging;
 mod netns;
 mod ovs;
 mod plugin;
+mod probe;
 mod result;
 mod veth;
 

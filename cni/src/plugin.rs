@@ -13,6 +13,7 @@ use crate::error::CniError;
 use crate::k8s::{self, Allocation};
 use crate::netns::{self, Netns};
 use crate::ovs::{self, Attachment};
+use crate::probe;
 use crate::result::{self, Attached};
 use crate::veth::{self, VethSpec};
 use crate::{logging, ovs::DB};
@@ -109,6 +110,7 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
     let (pod_ns, netns_path) = call.pod_ns()?;
     let node_ns = call.node_ns()?;
     let ovsdb = ovs::connect(&call.cfg.ovsdb, call.ovsdb_timeout()).await?;
+    let probe = call.cfg.probe();
 
     let kube = k8s::client(call.cfg.kubeconfig()?).await?;
     let alloc = k8s::wait_allocated(kube, &pod, call.cfg.annotation_timeout()).await?;
@@ -150,6 +152,17 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
         )
         .await?;
         let t_inst = t0.elapsed();
+        let probe_ip = match (&probe, call.ifname == PRIMARY_IFNAME) {
+            (Some(p), true) => {
+                let ip = probe::allocate(p, &call.container_id)?;
+                probe::guard_node(p)?;
+                let host = probe::host_ifname(&call.container_id);
+                probe::plug(&node, &podh, &pod_ns, &host, ip, p.source()).await?;
+                tracing::info!(%pod, probe = %ip, %host, "probe path plugged");
+                Some(ip)
+            }
+            _ => None,
+        };
         tracing::info!(
             %pod,
             annotation_ms = ms(t_ann),
@@ -159,12 +172,15 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
             total_ms = ms(t_inst),
             "ADD timings"
         );
-        Ok::<_, CniError>(host_mac)
+        Ok::<_, CniError>((host_mac, probe_ip))
     }
     .await;
-    let host_mac = match plugged {
+    let (host_mac, probe_ip) = match plugged {
         Ok(m) => m,
         Err(e) => {
+            if let Some(p) = &probe {
+                unplug_probe(p, &node, &call.container_id).await;
+            }
             // Leave nothing half-plugged behind; DEL would do the same.
             if let Err(ce) = ovs::del_port(&ovsdb, &call.host_name, &call.attachment()).await {
                 tracing::warn!(error = %ce, "cleanup of the OVS port failed");
@@ -186,7 +202,25 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
         args.config().prev_result.clone(),
         &attached,
         &alloc,
+        probe_ip,
     ))
+}
+
+/// The interface the kubelet's `status.podIP` comes from: the only one that
+/// gets a probe path.
+const PRIMARY_IFNAME: &str = "eth0";
+
+/// Removes a container's probe veth and frees its probe address; logs what
+/// fails (DEL and a failed ADD both end here).
+async fn unplug_probe(p: &probe::ProbeConfig, node: &rtnetlink::Handle, container_id: &str) {
+    if let Err(e) = veth::delete(node, &probe::host_ifname(container_id)).await {
+        tracing::warn!(error = %e, "removing the probe veth failed");
+    }
+    match probe::release(p, container_id) {
+        Ok(Some(ip)) => tracing::info!(probe = %ip, "probe address freed"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "freeing the probe address failed"),
+    }
 }
 
 async fn del(args: Args) -> Result<(), CniError> {
@@ -197,6 +231,11 @@ async fn del(args: Args) -> Result<(), CniError> {
     let node_ns = call.node_ns()?;
     let node = netns::rtnl(node_ns.as_ref()).map_err(io("netlink socket in the node namespace"))?;
     let link = veth::delete(&node, &call.host_name).await?;
+    if let Some(p) = call.cfg.probe()
+        && call.ifname == PRIMARY_IFNAME
+    {
+        unplug_probe(&p, &node, &call.container_id).await;
+    }
     tracing::info!(ports, link, "DEL done");
     Ok(())
 }

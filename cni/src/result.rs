@@ -17,7 +17,14 @@ pub struct Attached<'a> {
 
 /// `prev` (if any) plus the host end, the pod's interface, its address and
 /// the default route via the subnet gateway.
-pub fn build(prev: Option<CNIResult>, a: &Attached<'_>, alloc: &Allocation) -> CNIResult {
+/// With a `probe` address, that is listed first, so it becomes the pod's
+/// `status.podIP` (see `probe`).
+pub fn build(
+    prev: Option<CNIResult>,
+    a: &Attached<'_>,
+    alloc: &Allocation,
+    probe: Option<Ipv4Addr>,
+) -> CNIResult {
     let mut r = prev.unwrap_or_default();
     r.interfaces.push(Interface {
         name: a.host_name.into(),
@@ -36,6 +43,13 @@ pub fn build(prev: Option<CNIResult>, a: &Attached<'_>, alloc: &Allocation) -> C
         pci_id: None,
     });
     let pod_index = u32::try_from(r.interfaces.len() - 1).unwrap_or(u32::MAX);
+    if let Some(p) = probe {
+        r.ips.push(IpConfig {
+            interface: Some(pod_index),
+            address: IpNet::V4(Ipv4Net::new(p, 32).expect("32 is a valid prefix length")),
+            gateway: None,
+        });
+    }
     r.ips.push(IpConfig {
         interface: Some(pod_index),
         address: IpNet::V4(alloc.address),
@@ -59,9 +73,11 @@ pub fn recorded_address(prev: &CNIResult, ifname: &str, netns: &str) -> Option<I
         .interfaces
         .iter()
         .position(|i| i.name == ifname && i.sandbox.as_deref() == Some(netns))?;
+    // The last: a probe address, listed first, is not on the interface.
     prev.ips
         .iter()
-        .find(|ip| ip.interface == u32::try_from(idx).ok())
+        .filter(|ip| ip.interface == u32::try_from(idx).ok())
+        .last()
         .map(|ip| ip.address)
 }
 
@@ -90,7 +106,7 @@ mod tests {
 
     #[test]
     fn fresh_result() {
-        let r = build(None, &att(), &alloc());
+        let r = build(None, &att(), &alloc(), None);
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["interfaces"][1]["name"], "eth0");
         assert_eq!(v["interfaces"][1]["mac"], "0a:58:0a:00:01:05");
@@ -110,6 +126,23 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_address_comes_first_so_it_is_the_pods_ip() {
+        let r = build(None, &att(), &alloc(), Some("100.64.0.9".parse().unwrap()));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["ips"][0]["address"], "100.64.0.9/32");
+        assert_eq!(v["ips"][0]["interface"], 1);
+        assert!(v["ips"][0].get("gateway").is_none());
+        assert_eq!(v["ips"][1]["address"], "10.0.1.5/24");
+        assert_eq!(
+            recorded_address(&r, "eth0", "/var/run/netns/p")
+                .unwrap()
+                .to_string(),
+            "10.0.1.5/24",
+            "CHECK compares the VPC address"
+        );
+    }
+
+    #[test]
     fn chained_result_keeps_the_previous_plugins_entries() {
         let prev = build(
             None,
@@ -118,8 +151,9 @@ mod tests {
                 ..att()
             },
             &alloc(),
+            None,
         );
-        let r = build(Some(prev), &att(), &alloc());
+        let r = build(Some(prev), &att(), &alloc(), None);
         assert_eq!(r.interfaces.len(), 4);
         assert_eq!(r.ips.len(), 2);
         assert_eq!(

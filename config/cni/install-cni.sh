@@ -9,6 +9,8 @@
 # Env: CNI_BIN_DIR (/host/opt/cni/bin), CNI_CONF_DIR (/host/etc/cni/net.d),
 #      CNI_NODE_CONF_DIR (the conf dir as the node sees it: /etc/cni/net.d),
 #      OVSDB (unix:/var/run/openvswitch/db.sock), BRIDGE (br-int),
+#      PROBE_CIDR (this node's probe addresses; empty: no probe path),
+#      PROBE_KUBELET_CGROUP (the kubelet's cgroup v2 path; empty: any process),
 #      REFRESH_SECONDS (300).
 set -eu
 BIN_DIR="${CNI_BIN_DIR:-/host/opt/cni/bin}"
@@ -44,6 +46,15 @@ current-context: vpcnet-cni
 KC
 }
 
+# probe_fields: the probe path's settings as JSON members (with a leading
+# comma), or nothing when PROBE_CIDR is empty.
+probe_fields() {
+  [ -n "${PROBE_CIDR:-}" ] || return 0
+  printf ',\n      "probeCidr": "%s"' "$PROBE_CIDR"
+  [ -n "${PROBE_KUBELET_CGROUP:-}" ] && printf ',\n      "probeKubeletCgroup": "%s"' "$PROBE_KUBELET_CGROUP"
+  return 0
+}
+
 install() {
   mkdir -p "$BIN_DIR" "$CONF_DIR"
   cp "$SRC" "$BIN_DIR/.vpcnet-cni.tmp" && mv -f "$BIN_DIR/.vpcnet-cni.tmp" "$BIN_DIR/vpcnet-cni"
@@ -59,7 +70,7 @@ install() {
       "type": "vpcnet-cni",
       "kubeconfig": "$NODE_CONF_DIR/vpcnet.kubeconfig",
       "ovsdb": "${OVSDB:-unix:/var/run/openvswitch/db.sock}",
-      "bridge": "${BRIDGE:-br-int}"
+      "bridge": "${BRIDGE:-br-int}"$(probe_fields)
     }
   ]
 }

@@ -136,12 +136,23 @@ fileCheckFrequency: 10s
 EOF
 }
 
+# kubelet_cgroup PID: moves the kubelet into its own cgroup v2 group, the only
+# one the CNI's probe path lets open connections into pods.
+kubelet_cgroup() {
+  local root
+  root=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+  [[ -n "$root" ]] || die "no cgroup2 hierarchy is mounted: the kubelet's probe path needs one"
+  mkdir -p "$root/$KUBELET_CGROUP"
+  echo "$1" >"$root/$KUBELET_CGROUP/cgroup.procs"
+}
+
 kubelet_up() {
   kubelet_config
   node_cgroups_up
   start_daemon kubelet "$K8S_BIN/kubelet" --wrap node -- \
     --config="$NODE_DIR/kubelet.yaml" --kubeconfig="$NODE_DIR/kubelet.kubeconfig" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
+  kubelet_cgroup "$(cat "$BOX/pids/kubelet.pid")"
   wait_for "node $NODE_NAME registered" 60 kubelet api "/api/v1/nodes/$NODE_NAME"
 }
 

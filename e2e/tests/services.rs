@@ -25,14 +25,16 @@ fn tenant(k: &Kubectl, c: &mut Cleanup, name: &str, cidr: &str) {
     c.add("namespace", None, name);
 }
 
-/// A Deployment `web` of the test app and a ClusterIP Service `web`
+/// A Deployment `web` of the test app, Ready by an `httpGet` probe (which
+/// the kubelet sends over the probe path), and a ClusterIP Service `web`
 /// (80 -> 8080) in front of it.
 fn web(k: &Kubectl, ns: &str, replicas: u32) {
     k.must_apply(&format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\n\
          spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
          metadata: {{labels: {{app: web}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
-         containers:\n      - name: app\n        image: {TESTAPP_IMAGE}\n        imagePullPolicy: Never\n---\n\
+         containers:\n      - name: app\n        image: {TESTAPP_IMAGE}\n        imagePullPolicy: Never\n        \
+         readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 2}}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\n\
          spec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n"
     ));

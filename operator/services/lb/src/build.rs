@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::ResourceExt;
 use ovn::nb::LoadBalancer;
 use ovn::nb::load_balancer::Protocol;
@@ -83,6 +83,17 @@ fn takes_traffic(ep: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
     c.and_then(|c| c.ready).unwrap_or(true) && !c.and_then(|c| c.terminating).unwrap_or(false)
 }
 
+/// The VPC addresses of an endpoint. A pod's endpoint address is its
+/// `status.podIP`, which is its probe address when the node gives it one
+/// (see the CNI's `probe`), so the caller looks the pod's VPC address up.
+pub type Resolve<'a> = &'a dyn Fn(&Endpoint) -> Vec<Ipv4Addr>;
+
+/// An endpoint's addresses as written (fixed endpoints, or pods without a
+/// probe address).
+pub fn as_written(ep: &Endpoint) -> Vec<Ipv4Addr> {
+    ep.addresses.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
 /// The ready backends (`ip:port`, sorted) of the Service port named
 /// `port_name` with `proto`, from the Service's slices, inside the VPC.
 pub(crate) fn backends(
@@ -90,6 +101,7 @@ pub(crate) fn backends(
     port_name: Option<&str>,
     proto: Protocol,
     vpc: &VpcFacts,
+    resolve: Resolve<'_>,
 ) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
@@ -101,12 +113,8 @@ pub(crate) fn backends(
             continue;
         };
         for ep in slice.endpoints.iter().filter(|e| takes_traffic(e)) {
-            for addr in &ep.addresses {
-                if let Ok(ip) = addr.parse::<Ipv4Addr>()
-                    && vpc.holds(ip)
-                {
-                    out.insert(format!("{ip}:{port}"));
-                }
+            for ip in resolve(ep).into_iter().filter(|ip| vpc.holds(*ip)) {
+                out.insert(format!("{ip}:{port}"));
             }
         }
     }
@@ -155,6 +163,7 @@ pub fn service_rows(
     svc: &Service,
     slices: &[Arc<EndpointSlice>],
     vpc: &VpcFacts,
+    resolve: Resolve<'_>,
 ) -> Vec<LoadBalancer> {
     let ips = cluster_ips(svc);
     let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
@@ -167,7 +176,7 @@ pub fn service_rows(
         let Some(proto) = protocol(p.protocol.as_deref()) else {
             continue;
         };
-        let to: Vec<String> = backends(slices, p.name.as_deref(), proto, vpc)
+        let to: Vec<String> = backends(slices, p.name.as_deref(), proto, vpc, resolve)
             .into_iter()
             .collect();
         let vips = &mut by_proto
@@ -198,7 +207,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{
         ClientIPConfig, ServicePort, ServiceSpec, SessionAffinityConfig,
     };
-    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
 
     use super::*;
 
@@ -278,7 +287,7 @@ mod tests {
                 ep("10.0.1.8", Some(true), Some(true)),
             ],
         );
-        let rows = service_rows(&s, &[sl], &vpc());
+        let rows = service_rows(&s, &[sl], &vpc(), &as_written);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].vips["10.96.0.20:80"], "10.0.1.5:8080,10.0.1.6:8080");
         assert_eq!(rows[0].protocol, Some(Protocol::Tcp));
@@ -290,7 +299,7 @@ mod tests {
     #[test]
     fn a_port_without_backends_keeps_its_vip_so_it_is_refused() {
         let s = svc("10.96.0.20", vec![port(None, 80, "TCP")]);
-        let rows = service_rows(&s, &[], &vpc());
+        let rows = service_rows(&s, &[], &vpc(), &as_written);
         assert_eq!(rows[0].vips["10.96.0.20:80"], "");
     }
 
@@ -307,7 +316,7 @@ mod tests {
             vec![(Some("dns"), 5353, "UDP"), (Some("dns-tcp"), 5354, "TCP")],
             vec![ep("10.0.1.9", Some(true), None)],
         );
-        let rows = service_rows(&s, &[sl], &vpc());
+        let rows = service_rows(&s, &[sl], &vpc(), &as_written);
         let by: BTreeMap<_, _> = rows.iter().map(|r| (r.protocol.unwrap(), r)).collect();
         assert_eq!(by[&Protocol::Udp].vips["10.96.0.53:53"], "10.0.1.9:5353");
         assert_eq!(by[&Protocol::Tcp].vips["10.96.0.53:53"], "10.0.1.9:5354");
@@ -326,34 +335,55 @@ mod tests {
                 ep("10.0.2.5", None, None),
             ],
         );
-        let rows = service_rows(&s, &[sl], &vpc());
+        let rows = service_rows(&s, &[sl], &vpc(), &as_written);
         assert_eq!(rows[0].vips["10.96.0.1:443"], "");
     }
 
     #[test]
     fn headless_and_external_name_services_get_no_row() {
         let mut headless = svc("None", vec![port(None, 80, "TCP")]);
-        assert!(service_rows(&headless, &[], &vpc()).is_empty());
+        assert!(service_rows(&headless, &[], &vpc(), &as_written).is_empty());
         headless.spec.as_mut().unwrap().cluster_ips = Some(vec!["None".into()]);
-        assert!(service_rows(&headless, &[], &vpc()).is_empty());
+        assert!(service_rows(&headless, &[], &vpc(), &as_written).is_empty());
         let mut ext = svc("10.96.0.9", vec![port(None, 80, "TCP")]);
         ext.spec.as_mut().unwrap().type_ = Some("ExternalName".into());
-        assert!(service_rows(&ext, &[], &vpc()).is_empty());
+        assert!(service_rows(&ext, &[], &vpc(), &as_written).is_empty());
     }
 
     #[test]
     fn client_ip_affinity_carries_its_timeout_capped_for_ovn() {
         let mut s = svc("10.96.0.20", vec![port(None, 80, "TCP")]);
         s.spec.as_mut().unwrap().session_affinity = Some("ClientIP".into());
-        let rows = service_rows(&s, &[], &vpc());
+        let rows = service_rows(&s, &[], &vpc(), &as_written);
         assert_eq!(rows[0].options[options::AFFINITY_TIMEOUT], "10800");
         s.spec.as_mut().unwrap().session_affinity_config = Some(SessionAffinityConfig {
             client_ip: Some(ClientIPConfig {
                 timeout_seconds: Some(86400),
             }),
         });
-        let rows = service_rows(&s, &[], &vpc());
+        let rows = service_rows(&s, &[], &vpc(), &as_written);
         assert_eq!(rows[0].options[options::AFFINITY_TIMEOUT], "65535");
+    }
+
+    #[test]
+    fn a_pods_vpc_address_is_looked_up_when_its_endpoint_is_a_probe_address() {
+        let s = svc("10.96.0.20", vec![port(None, 80, "TCP")]);
+        let sl = slice(
+            vec![(None, 8080, "TCP")],
+            vec![ep("100.64.0.7", None, None)],
+        );
+        let by_pod = |e: &Endpoint| {
+            if e.addresses == ["100.64.0.7"] {
+                vec!["10.0.1.42".parse().unwrap()]
+            } else {
+                Vec::new()
+            }
+        };
+        let rows = service_rows(&s, std::slice::from_ref(&sl), &vpc(), &by_pod);
+        assert_eq!(rows[0].vips["10.96.0.20:80"], "10.0.1.42:8080");
+        // Taken as written, a probe address is outside the VPC: never a backend.
+        let rows = service_rows(&s, &[sl], &vpc(), &as_written);
+        assert_eq!(rows[0].vips["10.96.0.20:80"], "");
     }
 
     #[test]
@@ -361,7 +391,7 @@ mod tests {
         let s = svc("10.96.0.20", vec![port(None, 80, "TCP")]);
         let a = slice(vec![(None, 80, "TCP")], vec![ep("10.0.1.9", None, None)]);
         let b = slice(vec![(None, 80, "TCP")], vec![ep("10.0.1.3", None, None)]);
-        let rows = service_rows(&s, &[a, b], &vpc());
+        let rows = service_rows(&s, &[a, b], &vpc(), &as_written);
         assert_eq!(rows[0].vips["10.96.0.20:80"], "10.0.1.3:80,10.0.1.9:80");
     }
 }

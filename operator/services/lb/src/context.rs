@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
 use vpcnet_api::{Subnet, SwitchLBRule, Vip, Vpc};
@@ -24,6 +24,8 @@ pub struct Ctx {
     pub slices: Store<EndpointSlice>,
     /// Vips.
     pub vips: Store<Vip>,
+    /// Pods (their VPC addresses, for endpoints).
+    pub pods: Store<Pod>,
     /// SwitchLBRules.
     pub rules: Store<SwitchLBRule>,
     /// The subnet for pods of namespaces no Subnet claims.

@@ -60,6 +60,8 @@ impl Lb {
             slices: slices.store(),
             vips: vips.store(),
             rules: rules.store(),
+            // Shared with the other services: one watch of pods.
+            pods: k.all::<k8s_openapi::api::core::v1::Pod>().store(),
             default_subnet,
             view: LbView::start(&rt.nb).await?,
             writes: Default::default(),

@@ -8,11 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use ovn::nb::LoadBalancer;
 use ovn::{Owner, Table};
+use vpcnet_api::contract::annotations;
 use vpcnet_api::contract::naming;
 use vpcnet_runtime::driver::Reconcile;
 
@@ -39,6 +43,30 @@ pub fn slices_of(ctx: &Ctx, ns: &str, name: &str) -> Vec<Arc<EndpointSlice>> {
                 && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
         })
         .collect()
+}
+
+/// The VPC addresses of an endpoint: a pod's from its annotation (its
+/// endpoint address may be its probe address), anything else as written.
+pub fn resolver(ctx: &Ctx) -> impl Fn(&Endpoint) -> Vec<Ipv4Addr> + '_ {
+    move |ep| {
+        let pod = ep
+            .target_ref
+            .as_ref()
+            .filter(|r| r.kind.as_deref() == Some("Pod"))
+            .and_then(|r| {
+                ctx.pods
+                    .get(&ObjectRef::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
+            });
+        match pod {
+            Some(p) => p
+                .annotations()
+                .get(annotations::IP_ADDRESS)
+                .and_then(|a| a.parse().ok())
+                .into_iter()
+                .collect(),
+            None => build::as_written(ep),
+        }
+    }
 }
 
 /// Makes `owner`'s rows `rows`, in the group of VPC `vpc` (none: remove all).
@@ -94,7 +122,7 @@ impl Reconcile for ServiceReconciler {
             remove(ctx, &ns, &name).await?;
             return Ok(Action::await_change());
         };
-        let rows = build::service_rows(svc, &slices_of(ctx, &ns, &name), &vpc);
+        let rows = build::service_rows(svc, &slices_of(ctx, &ns, &name), &vpc, &resolver(ctx));
         let owner = owner(&ns, &name).with_vpc(&vpc.name);
         if converge(ctx, &owner, rows).await? {
             tracing::debug!(namespace = %ns, service = %name, vpc = %vpc.name, "load balancers written");

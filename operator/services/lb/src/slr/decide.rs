@@ -238,6 +238,7 @@ pub fn rows(
     vip: Ipv4Addr,
     slices: &[Arc<EndpointSlice>],
     vpc: &VpcFacts,
+    resolve: build::Resolve<'_>,
 ) -> (Vec<LoadBalancer>, Vec<String>) {
     let affinity = (rule.spec.session_affinity == Some(SessionAffinity::ClientIP))
         .then_some(build::DEFAULT_AFFINITY_SECONDS);
@@ -249,7 +250,7 @@ pub fn rows(
         let Some(proto) = build::protocol(Some(proto(p.protocol))) else {
             continue;
         };
-        let to = build::backends(slices, Some(&p.name), proto, vpc);
+        let to = build::backends(slices, Some(&p.name), proto, vpc, resolve);
         all.extend(to.iter().cloned());
         let lb = by_proto
             .entry(proto.as_str())
@@ -360,7 +361,13 @@ mod tests {
         assert!(svc.spec.as_ref().unwrap().selector.is_none());
         let slice = Arc::new(endpoint_slice(&r).unwrap());
         assert_eq!(slice.labels()[SERVICE_NAME_LABEL], "slr-s");
-        let (rows, backends) = rows(&r, "172.31.0.9".parse().unwrap(), &[slice], &vpc());
+        let (rows, backends) = rows(
+            &r,
+            "172.31.0.9".parse().unwrap(),
+            &[slice],
+            &vpc(),
+            &build::as_written,
+        );
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].vips["172.31.0.9:8092"], "10.0.1.5:80,10.0.1.6:80");
         assert_eq!(rows[0].options[build::options::AFFINITY_TIMEOUT], "10800");

@@ -140,7 +140,8 @@ async fn program(
         None => drop_own_slice(ctx, &ns, &naming::slr_service(&name)).await?,
     }
     let slices = service_lb::slices_of(ctx, &ns, &naming::slr_service(&name));
-    let (rows, backends) = decide::rows(rule, accepted.vip, &slices, &vpc);
+    let resolve = service_lb::resolver(ctx);
+    let (rows, backends) = decide::rows(rule, accepted.vip, &slices, &vpc, &resolve);
     service_lb::converge(ctx, &owner(&ns, &name).with_vpc(&vpc.name), rows).await?;
     Ok(Ok(backends))
 }
@@ -153,7 +154,11 @@ async fn drop_own_slice(ctx: &Ctx, ns: &str, name: &str) -> Result<()> {
     });
     if ours {
         api.delete(name, &Default::default()).await?;
-        tracing::info!(namespace = ns, slice = name, "deleted the rule's fixed-endpoint slice");
+        tracing::info!(
+            namespace = ns,
+            slice = name,
+            "deleted the rule's fixed-endpoint slice"
+        );
     }
     Ok(())
 }

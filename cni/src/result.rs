@@ -76,8 +76,8 @@ pub fn recorded_address(prev: &CNIResult, ifname: &str, netns: &str) -> Option<I
     // The last: a probe address, listed first, is not on the interface.
     prev.ips
         .iter()
-        .filter(|ip| ip.interface == u32::try_from(idx).ok())
-        .last()
+        .rev()
+        .find(|ip| ip.interface == u32::try_from(idx).ok())
         .map(|ip| ip.address)
 }
 

@@ -182,7 +182,7 @@ fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() 
         "one row per protocol"
     );
     assert!(
-        ovn_rows::lb_group_members(ns).iter().any(|o| *o == owner),
+        ovn_rows::lb_group_members(ns).contains(&owner),
         "the Service's row is a member of its VPC's group"
     );
     k.ok(&["delete", "service", "-n", ns, "web"]);

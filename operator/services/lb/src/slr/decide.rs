@@ -335,7 +335,13 @@ mod tests {
     fn the_younger_of_two_rules_on_one_vip_port_and_protocol_is_refused() {
         let old = Arc::new(rule("old", "172.31.0.9", &[(80, LbProtocol::Tcp)], 1));
         let young = rule("young", "172.31.0.9", &[(80, LbProtocol::Tcp)], 2);
-        let e = validate(&young, Some(&vpc()), &BTreeSet::new(), &[old.clone()]).unwrap_err();
+        let e = validate(
+            &young,
+            Some(&vpc()),
+            &BTreeSet::new(),
+            std::slice::from_ref(&old),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, LbReason::Conflict);
         assert!(e.message.contains("rule old"));
         // The older one is not refused by the younger.

@@ -145,6 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn the_box_cni_settings_repeat_box_env() {
+        let v = parse(SOURCE).unwrap();
+        let yaml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/box/cni-box.yaml"
+        ))
+        .unwrap();
+        for (name, key) in [
+            ("PROBE_CIDR", "PROBE_CIDR"),
+            ("PROBE_KUBELET_CGROUP", "KUBELET_CGROUP"),
+        ] {
+            let line = format!("{{name: {name}, value: \"{}\"}}", v[key]);
+            assert!(yaml.contains(&line), "config/box/cni-box.yaml lacks {line}");
+        }
+    }
+
+    #[test]
     fn what_bash_would_read_otherwise_is_refused() {
         assert_eq!(parse("# c\n\nA=b/c:1,2\n").unwrap()["A"], "b/c:1,2");
         for bad in ["A=\"x\"", "A=$B", "A=a b", "a=x", "A", "A=x\nA=y", "A=~/x"] {

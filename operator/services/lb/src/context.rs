@@ -32,8 +32,6 @@ pub struct Ctx {
     pub default_subnet: Option<String>,
     /// The Northbound rows it plans against.
     pub view: LbView,
-    /// Write transactions sent (one per change).
-    pub writes: std::sync::atomic::AtomicU64,
 }
 
 vpcnet_runtime::service_context!(Ctx);

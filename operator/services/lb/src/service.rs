@@ -64,7 +64,6 @@ impl Lb {
             pods: k.all::<k8s_openapi::api::core::v1::Pod>().store(),
             default_subnet,
             view: LbView::start(&rt.nb).await?,
-            writes: Default::default(),
         });
         Ok(Self {
             ctx,

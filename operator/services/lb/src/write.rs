@@ -2,7 +2,6 @@
 //! finds the cache stale, then waiting until the cache shows the write so
 //! the next plan starts from it.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::plan::Planned;
@@ -20,7 +19,6 @@ pub async fn write(ctx: &Ctx, table: &str, mut plan: impl FnMut() -> Planned) ->
         let Some(txn) = p.txn else {
             return Ok(false);
         };
-        ctx.writes.fetch_add(1, Ordering::Relaxed);
         match ctx.nb.transact(txn).await {
             Ok(res) => {
                 let inserted: Vec<_> = p.inserted.iter().filter_map(|u| res.uuid(u)).collect();

@@ -122,6 +122,12 @@ impl Reconcile for ServiceReconciler {
             remove(ctx, &ns, &name).await?;
             return Ok(Action::await_change());
         };
+        if ctx.vpcs.get(&ObjectRef::new(&vpc.name)).is_none() {
+            // The namespace's subnet names a VPC that does not exist (its
+            // Subnet is refused): nothing carries the Service yet.
+            remove(ctx, &ns, &name).await?;
+            return Ok(Action::requeue(std::time::Duration::from_secs(60)));
+        }
         let rows = build::service_rows(svc, &slices_of(ctx, &ns, &name), &vpc, &resolver(ctx));
         let owner = owner(&ns, &name).with_vpc(&vpc.name);
         if converge(ctx, &owner, rows).await? {

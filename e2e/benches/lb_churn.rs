@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use ovn::nb::{LoadBalancer, LoadBalancerGroup, load_balancer, load_balancer_group};
 use ovn::{MonitorRequest, Table};
 use serde_json::{Value, json};
@@ -200,40 +200,60 @@ impl Drop for Guard {
                 eprintln!("deleting the scratch load balancer: {}", out.stderr);
             }
         }
-        let selector = format!("{}={}", RUN_LABEL.0, RUN_LABEL.1);
-        for ns in &self.namespaces {
-            let out = self.k.run(&[
-                "delete",
-                "services,endpointslices",
-                "-n",
-                ns,
-                "-l",
-                &selector,
-                "--ignore-not-found",
-                "--wait=true",
-                "--timeout=300s",
-            ]);
-            if !out.ok {
-                eprintln!("deleting the Services of {ns}: {}", out.stderr);
-            }
-        }
         if !self.namespaces.is_empty() {
-            let owned = || -> usize {
+            let t0 = Instant::now();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    if let Err(e) = rt.block_on(delete_labelled(&self.k, &self.namespaces)) {
+                        eprintln!("cleanup: deleting the Services and slices: {e}");
+                    }
+                }
+                Err(e) => eprintln!("cleanup: no runtime: {e}"),
+            }
+            let deleted = t0.elapsed();
+            // Owners of the rows of the bench's Services still in NB.
+            let owners = || -> Vec<String> {
                 let out = nbctl(&["--bare", "--columns=external_ids", "list", "load_balancer"]);
                 let key = format!("{}=Service/{PREFIX}", ovn::owner::OWNER_KEY);
-                out.stdout.matches(&key).count()
+                out.stdout
+                    .split_whitespace()
+                    .filter(|w| w.starts_with(&key))
+                    .map(|w| w[ovn::owner::OWNER_KEY.len() + 1..].to_string())
+                    .collect()
             };
-            let start = Instant::now();
-            let mut left = owned();
-            while left > 0 && start.elapsed() < Duration::from_secs(120) {
-                std::thread::sleep(Duration::from_millis(500));
-                left = owned();
+            let mut left = owners();
+            let mut reported = false;
+            while !left.is_empty() && t0.elapsed() < deleted + Duration::from_secs(120) {
+                if !reported && t0.elapsed() > deleted + Duration::from_secs(5) {
+                    eprintln!(
+                        "cleanup: 5 s after the Services were deleted, {} of their rows are \
+                         still in NB: {:?}",
+                        left.len(),
+                        &left[..left.len().min(10)]
+                    );
+                    reported = true;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+                left = owners();
             }
-            if left > 0 {
-                eprintln!(
-                    "cleanup: {left} load balancers of the bench's Services still in NB after 120 s"
-                );
-            }
+            eprintln!(
+                "cleanup: Services and slices deleted in {:.1} s; {}",
+                deleted.as_secs_f64(),
+                if left.is_empty() {
+                    format!(
+                        "their rows gone {:.1} s after that",
+                        (t0.elapsed() - deleted).as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "{} of their rows still in NB after 120 s: {left:?}",
+                        left.len()
+                    )
+                }
+            );
         }
         self.objects.run_now();
         let out = nbctl(&["--bare", "--columns=name", "list", "load_balancer_group"]);
@@ -485,12 +505,62 @@ impl Samples {
     }
 }
 
-async fn kube_client(k: &Kubectl) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(k.kubeconfig()).expect("box kubeconfig");
+async fn try_kube_client(k: &Kubectl) -> Result<kube::Client, String> {
+    let kc = kube::config::Kubeconfig::read_from(k.kubeconfig()).map_err(|e| e.to_string())?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
-        .expect("box kubeconfig");
-    kube::Client::try_from(config).expect("client")
+        .map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+async fn kube_client(k: &Kubectl) -> kube::Client {
+    try_kube_client(k).await.expect("a client of the box")
+}
+
+/// Deletes the bench's Services, then its EndpointSlices (one
+/// deletecollection per namespace and kind; only the bench's objects carry
+/// its label) and waits until they are gone.
+async fn delete_labelled(k: &Kubectl, namespaces: &[String]) -> Result<(), String> {
+    let client = try_kube_client(k).await?;
+    let lp = ListParams::default().labels(&format!("{}={}", RUN_LABEL.0, RUN_LABEL.1));
+    let dp = DeleteParams::default();
+    for ns in namespaces {
+        Api::<Service>::namespaced(client.clone(), ns)
+            .delete_collection(&dp, &lp)
+            .await
+            .map_err(|e| format!("Services of {ns}: {e}"))?;
+    }
+    for ns in namespaces {
+        Api::<EndpointSlice>::namespaced(client.clone(), ns)
+            .delete_collection(&dp, &lp)
+            .await
+            .map_err(|e| format!("EndpointSlices of {ns}: {e}"))?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for ns in namespaces {
+        loop {
+            let svcs = Api::<Service>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await
+                .map_err(|e| e.to_string())?;
+            let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await
+                .map_err(|e| e.to_string())?;
+            if svcs.items.is_empty() && slices.items.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} Services and {} slices of {ns} still there after 300 s",
+                    svcs.items.len(),
+                    slices.items.len()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }
 
 async fn run(k: &Kubectl, guard: &mut Guard) {
@@ -603,14 +673,16 @@ async fn run(k: &Kubectl, guard: &mut Guard) {
             async move {
                 let services: Api<Service> = Api::namespaced(client.clone(), &s.ns);
                 let slices: Api<EndpointSlice> = Api::namespaced(client, &s.ns);
-                let svc = services
-                    .create(&PostParams::default(), &service_object(&s.ns, &s.name))
-                    .await
-                    .unwrap_or_else(|e| panic!("creating Service {}/{}: {e}", s.ns, s.name));
+                // The slice first, so a Service's first reconcile can
+                // already write its backends.
                 slices
                     .create(&PostParams::default(), &s.slice())
                     .await
                     .unwrap_or_else(|e| panic!("creating the slice of {}/{}: {e}", s.ns, s.name));
+                let svc = services
+                    .create(&PostParams::default(), &service_object(&s.ns, &s.name))
+                    .await
+                    .unwrap_or_else(|e| panic!("creating Service {}/{}: {e}", s.ns, s.name));
                 let ip = svc
                     .spec
                     .and_then(|s| s.cluster_ip)
@@ -844,10 +916,12 @@ async fn run(k: &Kubectl, guard: &mut Guard) {
     let logs = k
         .run(&["logs", "-n", OPERATOR_NS, "deploy/vpcnet-operator", &since])
         .stdout;
-    let complaints: Vec<&str> = logs
+    // "waiting for <dependency>" retries are the VPCs' groups waiting for
+    // their router and switches while the tenants are being set up.
+    let (waits, complaints): (Vec<&str>, Vec<&str>) = logs
         .lines()
         .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .collect();
+        .partition(|l| l.contains("error=waiting for "));
 
     println!(
         "\nlb churn on the cluster-in-a-box: {n_svc} Services x {ENDPOINTS} endpoints in \
@@ -866,8 +940,8 @@ async fn run(k: &Kubectl, guard: &mut Guard) {
     );
     let w = 22;
     println!(
-        "{:<46} | {:>w$} | {:>w$} | {}",
-        "metric", "vpcnet operator", "ovn-nbctl per change", "target"
+        "{:<46} | {:>w$} | {:>w$} | target",
+        "metric", "vpcnet operator", "ovn-nbctl per change"
     );
     println!("{}", "-".repeat(46 + 2 * w + 22));
     let row = |name: &str, a: String, b: String, t: &str| {
@@ -948,7 +1022,9 @@ async fn run(k: &Kubectl, guard: &mut Guard) {
         );
     }
     println!(
-        "operator WARN/ERROR log lines during the run: {}",
+        "operator WARN/ERROR log lines during the run: {} dependency retries (\"waiting for\"), \
+         {} others",
+        waits.len(),
         complaints.len()
     );
     for l in complaints.iter().take(10) {

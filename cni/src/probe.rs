@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::RouteScope;
-use rtnetlink::{Handle, LinkDummy, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::CniError;
 use crate::netns::Netns;
@@ -27,8 +27,8 @@ use crate::veth;
 
 /// The pod's end of the probe veth.
 pub const POD_IFNAME: &str = "probe0";
-/// The node's dummy link holding the probe source address.
-pub const SOURCE_LINK: &str = "vpcnet-probe";
+/// The node's link holding the probe source address.
+pub const SOURCE_LINK: &str = "lo";
 /// Prefix of the node's ends (an iptables interface wildcard matches them).
 pub const HOST_PREFIX: &str = "vpp";
 /// The node's chains, jumped to from INPUT, OUTPUT and FORWARD.
@@ -196,31 +196,17 @@ pub async fn plug(
     Ok(())
 }
 
-/// The node's source address on its dummy link (created once per node).
+/// The node's source address for probes, on its loopback (as a /32: some
+/// kernels have no dummy links).
 async fn ensure_source(node: &Handle, source: Ipv4Addr) -> Result<(), CniError> {
-    let link = match veth::link(node, SOURCE_LINK).await? {
-        Some(l) => l,
-        None => {
-            let add = node
-                .link()
-                .add(LinkDummy::new(SOURCE_LINK).up().build())
-                .execute()
-                .await;
-            if let Err(e) = add
-                && !matches!(&e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
-            {
-                return Err(nl(format_args!("create {SOURCE_LINK}"), e));
-            }
-            veth::link(node, SOURCE_LINK)
-                .await?
-                .ok_or_else(|| CniError::Netlink(format!("{SOURCE_LINK} vanished")))?
-        }
-    };
-    let have = veth::ipv4_addresses(node, link.header.index).await?;
+    let lo = veth::link(node, SOURCE_LINK)
+        .await?
+        .ok_or_else(|| CniError::Netlink(format!("no {SOURCE_LINK} in the node's namespace")))?;
+    let have = veth::ipv4_addresses(node, lo.header.index).await?;
     if !have.iter().any(|a| a.addr() == source) {
         let add = node
             .address()
-            .add(link.header.index, IpAddr::V4(source), 32)
+            .add(lo.header.index, IpAddr::V4(source), 32)
             .execute()
             .await;
         if let Err(e) = add

@@ -22,10 +22,11 @@ node_ready() {
   [[ "$("$KUBECTL" get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
 }
 
-# pod_ip NS NAME: the pod's IP once it is Running.
+# pod_running_ip NS NAME: the pod's VPC address once it is Running (its
+# annotation: status.podIP is its probe address).
 pod_running_ip() {
   local out
-  out=$("$KUBECTL" -n "$1" get pod "$2" -o jsonpath='{.status.phase} {.status.podIP}') || return 1
+  out=$("$KUBECTL" -n "$1" get pod "$2" -o jsonpath='{.status.phase} {.metadata.annotations.vpcnet\.io/ip_address}') || return 1
   [[ "$out" == "Running "* && -n "${out#Running }" ]] && echo "${out#Running }"
 }
 

@@ -30,6 +30,9 @@ use crate::vip::VipReconciler;
 use crate::vip::decide as vip_decide;
 use crate::{Ctx, OWNER_KINDS, group, service_lb, watches};
 
+/// Deletions handled at once.
+const DELETIONS_IN_FLIGHT: usize = 16;
+
 /// How often groups of vanished VPCs are looked for.
 const SWEEP: Duration = Duration::from_secs(60);
 
@@ -93,19 +96,21 @@ impl Lb {
                 Change::Applied(_) => None,
             }
         });
-        let gone = futures::stream::select(services, vpcs).take_until(self.ctx.shutting_down());
-        futures::pin_mut!(gone);
-        while let Some(g) = gone.next().await {
-            let res = match &g {
-                Gone::Service(ns, name) => {
-                    service_lb::remove(&self.ctx, ns, name).await.map(|_| ())
+        // Several at a time: a namespace deleted with a thousand Services
+        // should not wait for the garbage collection.
+        let ctx = &self.ctx;
+        futures::stream::select(services, vpcs)
+            .take_until(ctx.shutting_down())
+            .for_each_concurrent(DELETIONS_IN_FLIGHT, |g| async move {
+                let res = match &g {
+                    Gone::Service(ns, name) => service_lb::remove(ctx, ns, name).await.map(|_| ()),
+                    Gone::Vpc(vpc) => group::remove(ctx, vpc).await,
+                };
+                if let Err(e) = res {
+                    tracing::warn!(gone = ?g, error = %e, "removing load balancers failed; the garbage collection retries");
                 }
-                Gone::Vpc(vpc) => group::remove(&self.ctx, vpc).await,
-            };
-            if let Err(e) = res {
-                tracing::warn!(gone = ?g, error = %e, "removing load balancers failed; the sweep retries");
-            }
-        }
+            })
+            .await;
     }
 
     /// Deletes groups of VPCs that are gone, now and every [`SWEEP`].

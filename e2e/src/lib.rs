@@ -10,6 +10,7 @@ pub mod natgw;
 pub mod node;
 pub mod ovn_rows;
 pub mod tenant;
+pub mod web;
 
 use std::path::PathBuf;
 

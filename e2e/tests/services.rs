@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use vpcnet_e2e::cluster::{Cleanup, OPERATOR_NS, TESTAPP_IMAGE, operator_selector, testapp_pod};
+use vpcnet_e2e::cluster::{Cleanup, OPERATOR_NS, operator_selector, testapp_pod};
 use vpcnet_e2e::kubectl::Kubectl;
-use vpcnet_e2e::ovn_rows;
+use vpcnet_e2e::{ovn_rows, web};
 
 const READY: Duration = Duration::from_secs(180);
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -25,18 +25,13 @@ fn tenant(k: &Kubectl, c: &mut Cleanup, name: &str, cidr: &str) {
     c.add("namespace", None, name);
 }
 
-/// A Deployment `web` of the test app, Ready by an `httpGet` probe (which
-/// the kubelet sends over the probe path), and a ClusterIP Service `web`
-/// (80 -> 8080) in front of it.
+/// The `web` Deployment and a ClusterIP Service `web` (80 -> 8080) in
+/// front of it.
 fn web(k: &Kubectl, ns: &str, replicas: u32) {
     k.must_apply(&format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\n\
-         spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
-         metadata: {{labels: {{app: web}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
-         containers:\n      - name: app\n        image: {TESTAPP_IMAGE}\n        imagePullPolicy: Never\n        \
-         readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 2}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\n\
-         spec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n"
+        "{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\n\
+         spec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n",
+        web::deployment(ns, replicas)
     ));
 }
 
@@ -44,23 +39,9 @@ fn cluster_ip(k: &Kubectl, ns: &str, svc: &str) -> String {
     k.field("service", Some(ns), svc, "{.spec.clusterIP}")
 }
 
-/// Names of the running, not terminating, pods of Deployment `web`.
+/// Names of the running, not terminating, pods of `web`.
 fn web_pods(k: &Kubectl, ns: &str) -> BTreeSet<String> {
-    k.ok(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        "app=web",
-        "--field-selector=status.phase=Running",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter(|l| l.split_whitespace().count() == 1)
-    .map(|l| l.trim().to_string())
-    .collect()
+    web::pods(k, ns).into_iter().map(|(n, _)| n).collect()
 }
 
 /// One connection from `pod` to `ip:port`: the answering server's name, or
@@ -98,32 +79,6 @@ fn servers(k: &Kubectl, ns: &str, client: &str, ip: &str, n: usize) -> BTreeSet<
         .collect()
 }
 
-/// The scale of `web`, and wait until exactly `n` of its pods run.
-fn scale(k: &Kubectl, ns: &str, n: u32) {
-    k.ok(&[
-        "scale",
-        "-n",
-        ns,
-        "deployment/web",
-        &format!("--replicas={n}"),
-    ]);
-    k.eventually(READY, &format!("{n} web pods running in {ns}"), || {
-        web_pods(k, ns).len() == n as usize
-    });
-}
-
-fn wait_web_ready(k: &Kubectl, ns: &str) {
-    let out = k.run(&[
-        "wait",
-        "-n",
-        ns,
-        "--for=condition=Available",
-        "deployment/web",
-        &format!("--timeout={}s", READY.as_secs()),
-    ]);
-    assert!(out.ok, "deployment web in {ns} available: {}", out.stderr);
-}
-
 #[test]
 fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() {
     let k = Kubectl::for_box();
@@ -133,7 +88,7 @@ fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() 
     web(&k, ns, 3);
     k.must_apply(&testapp_pod(ns, "client", None));
     k.wait_ready(ns, &["client"], READY);
-    wait_web_ready(&k, ns);
+    web::wait_available(&k, ns);
     let ip = cluster_ip(&k, ns, "web");
     assert!(ip.starts_with("10.96."), "a cluster address: {ip}");
 
@@ -144,7 +99,7 @@ fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() 
     });
 
     // Scale down to 1: no request goes to a removed pod.
-    scale(&k, ns, 1);
+    web::scale(&k, ns, 1);
     let left = web_pods(&k, ns);
     k.eventually(CONVERGE, "only the remaining pod answers", || {
         servers(&k, ns, "client", &ip, 3) == left
@@ -156,7 +111,7 @@ fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() 
     );
 
     // Scale to 0: refused at once, not a timeout.
-    scale(&k, ns, 0);
+    web::scale(&k, ns, 0);
     k.eventually(CONVERGE, "the empty Service refuses", || {
         connect(&k, ns, "client", &ip, 80).is_err_and(|(e, _)| refused(&e))
     });
@@ -168,7 +123,7 @@ fn a_cluster_ip_balances_over_ready_pods_follows_scale_and_refuses_when_empty() 
     );
 
     // Back to 2: traffic returns.
-    scale(&k, ns, 2);
+    web::scale(&k, ns, 2);
     let back = web_pods(&k, ns);
     k.eventually(CONVERGE, "the new pods answer", || {
         servers(&k, ns, "client", &ip, 10) == back
@@ -205,7 +160,7 @@ fn two_vpcs_with_the_same_cidr_and_service_names_reach_only_their_own_pods() {
     }
     for ns in [x, y] {
         k.wait_ready(ns, &["client"], READY);
-        wait_web_ready(&k, ns);
+        web::wait_available(&k, ns);
     }
     let (ip_x, ip_y) = (cluster_ip(&k, x, "web"), cluster_ip(&k, y, "web"));
     for (ns, ip) in [(x, &ip_x), (y, &ip_y)] {

@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use vpcnet_api::condition;
-use vpcnet_e2e::cluster::{Cleanup, TESTAPP_IMAGE, testapp_pod};
+use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
 use vpcnet_e2e::kubectl::Kubectl;
-use vpcnet_e2e::ovn_rows;
 use vpcnet_e2e::tenant::Tenant;
+use vpcnet_e2e::{ovn_rows, web};
 
 const READY: Duration = Duration::from_secs(180);
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -27,15 +27,9 @@ fn platform(k: &Kubectl, c: &mut Cleanup, t: &str, cidr: &str) {
     c.add("subnet", None, &format!("{t}-net"));
 }
 
-/// A Deployment `web` of the test app (label app=web), `replicas` pods.
+/// The `web` Deployment of `replicas` pods, applied by the tenant.
 fn web(t: &Tenant, replicas: u32) {
-    let out = t.kubectl().apply_yaml(&format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\n\
-         spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
-         metadata: {{labels: {{app: web}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
-         containers:\n      - name: app\n        image: {TESTAPP_IMAGE}\n        imagePullPolicy: Never\n",
-        ns = t.ns()
-    ));
+    let out = t.kubectl().apply_yaml(&web::deployment(t.ns(), replicas));
     assert!(out.ok, "{}", out.stderr);
 }
 
@@ -124,44 +118,6 @@ fn servers(k: &Kubectl, ns: &str, pod: &str, ip: &str, port: u16, n: usize) -> B
         .collect()
 }
 
-fn web_pods(k: &Kubectl, ns: &str) -> Vec<(String, String)> {
-    k.ok(&[
-        "get", "pods", "-n", ns, "-l", "app=web", "--field-selector=status.phase=Running", "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations.vpcnet\\.io/ip_address} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() == 2).then(|| (f[0].to_string(), f[1].to_string()))
-    })
-    .collect()
-}
-
-fn scale(k: &Kubectl, ns: &str, n: u32) {
-    k.ok(&[
-        "scale",
-        "-n",
-        ns,
-        "deployment/web",
-        &format!("--replicas={n}"),
-    ]);
-    k.eventually(READY, &format!("{n} web pods in {ns}"), || {
-        web_pods(k, ns).len() == n as usize
-    });
-}
-
-fn wait_web(k: &Kubectl, ns: &str) {
-    let out = k.run(&[
-        "wait",
-        "-n",
-        ns,
-        "--for=condition=Available",
-        "deployment/web",
-        &format!("--timeout={}s", READY.as_secs()),
-    ]);
-    assert!(out.ok, "{}", out.stderr);
-}
-
 #[test]
 fn switch_lb_rules_balance_follow_scale_keep_affinity_and_stay_in_their_vpc() {
     let k = Kubectl::for_box();
@@ -178,8 +134,8 @@ fn switch_lb_rules_balance_follow_scale_keep_affinity_and_stay_in_their_vpc() {
     apply(&ty, &testapp_pod(y, "client", None));
     k.wait_ready(x, &["client"], READY);
     k.wait_ready(y, &["client"], READY);
-    wait_web(&k, x);
-    wait_web(&k, y);
+    web::wait_available(&k, x);
+    web::wait_available(&k, y);
 
     // A selector rule on 8091: all three pods answer; the headless Service
     // is the rule's.
@@ -193,19 +149,19 @@ fn switch_lb_rules_balance_follow_scale_keep_affinity_and_stay_in_their_vpc() {
         k.field("service", Some(x), "slr-sel", "{.spec.clusterIP}"),
         "None"
     );
-    let names: BTreeSet<String> = web_pods(&k, x).into_iter().map(|(n, _)| n).collect();
+    let names: BTreeSet<String> = web::pods(&k, x).into_iter().map(|(n, _)| n).collect();
     k.eventually(CONVERGE, "all 3 pods answer on the VIP", || {
         servers(&k, x, "client", VIP, 8091, 12) == names
     });
 
     // Backends follow scale 3 -> 2 -> 3.
-    scale(&k, x, 2);
+    web::scale(&k, x, 2);
     wait_backends(&k, x, "sel", 2);
-    scale(&k, x, 3);
+    web::scale(&k, x, 3);
     wait_backends(&k, x, "sel", 3);
 
     // Fixed endpoints on 8092 with ClientIP affinity: one client, one backend.
-    let pods = web_pods(&k, x);
+    let pods = web::pods(&k, x);
     let eps: Vec<String> = pods.iter().take(2).map(|(_, ip)| ip.clone()).collect();
     apply(&tx, &endpoints_rule(x, "fixed", VIP, 8092, &eps, true));
     wait_backends(&k, x, "fixed", 2);
@@ -268,7 +224,7 @@ fn switch_lb_rules_balance_follow_scale_keep_affinity_and_stay_in_their_vpc() {
     // Tenant y uses the same VIP value in its own VPC: each reaches its own.
     apply(&ty, &selector_rule(y, "sel", VIP, 8091));
     wait_backends(&k, y, "sel", 2);
-    let y_names: BTreeSet<String> = web_pods(&k, y).into_iter().map(|(n, _)| n).collect();
+    let y_names: BTreeSet<String> = web::pods(&k, y).into_iter().map(|(n, _)| n).collect();
     k.eventually(CONVERGE, "y's rule reaches y's pods", || {
         servers(&k, y, "client", VIP, 8091, 8) == y_names
     });

@@ -35,3 +35,19 @@ pub struct Ctx {
 }
 
 vpcnet_runtime::service_context!(Ctx);
+
+impl Ctx {
+    /// Waits until every cache a reconcile reads holds its first full list:
+    /// a Service judged against an empty Subnet cache would look VPC-less
+    /// and lose its rows (to be written again moments later) at every start.
+    pub async fn caches_ready(&self) {
+        use vpcnet_runtime::kinds::wait_ready;
+        wait_ready(&self.vpcs).await;
+        wait_ready(&self.subnets).await;
+        wait_ready(&self.services).await;
+        wait_ready(&self.slices).await;
+        wait_ready(&self.vips).await;
+        wait_ready(&self.rules).await;
+        wait_ready(&self.pods).await;
+    }
+}

@@ -79,6 +79,7 @@ impl Reconcile for GroupReconciler {
     const CLEANS_UP: bool = false;
 
     async fn apply(vpc: &Vpc, ctx: &Ctx) -> Result<Action> {
+        ctx.caches_ready().await;
         if vpc.metadata.deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }

@@ -124,9 +124,7 @@ impl Lb {
                 _ = &mut shutdown => return,
                 _ = tick.tick() => {}
             }
-            if ctx.vpcs.wait_until_ready().await.is_err() {
-                return;
-            }
+            vpcnet_runtime::kinds::wait_ready(&ctx.vpcs).await;
             let alive: BTreeSet<String> = ctx.vpcs.state().iter().map(|v| v.name_any()).collect();
             for g in ctx.view.groups() {
                 let vpc = g.name.trim_start_matches(LB_GROUP_PREFIX);

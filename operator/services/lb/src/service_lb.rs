@@ -110,6 +110,7 @@ impl Reconcile for ServiceReconciler {
     const CLEANS_UP: bool = false;
 
     async fn apply(svc: &Service, ctx: &Ctx) -> Result<Action> {
+        ctx.caches_ready().await;
         let ns = svc.namespace().unwrap_or_default();
         let name = svc.name_any();
         if svc.metadata.deletion_timestamp.is_some() {

@@ -170,6 +170,7 @@ impl Reconcile for SlrReconciler {
     const KIND: &'static str = "SwitchLBRule";
 
     async fn apply(rule: &SwitchLBRule, ctx: &Ctx) -> Result<Action> {
+        ctx.caches_ready().await;
         let outcome = program(rule, ctx).await?;
         let (verdict, backends) = match outcome {
             Ok(b) => (Ok(()), b),

@@ -31,6 +31,7 @@ impl Reconcile for VipReconciler {
     const KIND: &'static str = "Vip";
 
     async fn apply(vip: &Vip, ctx: &Ctx) -> Result<Action> {
+        ctx.caches_ready().await;
         let decision = decide::validate(
             vip,
             &ctx.vpcs.state(),

@@ -56,7 +56,10 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test]
 async fn groups_members_and_references_converge_in_single_transactions() {
     let s = common::Server::start_with(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../ovn/schema/ovn-nb.ovsschema"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../ovn/schema/ovn-nb.ovsschema"
+        ),
         false,
     );
     s.nbctl(&["ls-add", "vpcnet-a-net1"]);

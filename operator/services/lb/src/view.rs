@@ -175,13 +175,8 @@ impl LbView {
 }
 
 fn holder(table: &'static str, uuid: &str, row: &ovn::Row) -> Holder {
-    let col = if table == LogicalSwitch::TABLE {
-        logical_switch::LOAD_BALANCER_GROUP
-    } else {
-        logical_router::LOAD_BALANCER_GROUP
-    };
     let groups = row
-        .get(col)
+        .get(group_column(table))
         .and_then(|v| ovn::datum::set_from_json::<Uuid>(v).ok())
         .unwrap_or_default();
     Holder {

@@ -177,3 +177,14 @@ fn write_kubeconfig(admin: &Kubectl, path: &Path, user: &str, token: &str) {
     f.write_all(text.as_bytes())
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
+
+/// The platform side of tenant `t` (as cluster-admin): a Vpc `t` listing
+/// namespace `t` and its Subnet `t-net` of `cidr`, registered for cleanup.
+pub fn platform(k: &Kubectl, c: &mut Cleanup, t: &str, cidr: &str) {
+    k.must_apply(&format!(
+        "apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}-net}}\nspec: {{vpc: {t}, cidrBlock: {cidr}, namespaces: [{t}]}}\n"
+    ));
+    c.add("vpc", None, t);
+    c.add("subnet", None, &format!("{t}-net"));
+}

@@ -11,21 +11,12 @@ use std::time::Duration;
 use vpcnet_api::condition;
 use vpcnet_e2e::cluster::{Cleanup, testapp_pod};
 use vpcnet_e2e::kubectl::Kubectl;
-use vpcnet_e2e::tenant::Tenant;
+use vpcnet_e2e::tenant::{self, Tenant};
 use vpcnet_e2e::{ovn_rows, web};
 
 const READY: Duration = Duration::from_secs(180);
 const CONVERGE: Duration = Duration::from_secs(30);
 const VIP: &str = "172.31.0.10";
-
-fn platform(k: &Kubectl, c: &mut Cleanup, t: &str, cidr: &str) {
-    k.must_apply(&format!(
-        "apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\
-         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}-net}}\nspec: {{vpc: {t}, cidrBlock: {cidr}, namespaces: [{t}]}}\n"
-    ));
-    c.add("vpc", None, t);
-    c.add("subnet", None, &format!("{t}-net"));
-}
 
 /// The `web` Deployment of `replicas` pods, applied by the tenant.
 fn web(t: &Tenant, replicas: u32) {
@@ -125,9 +116,9 @@ fn switch_lb_rules_balance_follow_scale_keep_affinity_and_stay_in_their_vpc() {
     let (x, y, z) = ("e2e-slrx", "e2e-slry", "e2e-slrz");
     let tx = Tenant::create(&k, x);
     let ty = Tenant::create(&k, y);
-    platform(&k, &mut c, x, "10.0.1.0/24");
-    platform(&k, &mut c, y, "10.0.1.0/24");
-    platform(&k, &mut c, z, "10.0.3.0/24");
+    tenant::platform(&k, &mut c, x, "10.0.1.0/24");
+    tenant::platform(&k, &mut c, y, "10.0.1.0/24");
+    tenant::platform(&k, &mut c, z, "10.0.3.0/24");
     web(&tx, 3);
     web(&ty, 2);
     apply(&tx, &testapp_pod(x, "client", None));

@@ -9,18 +9,9 @@ use std::time::Duration;
 use vpcnet_api::condition;
 use vpcnet_e2e::cluster::{Cleanup, operator_selector};
 use vpcnet_e2e::kubectl::Kubectl;
-use vpcnet_e2e::tenant::Tenant;
+use vpcnet_e2e::tenant::{self, Tenant};
 
 const READY: Duration = Duration::from_secs(60);
-
-fn platform(k: &Kubectl, c: &mut Cleanup, t: &str, cidr: &str) {
-    k.must_apply(&format!(
-        "apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\
-         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}-net}}\nspec: {{vpc: {t}, cidrBlock: {cidr}, namespaces: [{t}]}}\n"
-    ));
-    c.add("vpc", None, t);
-    c.add("subnet", None, &format!("{t}-net"));
-}
 
 fn broad_role(k: &Kubectl, t: &Tenant) {
     let ns = t.ns();
@@ -107,8 +98,8 @@ fn vips_reserve_fixed_and_dynamic_addresses_refuse_conflicts_and_free_on_delete(
     let (a, b) = ("e2e-vipa", "e2e-vipb");
     let ta = Tenant::create(&k, a);
     let tb = Tenant::create(&k, b);
-    platform(&k, &mut c, a, "10.0.9.0/24");
-    platform(&k, &mut c, b, "10.0.9.0/24");
+    tenant::platform(&k, &mut c, a, "10.0.9.0/24");
+    tenant::platform(&k, &mut c, b, "10.0.9.0/24");
     broad_role(&k, &ta);
     let subnet = format!("{a}-net");
     k.eventually(READY, "tenant a's subnet counts its addresses", || {

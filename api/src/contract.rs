@@ -30,6 +30,9 @@ pub mod annotations {
     pub const SEAL_KEY_ID: &str = "vpcnet.io/seal-key-id";
     /// Multus' network-selection annotation.
     pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+    /// Written by the user: a comma-separated list of SecurityGroups of the
+    /// pod's own namespace the pod is a member of.
+    pub const SECURITY_GROUPS: &str = "vpcnet.io/security_groups";
 }
 
 /// `external_ids` keys of OVN rows and OVS interfaces.
@@ -48,6 +51,11 @@ pub mod external_ids {
     pub const IFNAME: &str = "vpcnet.io/ifname";
     /// The CNI network name (CNI).
     pub const NETWORK: &str = "vpcnet.io/network";
+    /// The namespace of a SecurityGroup's Port_Group (the domain within
+    /// which its ACL slot is unique).
+    pub const SG_NAMESPACE: &str = "vpcnet.io/sg-namespace";
+    /// A SecurityGroup's ACL priority slot among its namespace's groups.
+    pub const SG_SLOT: &str = "vpcnet.io/sg-slot";
 }
 
 /// Labels on the objects the operator creates.
@@ -178,6 +186,48 @@ pub mod naming {
         format!("vpcnet-slr:{namespace}/{rule}:{protocol}")
     }
 
+    /// The Port_Group of SecurityGroup `namespace/name`. Port_Group names
+    /// (and the address sets `$<name>_ip4` OVN derives from them) allow
+    /// only letters, digits and `_`, so the two names are spelled with
+    /// `-` as `_h`, `.` as `_d` and joined by `_s`: reversible, so two
+    /// groups never share a Port_Group.
+    pub fn security_group_port_group(namespace: &str, name: &str) -> String {
+        format!(
+            "{SG_PORT_GROUP_PREFIX}{}_s{}",
+            port_group_spelling(namespace),
+            port_group_spelling(name)
+        )
+    }
+
+    /// The prefix of every SecurityGroup's Port_Group name.
+    pub const SG_PORT_GROUP_PREFIX: &str = "vpcnet_sg_";
+
+    /// The Port_Group holding every port of subnet `subnet` that is in at
+    /// least one SecurityGroup: its default deny and what a pod needs to
+    /// live (its gateway, neighbour discovery).
+    pub fn security_base_port_group(subnet: &str) -> String {
+        format!("{SG_BASE_PORT_GROUP_PREFIX}{}", port_group_spelling(subnet))
+    }
+
+    /// The prefix of every subnet's base Port_Group name.
+    pub const SG_BASE_PORT_GROUP_PREFIX: &str = "vpcnet_sgb_";
+
+    /// `name` in the characters a Port_Group name allows, reversibly:
+    /// letters and digits stay, `-` is `_h`, `.` is `_d`, anything else
+    /// `_x<hex>_`; no spelling contains `_s`.
+    fn port_group_spelling(name: &str) -> String {
+        let mut out = String::with_capacity(name.len());
+        for c in name.chars() {
+            match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' => out.push(c),
+                '-' => out.push_str("_h"),
+                '.' => out.push_str("_d"),
+                _ => out.push_str(&format!("_x{:x}_", c as u32)),
+            }
+        }
+        out
+    }
+
     /// The Load_Balancer row of a Service's ports of one protocol (a label
     /// for people; the row's owner is in its `external_ids`).
     pub fn service_lb(namespace: &str, service: &str, protocol: &str) -> String {
@@ -195,6 +245,38 @@ mod tests {
         assert_ne!(router_port("x"), switch_router_port("x"));
         assert_ne!(switch_router_port("a"), pod_port("b", "vpcnet_lsp_a"));
         assert!(!pod_port("ns", "p").contains('_'));
+    }
+
+    #[test]
+    fn security_group_port_groups_are_valid_names_and_never_collide() {
+        let names = [
+            ("a-b", "c"),
+            ("a", "b-c"),
+            ("a", "b.c"),
+            ("a", "b_hc"),
+            ("ab", "c"),
+            ("a", "bc"),
+            ("a_s", "b"),
+        ];
+        let pgs: std::collections::BTreeSet<String> = names
+            .iter()
+            .map(|(ns, n)| security_group_port_group(ns, n))
+            .collect();
+        assert_eq!(pgs.len(), names.len(), "{pgs:?}");
+        for pg in pgs.iter().chain([&security_base_port_group("net-1.a")]) {
+            assert!(
+                pg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{pg}"
+            );
+        }
+        assert_eq!(
+            security_group_port_group("t-1", "sg.web"),
+            "vpcnet_sg_t_h1_ssg_dweb"
+        );
+        assert_ne!(
+            security_base_port_group("x"),
+            security_group_port_group("x", "")
+        );
     }
 
     #[test]

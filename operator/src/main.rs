@@ -9,6 +9,7 @@ use vpcnet_nat::{Nat, context::Settings};
 use vpcnet_network::{Network, service::DefaultNetwork};
 use vpcnet_runtime::run::{Options, fallback_identity, lead};
 use vpcnet_runtime::{Result, Service};
+use vpcnet_security::Security;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "vpcnet operator: tenant VPCs on OVN")]
@@ -97,6 +98,7 @@ async fn main() -> Result<()> {
     let services: Vec<Arc<dyn Service>> = vec![
         Arc::new(Network::new(rt, default).await?),
         Arc::new(Lb::new(rt, default_subnet).await?),
+        Arc::new(Security::new(rt).await?),
         Arc::new(Nat::new(
             rt,
             Settings {

@@ -39,6 +39,8 @@ pub fn owners() -> BTreeMap<String, usize> {
             ovn::nb::logical_switch::TABLE,
             ovn::nb::logical_switch_port::TABLE,
             ovn::nb::load_balancer::TABLE,
+            ovn::nb::port_group::TABLE,
+            ovn::nb::acl::TABLE,
         ] {
             let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
             txn.select(table, &[], Some(&[ovn::owner::EXTERNAL_IDS]));
@@ -132,4 +134,49 @@ pub fn lb_group_members(vpc: &str) -> Vec<String> {
         .collect();
     owners.sort();
     owners
+}
+
+/// One Port_Group of ours, as the box's NB holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortGroupRow {
+    /// Its uuid.
+    pub uuid: String,
+    /// The names of its ports.
+    pub ports: Vec<String>,
+    /// `uuid -> (priority, match)` of its ACLs.
+    pub acls: BTreeMap<String, (i64, String)>,
+}
+
+/// The Port_Group called `name`, with its ports by name and its ACLs.
+pub fn port_group(name: &str) -> Option<PortGroupRow> {
+    block_on(async {
+        let nb = nb().await;
+        let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
+        txn.select_all::<ovn::nb::PortGroup>();
+        txn.select_all::<ovn::nb::LogicalSwitchPort>();
+        txn.select_all::<ovn::nb::Acl>();
+        let res = nb.transact(txn).await.expect("select");
+        let pg = res
+            .rows::<ovn::nb::PortGroup>(0)
+            .expect("port groups")
+            .into_iter()
+            .find(|g| g.name == name)?;
+        let lsps = res.rows::<ovn::nb::LogicalSwitchPort>(1).expect("ports");
+        let acls = res.rows::<ovn::nb::Acl>(2).expect("acls");
+        let mut ports: Vec<String> = lsps
+            .into_iter()
+            .filter(|p| pg.ports.contains(&p.uuid))
+            .map(|p| p.name)
+            .collect();
+        ports.sort();
+        Some(PortGroupRow {
+            uuid: pg.uuid.as_str().to_string(),
+            ports,
+            acls: acls
+                .into_iter()
+                .filter(|a| pg.acls.contains(&a.uuid))
+                .map(|a| (a.uuid.as_str().to_string(), (a.priority, a.r#match)))
+                .collect(),
+        })
+    })
 }

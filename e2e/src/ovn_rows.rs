@@ -180,3 +180,36 @@ pub fn port_group(name: &str) -> Option<PortGroupRow> {
         })
     })
 }
+
+/// The addresses of the Southbound `Address_Set` called `name` (ovn-northd
+/// derives `<port group>_ip4` from a Port_Group's ports), if it exists.
+pub fn sb_address_set(name: &str) -> Option<Vec<String>> {
+    let target = std::env::var("OVN_SB_DB").unwrap_or_else(|_| {
+        format!(
+            "unix:{}",
+            crate::box_dir().join("ovn/ovnsb_db.sock").display()
+        )
+    });
+    block_on(async {
+        let sb = ovn::Client::connect(&target)
+            .await
+            .expect("the box's SB DB answers");
+        let mut txn = ovn::Txn::new("OVN_Southbound");
+        txn.select(
+            "Address_Set",
+            &[ovn::ops::Cond::eq("name", name)],
+            Some(&["addresses"]),
+        );
+        let res = sb.transact(txn).await.expect("select");
+        let row = res.raw_rows(0).into_iter().next()?;
+        let mut out: Vec<String> = row
+            .get("addresses")
+            .map(ovn::datum::set_elements)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        out.sort();
+        Some(out)
+    })
+}

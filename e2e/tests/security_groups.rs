@@ -83,57 +83,95 @@ fn group(ns: &str, name: &str, ingress: &[String], egress: &[String]) -> String 
     )
 }
 
-/// Whether `from` gets an answer on `ip:port` (a dropped SYN times out).
-fn tcp(k: &Kubectl, ns: &str, from: &str, ip: &str, port: u16) -> bool {
+/// What one attempt on a path saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    /// An answer.
+    Open,
+    /// Nothing at all: dropped (a refused connection is not a drop).
+    Dropped,
+    /// Anything else (refused, an exec failure): never what a check wants.
+    Other(String),
+}
+
+/// One connection from `from` to `ip:port` (curl exits 28 on a timeout).
+fn tcp(k: &Kubectl, ns: &str, from: &str, ip: &str, port: u16) -> Seen {
     let url = format!("http://{ip}:{port}/");
-    let out = k.exec(ns, from, &["curl", "-s", "--max-time", "2", &url]);
-    out.ok && out.stdout.contains("server=")
+    let out = k.exec(ns, from, &["curl", "-s", "-S", "--max-time", "2", &url]);
+    if out.ok && out.stdout.contains("server=") {
+        Seen::Open
+    } else if out.stderr.contains("curl: (28)") {
+        Seen::Dropped
+    } else {
+        Seen::Other(out.stderr.trim().to_string())
+    }
 }
 
-/// Whether `from` gets an echo reply from `ip`.
-fn ping(k: &Kubectl, ns: &str, from: &str, ip: &str) -> bool {
-    k.exec(ns, from, &["ping", "-c", "1", "-W", "2", ip]).ok
+/// One echo request from `from` to `ip`.
+fn ping(k: &Kubectl, ns: &str, from: &str, ip: &str) -> Seen {
+    let out = k.exec(ns, from, &["ping", "-c", "1", "-W", "2", ip]);
+    if out.ok {
+        Seen::Open
+    } else if out.stdout.contains("0 received") {
+        Seen::Dropped
+    } else {
+        Seen::Other(format!("{} {}", out.stdout.trim(), out.stderr.trim()))
+    }
 }
 
-/// A check of one path: `(from, to-address, port or None for ICMP, expected)`.
+/// A check of one path: `(from, to-address, port or None for ICMP, open?)`.
 type Check<'a> = (&'a str, String, Option<u16>, bool);
 
-fn probe(k: &Kubectl, ns: &str, c: &Check) -> bool {
+fn probe(k: &Kubectl, ns: &str, c: &Check) -> Seen {
     match c.2 {
         Some(port) => tcp(k, ns, c.0, &c.1, port),
         None => ping(k, ns, c.0, &c.1),
     }
 }
 
-/// Runs every check concurrently until each says what it should (a denied
-/// path is re-checked once every allowed one has converged, so a path slow
-/// to open is not mistaken for a closed one); panics naming the paths that
-/// do not.
+fn open(k: &Kubectl, ns: &str, from: &str, ip: &str, port: u16) -> bool {
+    tcp(k, ns, from, ip, port) == Seen::Open
+}
+
+/// Runs every check concurrently until each sees what it should, then
+/// every check once more (so a path caught mid-change does not pass);
+/// panics naming the paths that do not.
 fn expect(k: &Kubectl, ns: &str, what: &str, checks: &[Check]) {
     let deadline = Instant::now() + CONVERGE;
-    let wrong: Vec<String> = thread::scope(|s| {
-        let handles: Vec<_> = checks
-            .iter()
-            .map(|c| {
-                s.spawn(move || {
-                    loop {
-                        let got = probe(k, ns, c);
-                        if got == c.3 || Instant::now() > deadline {
-                            return (c, got);
+    let want = |c: &Check| if c.3 { Seen::Open } else { Seen::Dropped };
+    let run = |until: Option<Instant>| -> Vec<String> {
+        thread::scope(|s| {
+            let handles: Vec<_> = checks
+                .iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        loop {
+                            let got = probe(k, ns, c);
+                            if got == want(c) || until.is_none_or(|t| Instant::now() > t) {
+                                return (c, got);
+                            }
+                            thread::sleep(Duration::from_millis(200));
                         }
-                        thread::sleep(Duration::from_millis(200));
-                    }
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(|(c, got)| *got != c.3)
-            .map(|(c, got)| format!("{} -> {}:{:?} got {got}, want {}", c.0, c.1, c.2, c.3))
-            .collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|(c, got)| *got != want(c))
+                .map(|(c, got)| {
+                    format!(
+                        "{} -> {}:{:?} saw {got:?}, want open={}",
+                        c.0, c.1, c.2, c.3
+                    )
+                })
+                .collect()
+        })
+    };
+    let wrong = run(Some(deadline));
     assert!(wrong.is_empty(), "{what}: {wrong:#?}");
+    let wrong = run(None);
+    assert!(wrong.is_empty(), "{what}, checked again: {wrong:#?}");
 }
 
 fn annotate(k: &Kubectl, ns: &str, pod: &str, groups: Option<&str>) {
@@ -309,7 +347,7 @@ fn groups_priorities_memberships_and_rule_edits_hold_with_real_traffic() {
     k.wait_ready(ns, &["web2"], READY);
     let running = Instant::now();
     k.eventually(Duration::from_secs(10), "web2 to reach db:3306", || {
-        tcp(&k, ns, "web2", &db, 3306)
+        open(&k, ns, "web2", &db, 3306)
     });
     let took = running.elapsed();
     assert!(
@@ -317,6 +355,11 @@ fn groups_priorities_memberships_and_rule_edits_hold_with_real_traffic() {
         "web2 reached db after {took:?}"
     );
     assert!(ports_of(ns, "sg-web").contains(&naming::pod_port(ns, "web2")));
+    let web2 = k.pod_ip(ns, "web2");
+    let address_set = format!("{}_ip4", naming::security_group_port_group(ns, "sg-web"));
+    let mut both = vec![web.clone(), web2.clone()];
+    both.sort();
+    assert_eq!(ovn_rows::sb_address_set(&address_set), Some(both));
     k.eventually(CONVERGE, "two members in status", || {
         status(&k, ns, "sg-web", "{.status.members}") == "2"
     });
@@ -324,6 +367,11 @@ fn groups_priorities_memberships_and_rule_edits_hold_with_real_traffic() {
     k.eventually(CONVERGE, "web2's port out of sg-web", || {
         ports_of(ns, "sg-web") == vec![naming::pod_port(ns, "web")]
     });
+    k.eventually(
+        CONVERGE,
+        "web2's address out of sg-web's address set",
+        || ovn_rows::sb_address_set(&address_set) == Some(vec![web.clone()]),
+    );
 
     // Leaving its only group opens db again; the base group lets it go.
     annotate(tk, ns, "db", None);

@@ -18,6 +18,7 @@ use vpcnet_api::SecurityGroupSpec;
 use vpcnet_api::contract::external_ids::SG_NAMESPACE;
 use vpcnet_api::contract::naming;
 use vpcnet_api::security_group::{RemoteType, SgPolicy, SgProtocol, SgRule};
+use vpcnet_security::member::plan_for;
 use vpcnet_security::plan::{self, Planned, Siblings};
 use vpcnet_security::view::SgView;
 use vpcnet_security::{BASE_OWNER_KIND, GROUP_OWNER_KIND, build};
@@ -73,12 +74,17 @@ async fn send(nb: &ovn::Client, view: &SgView, p: Planned) -> usize {
 fn group_plan(view: &SgView, ns: &str, name: &str, spec: &SecurityGroupSpec, slot: u16) -> Planned {
     let owner = Owner::new(GROUP_OWNER_KIND, ns, name);
     let rows = build::group_rows(ns, name, spec, slot).expect("rows");
-    let siblings = view.groups_of(ns);
+    let cached = view.port_group(&rows.port_group.name);
+    let siblings = if cached.is_none() {
+        view.groups_of(ns)
+    } else {
+        Vec::new()
+    };
     plan::group(
         &owner,
         rows.port_group.clone(),
         Some(rows.acls),
-        view.port_group(&rows.port_group.name).as_ref(),
+        cached.as_ref(),
         &view.acls(&owner.id()),
         Some(Siblings {
             key: (SG_NAMESPACE, ns),
@@ -174,9 +180,7 @@ async fn main() {
     for i in 0..PORTS {
         let port = view.port(&format!("p{i}.bench")).unwrap().uuid;
         let want = BTreeSet::from([pg_uuid(&view, i % 1000), base_uuid.clone()]);
-        let mut cand = view.groups();
-        cand.extend(view.bases());
-        let p = plan::membership(&port, &want, &cand);
+        let (p, _) = plan_for(&view, &port, &want);
         nb.transact(p.txn.unwrap()).await.expect("join");
     }
     let joined = t0.elapsed();
@@ -223,9 +227,7 @@ async fn main() {
         let target = pg_uuid(&view, (i + 500) % 1000);
         let want = BTreeSet::from([target.clone(), base_uuid.clone()]);
         let started = Instant::now();
-        let mut cand = view.groups();
-        cand.extend(view.bases());
-        let p = plan::membership(&port, &want, &cand);
+        let (p, cand) = plan_for(&view, &port, &want);
         nb.transact(p.txn.unwrap()).await.expect("move");
         mem_txns += 1;
         let uuids: Vec<Uuid> = cand.iter().map(|g| g.uuid.clone()).collect();

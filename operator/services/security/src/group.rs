@@ -112,7 +112,11 @@ impl Reconcile for GroupReconciler {
         write::write(ctx, || {
             let groups = decide::groups_of(&ns, &ctx.groups.state());
             let cached = ctx.view.port_group(&pg_name);
-            let siblings = ctx.view.groups_of(&ns);
+            // Only a new group chooses a slot among its namespace's.
+            let siblings = match &cached {
+                None => ctx.view.groups_of(&ns),
+                Some(_) => Vec::new(),
+            };
             let accepted = match decide::validate(&ns, sg, &groups, cached.as_ref(), &siblings) {
                 Ok(a) => a,
                 Err(r) => {

@@ -18,6 +18,10 @@ use vpcnet_runtime::driver::Reconcile;
 
 use vpcnet_runtime::refusal::Reason;
 
+use ovn::Uuid;
+use ovn::nb::PortGroup;
+
+use crate::view::SgView;
 use crate::{Ctx, Error, Result, decide, plan, write};
 
 fn host_network(pod: &Pod) -> bool {
@@ -25,6 +29,26 @@ fn host_network(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.host_network)
         .unwrap_or(false)
+}
+
+/// Plans `port` into exactly the Port_Groups `want`: the candidates are
+/// the groups that hold it now and the ones it should be in (whatever it
+/// is in beyond those is none of ours). Returns the plan and the candidates.
+pub fn plan_for(
+    view: &SgView,
+    port: &Uuid,
+    want: &BTreeSet<Uuid>,
+) -> (plan::Planned, Vec<PortGroup>) {
+    let mut candidates = view.holding(port);
+    for u in want {
+        if !candidates.iter().any(|g| &g.uuid == u) {
+            candidates.push(PortGroup {
+                uuid: u.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    (plan::membership(port, want, &candidates), candidates)
 }
 
 /// Reconciles pods' memberships.
@@ -87,14 +111,12 @@ impl Reconcile for MemberReconciler {
                 .ok_or_else(|| Error::Dependency(format!("the base group of subnet {subnet}")))?;
             want.insert(base.uuid);
         }
-        let mut candidates = ctx.view.groups();
-        candidates.extend(ctx.view.bases());
+        let (p, candidates) = plan_for(&ctx.view, &port.uuid, &want);
         let changed: Vec<_> = candidates
             .iter()
             .filter(|g| g.ports.contains(&port.uuid) != want.contains(&g.uuid))
             .cloned()
             .collect();
-        let p = plan::membership(&port.uuid, &want, &candidates);
         if let Some(txn) = p.txn {
             ctx.nb.transact(txn).await?;
             let uuids: Vec<_> = candidates.iter().map(|g| g.uuid.clone()).collect();

@@ -114,6 +114,17 @@ impl SgView {
         })
     }
 
+    /// The Port_Groups of ours (groups and bases) that hold `port`; the
+    /// rows are decoded only for those (a port is in a few of thousands).
+    pub fn holding(&self, port: &Uuid) -> Vec<PortGroup> {
+        let atom = port.to_json();
+        self.port_groups(|r| {
+            matches!(owner_kind(r), Some(k) if k == GROUP_OWNER_KIND || k == BASE_OWNER_KIND)
+                && r.get(ovn::nb::port_group::PORTS)
+                    .is_some_and(|v| contains(v, &atom))
+        })
+    }
+
     /// The ACLs owned by `owner` (an `ovn::Owner` id).
     pub fn acls(&self, owner: &str) -> Vec<Acl> {
         self.monitor.with(|t| {

@@ -36,7 +36,7 @@ fn spec(seed: usize) -> SecurityGroupSpec {
         .map(|i| SgRule {
             protocol: SgProtocol::Tcp,
             priority: (i * 20 + 1) as i32,
-            policy: if i % 3 == 0 {
+            policy: if i.is_multiple_of(3) {
                 SgPolicy::Drop
             } else {
                 SgPolicy::Allow
@@ -202,7 +202,7 @@ async fn main() {
         let key = format!(
             "in/{}/{}",
             (k % RULES) * 20 + 1,
-            if (k % RULES) % 3 == 0 {
+            if (k % RULES).is_multiple_of(3) {
                 "drop"
             } else {
                 "allow"

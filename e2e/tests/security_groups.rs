@@ -266,7 +266,9 @@ fn groups_priorities_memberships_and_rule_edits_hold_with_real_traffic() {
     ];
     expect(&k, ns, "the matrix", &matrix);
     eprintln!("matrix done at {:?}", started.elapsed());
-    assert_eq!(status(&k, ns, "sg-web", "{.status.members}"), "1");
+    k.eventually(CONVERGE, "sg-web's status to count its member", || {
+        status(&k, ns, "sg-web", "{.status.members}") == "1"
+    });
     assert_eq!(
         status(&k, ns, "sg-web", "{.status.portGroup}"),
         naming::security_group_port_group(ns, "sg-web")

@@ -129,14 +129,14 @@ async fn main() {
     nb.transact(txn).await.expect("ports");
     let view = SgView::start(&nb).await.expect("view");
     let ports_loaded = t0.elapsed();
-    let base = build::base_rows("bench-net", "10.1.0.1".parse().unwrap());
+    let base_rows = build::base_rows("bench-net", "10.1.0.1".parse().unwrap());
     send(
         &nb,
         &view,
         plan::group(
             &Owner::cluster(BASE_OWNER_KIND, "bench-net"),
-            base.port_group,
-            Some(base.acls),
+            base_rows.port_group,
+            Some(base_rows.acls),
             None,
             &[],
             None,
@@ -167,20 +167,18 @@ async fn main() {
             format!("g{}", i % GROUPS_PER_NS),
         )
     };
-    let pg_uuid = |view: &SgView, i: usize| {
+    let pg_of = |view: &SgView, i: usize| {
         let (ns, g) = group_of(i);
         view.port_group(&naming::security_group_port_group(&ns, &g))
             .unwrap()
-            .uuid
     };
-    let base_uuid = view.bases()[0].uuid.clone();
+    let base = view.bases().remove(0);
 
     // Every port joins one group (and the base group), one transaction each.
     let t0 = Instant::now();
     for i in 0..PORTS {
         let port = view.port(&format!("p{i}.bench")).unwrap().uuid;
-        let want = BTreeSet::from([pg_uuid(&view, i % 1000), base_uuid.clone()]);
-        let (p, _) = plan_for(&view, &port, &want);
+        let (p, _) = plan_for(&view, &port, &[pg_of(&view, i % 1000), base.clone()]);
         nb.transact(p.txn.unwrap()).await.expect("join");
     }
     let joined = t0.elapsed();
@@ -224,10 +222,10 @@ async fn main() {
     for k in 0..SAMPLES {
         let i = (k * 13) % PORTS;
         let port = view.port(&format!("p{i}.bench")).unwrap().uuid;
-        let target = pg_uuid(&view, (i + 500) % 1000);
-        let want = BTreeSet::from([target.clone(), base_uuid.clone()]);
+        let target = pg_of(&view, (i + 500) % 1000);
+        let want = BTreeSet::from([target.uuid.clone(), base.uuid.clone()]);
         let started = Instant::now();
-        let (p, cand) = plan_for(&view, &port, &want);
+        let (p, cand) = plan_for(&view, &port, &[target, base.clone()]);
         nb.transact(p.txn.unwrap()).await.expect("move");
         mem_txns += 1;
         let uuids: Vec<Uuid> = cand.iter().map(|g| g.uuid.clone()).collect();

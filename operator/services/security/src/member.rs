@@ -31,24 +31,40 @@ fn host_network(pod: &Pod) -> bool {
         .unwrap_or(false)
 }
 
-/// Plans `port` into exactly the Port_Groups `want`: the candidates are
-/// the groups that hold it now and the ones it should be in (whatever it
-/// is in beyond those is none of ours). Returns the plan and the candidates.
-pub fn plan_for(
-    view: &SgView,
-    port: &Uuid,
-    want: &BTreeSet<Uuid>,
-) -> (plan::Planned, Vec<PortGroup>) {
+/// Plans `port` into exactly the Port_Groups `want` (rows from the view):
+/// the candidates are the groups that hold it now and the ones it should
+/// be in (whatever it is in beyond those is none of ours). Returns the plan
+/// and the candidates.
+pub fn plan_for(view: &SgView, port: &Uuid, want: &[PortGroup]) -> (plan::Planned, Vec<PortGroup>) {
     let mut candidates = view.holding(port);
-    for u in want {
-        if !candidates.iter().any(|g| &g.uuid == u) {
-            candidates.push(PortGroup {
-                uuid: u.clone(),
-                ..Default::default()
-            });
+    for g in want {
+        if !candidates.iter().any(|c| c.uuid == g.uuid) {
+            candidates.push(g.clone());
         }
     }
-    (plan::membership(port, want, &candidates), candidates)
+    let uuids: BTreeSet<Uuid> = want.iter().map(|g| g.uuid.clone()).collect();
+    (plan::membership(port, &uuids, &candidates), candidates)
+}
+
+/// The groups of namespace `ns` among `candidates` whose holding of `port`
+/// changes when it is to be in exactly `want`: their member counts change.
+pub fn changed_groups(
+    ns: &str,
+    port: &Uuid,
+    want: &BTreeSet<Uuid>,
+    candidates: &[PortGroup],
+) -> Vec<String> {
+    let prefix = format!("{}/{ns}/", crate::GROUP_OWNER_KIND);
+    candidates
+        .iter()
+        .filter(|g| g.ports.contains(port) != want.contains(&g.uuid))
+        .filter_map(|g| {
+            g.external_ids
+                .get(ovn::owner::OWNER_KEY)?
+                .strip_prefix(&prefix)
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 /// Reconciles pods' memberships.
@@ -93,15 +109,14 @@ impl Reconcile for MemberReconciler {
                 return Ok(Action::await_change());
             }
         };
-        let mut want = BTreeSet::new();
+        let mut rows = Vec::new();
         for g in &wanted {
             let pg = naming::security_group_port_group(&ns, g);
-            let found = ctx.view.port_group(&pg).ok_or_else(|| {
+            rows.push(ctx.view.port_group(&pg).ok_or_else(|| {
                 Error::Dependency(format!("the Port_Group of SecurityGroup {ns}/{g}"))
-            })?;
-            want.insert(found.uuid);
+            })?);
         }
-        if !want.is_empty() {
+        if !rows.is_empty() {
             let subnet = port.subnet.clone().ok_or_else(|| {
                 Error::Dependency(format!("the subnet of pod {ns}/{name}'s port"))
             })?;
@@ -109,14 +124,11 @@ impl Reconcile for MemberReconciler {
                 .view
                 .port_group(&naming::security_base_port_group(&subnet))
                 .ok_or_else(|| Error::Dependency(format!("the base group of subnet {subnet}")))?;
-            want.insert(base.uuid);
+            rows.push(base);
         }
-        let (p, candidates) = plan_for(&ctx.view, &port.uuid, &want);
-        let changed: Vec<_> = candidates
-            .iter()
-            .filter(|g| g.ports.contains(&port.uuid) != want.contains(&g.uuid))
-            .cloned()
-            .collect();
+        let want: BTreeSet<Uuid> = rows.iter().map(|g| g.uuid.clone()).collect();
+        let (p, candidates) = plan_for(&ctx.view, &port.uuid, &rows);
+        let changed = changed_groups(&ns, &port.uuid, &want, &candidates);
         if let Some(txn) = p.txn {
             ctx.nb.transact(txn).await?;
             let uuids: Vec<_> = candidates.iter().map(|g| g.uuid.clone()).collect();
@@ -130,15 +142,45 @@ impl Reconcile for MemberReconciler {
             tracing::debug!(namespace = %ns, pod = %name, groups = ?wanted, "memberships written");
             // Their member counts changed.
             for g in changed {
-                if let Some(gname) = g
-                    .external_ids
-                    .get(ovn::owner::OWNER_KEY)
-                    .and_then(|o| o.strip_prefix(&format!("{}/{ns}/", crate::GROUP_OWNER_KIND)))
-                {
-                    let _ = ctx.group_nudge.send(ObjectRef::new(gname).within(&ns));
-                }
+                let _ = ctx.group_nudge.send(ObjectRef::new(&g).within(&ns));
             }
         }
         Ok(Action::await_change())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn pg(uuid: &str, owner: &str, ports: &[&str]) -> PortGroup {
+        PortGroup {
+            uuid: Uuid::Real(uuid.into()),
+            external_ids: BTreeMap::from([(ovn::owner::OWNER_KEY.to_string(), owner.to_string())]),
+            ports: ports.iter().map(|p| Uuid::Real(p.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_groups_a_port_joins_or_leaves_are_told_and_the_rest_are_not() {
+        let port = Uuid::Real("p".into());
+        let cands = [
+            pg("a", "SecurityGroup/t/sg-a", &[]),
+            pg("b", "SecurityGroup/t/sg-b", &["p"]),
+            pg("c", "SecurityGroup/t/sg-c", &["p"]),
+            pg("base", "SecuritySubnet//net", &[]),
+        ];
+        let want = BTreeSet::from([
+            Uuid::Real("a".into()),
+            Uuid::Real("c".into()),
+            Uuid::Real("base".into()),
+        ]);
+        assert_eq!(
+            changed_groups("t", &port, &want, &cands),
+            vec!["sg-a", "sg-b"]
+        );
     }
 }

@@ -30,6 +30,16 @@ pub mod annotations {
     pub const SEAL_KEY_ID: &str = "vpcnet.io/seal-key-id";
     /// Multus' network-selection annotation.
     pub const MULTUS_NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+
+    /// Kube-OVN's pod annotations that mean the same request as one of ours,
+    /// so workloads written for Kube-OVN keep their addresses and subnets:
+    /// `(theirs, ours)`. Ours win when a pod carries both. (Kube-OVN's
+    /// `logical_switch` names a subnet, the request ours spell `subnet`.)
+    pub const KUBE_OVN_ALIASES: &[(&str, &str)] = &[
+        ("ovn.kubernetes.io/ip_address", IP_ADDRESS),
+        ("ovn.kubernetes.io/ip_pool", IP_POOL),
+        ("ovn.kubernetes.io/logical_switch", SUBNET),
+    ];
 }
 
 /// `external_ids` keys of OVN rows and OVS interfaces.

@@ -57,7 +57,9 @@ pub async fn lead(options: Options) -> Result<Leading> {
         ready.clone(),
     ));
     let mut lease = candidate(&client, &options);
+    metrics.leading(leader::LEASE_NAME, false);
     lease.acquire().await;
+    metrics.leading(leader::LEASE_NAME, true);
     // Renewed from now on, also while the state is rebuilt.
     let holding = tokio::spawn(async move {
         let lost = lease.hold().await;

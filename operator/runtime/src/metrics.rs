@@ -198,6 +198,37 @@ impl Metrics {
     }
 }
 
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr`.
+pub async fn serve(
+    addr: String,
+    metrics: std::sync::Arc<Metrics>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if ready.load(std::sync::atomic::Ordering::SeqCst) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        );
+    match tokio::net::TcpListener::bind(&addr).await {
+        Ok(listener) => {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        }
+        Err(e) => tracing::error!(%addr, error = %e, "cannot bind the metrics address"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,36 +318,5 @@ mod tests {
             }
         }
         assert!(checked >= 5, "the dashboard has its queries");
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr`.
-pub async fn serve(
-    addr: String,
-    metrics: std::sync::Arc<Metrics>,
-    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || async move {
-                if ready.load(std::sync::atomic::Ordering::SeqCst) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
-                }
-            }),
-        );
-    match tokio::net::TcpListener::bind(&addr).await {
-        Ok(listener) => {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics server stopped");
-            }
-        }
-        Err(e) => tracing::error!(%addr, error = %e, "cannot bind the metrics address"),
     }
 }

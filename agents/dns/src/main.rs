@@ -1,1 +1,178 @@
-fn main() {}
+//! `vpcnet-dns`: a VPC's DNS server (see the library docs).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use vpcnet_api::contract::dns_env;
+use vpcnet_dns::answer::Answerer;
+use vpcnet_dns::forward::NetForwarder;
+use vpcnet_dns::metrics::Metrics;
+use vpcnet_dns::server::{self, Handler};
+use vpcnet_dns::watch::{self, ConfigMapRef};
+use vpcnet_dns::http;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "A VPC's DNS server: answers for the VPC's namespaces, forwards the rest"
+)]
+struct Args {
+    /// The zone ConfigMap, `<namespace>/<name>` (data key `zone.json`).
+    #[arg(long, env = dns_env::ZONE, conflicts_with = "zone_file", required_unless_present = "zone_file")]
+    zone: Option<ConfigMapRef>,
+    /// Read the zone document from this file instead, reloading it when it
+    /// changes (tests, debugging).
+    #[arg(long)]
+    zone_file: Option<PathBuf>,
+    /// DNS address, UDP and TCP (port 0: any free port, printed on stdout).
+    #[arg(long, env = dns_env::LISTEN, default_value = "0.0.0.0:53")]
+    listen: SocketAddr,
+    /// HTTP address of /metrics, /readyz and /healthz.
+    #[arg(long, env = dns_env::METRICS, default_value = "0.0.0.0:9153")]
+    metrics: SocketAddr,
+    /// Milliseconds allowed to one upstream before the next is tried.
+    #[arg(long, default_value_t = 1500)]
+    upstream_timeout_ms: u64,
+    /// Answers the cache holds at most.
+    #[arg(long, default_value_t = 10_000)]
+    cache_size: usize,
+    /// Seconds a cached answer lives at most.
+    #[arg(long, default_value_t = 3600)]
+    cache_max_ttl: u32,
+    /// Largest UDP response, bytes (a larger answer is truncated).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_UDP_PAYLOAD)]
+    max_udp_payload: u16,
+    /// Milliseconds between checks of --zone-file.
+    #[arg(long, default_value_t = 200)]
+    zone_file_interval_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            // hickory logs every request at info: only its warnings by default.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    tokio::runtime::Runtime::new()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let forwarder = NetForwarder {
+        timeout: Duration::from_millis(args.upstream_timeout_ms),
+        metrics: metrics.clone(),
+    };
+    let answerer = Arc::new(Answerer::new(
+        forwarder,
+        args.cache_size,
+        args.cache_max_ttl,
+        metrics.clone(),
+    ));
+
+    let (udp, tcp) = server::bind(args.listen).await?;
+    let dns_addr = udp.local_addr()?;
+    let http_listener = tokio::net::TcpListener::bind(args.metrics).await?;
+    let http_addr = http_listener.local_addr()?;
+    // One line for whoever started us with port 0 (tests, benchmarks).
+    println!("vpcnet-dns: dns={dns_addr} metrics={http_addr}");
+    tracing::info!(%dns_addr, %http_addr, "listening");
+
+    let mut dns = server::server(
+        Handler {
+            answerer: answerer.clone(),
+            metrics: metrics.clone(),
+            max_udp_payload: args.max_udp_payload,
+        },
+        udp,
+        tcp,
+    );
+    // The server's shutdown token ends the HTTP server too.
+    let stop = dns.shutdown_token().clone();
+    let a = answerer.clone();
+    let shared = Arc::new(http::Shared {
+        metrics: metrics.clone(),
+        generation: Box::new(move || a.generation()),
+    });
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        shared,
+        stop.cancelled_owned(),
+    ));
+
+    let source = {
+        let a = answerer.clone();
+        match (args.zone, args.zone_file) {
+            (_, Some(path)) => tokio::spawn(watch::file(
+                path,
+                Duration::from_millis(args.zone_file_interval_ms.max(10)),
+                a,
+            )),
+            (Some(cm), None) => {
+                let client = kube::Client::try_default().await?;
+                tokio::spawn(watch::configmap(client, cm, a))
+            }
+            (None, None) => unreachable!("clap requires one"),
+        }
+    };
+
+    // PID 1 of the container: without a handler SIGTERM is ignored and the
+    // pod waits out its whole grace period.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let r = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: draining"); Ok(()) }
+        _ = int.recv() => { tracing::info!("SIGINT: draining"); Ok(()) }
+        r = source => match r {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("zone source: {e}")),
+        },
+    };
+    // Stops accepting, lets the requests in flight finish.
+    let drained = tokio::time::timeout(Duration::from_secs(5), dns.shutdown_gracefully()).await;
+    if let Ok(Err(e)) = drained {
+        tracing::warn!(%e, "dns shutdown");
+    }
+    let _ = http_task.await;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The variables the operator's Deployment sets are the ones read.
+    #[test]
+    fn reads_the_environment_the_operator_sets() {
+        let read: Vec<String> = Args::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for want in [dns_env::ZONE, dns_env::LISTEN, dns_env::METRICS] {
+            assert!(read.iter().any(|r| r == want), "{want} not read: {read:?}");
+        }
+    }
+
+    #[test]
+    fn zone_and_zone_file_exclude_each_other() {
+        assert!(Args::try_parse_from(["x"]).is_err(), "one is required");
+        assert!(
+            Args::try_parse_from(["x", "--zone", "ns/cm", "--zone-file", "/f"]).is_err()
+        );
+        let a = Args::try_parse_from(["x", "--zone", "ns/cm"]).unwrap();
+        assert_eq!(a.zone.unwrap().name, "cm");
+        assert_eq!(a.listen, "0.0.0.0:53".parse().unwrap());
+        assert_eq!(a.metrics, "0.0.0.0:9153".parse().unwrap());
+        assert!(Args::try_parse_from(["x", "--zone", "nocm"]).is_err());
+    }
+}

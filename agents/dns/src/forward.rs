@@ -1,0 +1,143 @@
+//! Forwarding to upstream resolvers over UDP (TCP when the answer is
+//! truncated), trying them in order.
+//!
+//! Each exchange uses a fresh socket on a random port and a random ID, and
+//! accepts only a response from the upstream's address (a connected socket)
+//! with that ID and the same question: a spoofed answer must guess both.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::answer::{ForwardError, Forwarder};
+use crate::metrics::Metrics;
+
+/// The EDNS payload size asked of upstreams (the DNS flag day 2020 value:
+/// no fragmentation on common paths).
+pub const UPSTREAM_PAYLOAD: u16 = 1232;
+
+/// The forwarder of the running server.
+pub struct NetForwarder {
+    /// Time allowed for one upstream before the next is tried.
+    pub timeout: Duration,
+    /// Where latencies and errors are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl Forwarder for NetForwarder {
+    async fn forward(
+        &self,
+        upstreams: &[SocketAddr],
+        query: &Query,
+    ) -> Result<Message, ForwardError> {
+        if upstreams.is_empty() {
+            return Err(ForwardError::NoUpstream);
+        }
+        let mut last = String::new();
+        for up in upstreams {
+            let t = Instant::now();
+            let r = tokio::time::timeout(self.timeout, exchange(*up, query)).await;
+            self.metrics
+                .upstream_duration
+                .observe(t.elapsed().as_secs_f64());
+            match r {
+                // A server failure is the upstream's, not the name's: the
+                // next upstream may do better.
+                Ok(Ok(m))
+                    if !matches!(
+                        m.metadata.response_code,
+                        ResponseCode::ServFail | ResponseCode::Refused | ResponseCode::NotImp
+                    ) =>
+                {
+                    return Ok(m);
+                }
+                Ok(Ok(m)) => last = format!("{up}: {}", m.metadata.response_code),
+                Ok(Err(e)) => last = format!("{up}: {e}"),
+                Err(_) => last = format!("{up}: timed out after {:?}", self.timeout),
+            }
+            self.metrics.upstream_errors.inc();
+            tracing::debug!("upstream failed: {last}");
+        }
+        Err(ForwardError::AllFailed(last))
+    }
+}
+
+/// The query sent upstream: recursion desired, our EDNS size, a random ID.
+fn request(query: &Query) -> Message {
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(query.clone());
+    let mut edns = Edns::new();
+    edns.set_max_payload(UPSTREAM_PAYLOAD);
+    m.set_edns(edns);
+    m
+}
+
+/// Whether `resp` answers `req`.
+fn matches(req: &Message, resp: &Message) -> bool {
+    resp.metadata.id == req.metadata.id
+        && resp.metadata.message_type == MessageType::Response
+        && resp.queries.len() == 1
+        && resp.queries[0].name() == req.queries[0].name()
+        && resp.queries[0].query_type() == req.queries[0].query_type()
+        && resp.queries[0].query_class() == req.queries[0].query_class()
+}
+
+/// One exchange with one upstream: UDP, then TCP if the answer was truncated.
+pub async fn exchange(up: SocketAddr, query: &Query) -> std::io::Result<Message> {
+    let req = request(query);
+    let m = udp(up, &req).await?;
+    if m.metadata.truncation {
+        return tcp(up, &request(query)).await;
+    }
+    Ok(m)
+}
+
+fn bad(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+async fn udp(up: SocketAddr, req: &Message) -> std::io::Result<Message> {
+    let local: SocketAddr = if up.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(local).await?;
+    sock.connect(up).await?;
+    sock.send(&req.to_vec().map_err(bad)?).await?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = sock.recv(&mut buf).await?;
+        // Garbage or a stale answer is skipped, not fatal: keep listening
+        // until the real one or the caller's timeout.
+        match Message::from_vec(&buf[..n]) {
+            Ok(m) if matches(req, &m) => return Ok(m),
+            Ok(_) => tracing::debug!(%up, "mismatched response ignored"),
+            Err(e) => tracing::debug!(%up, %e, "malformed response ignored"),
+        }
+    }
+}
+
+async fn tcp(up: SocketAddr, req: &Message) -> std::io::Result<Message> {
+    let mut s = TcpStream::connect(up).await?;
+    let body = req.to_vec().map_err(bad)?;
+    let len = u16::try_from(body.len()).map_err(bad)?;
+    let mut framed = Vec::with_capacity(body.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&body);
+    s.write_all(&framed).await?;
+    let n = s.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(n)];
+    s.read_exact(&mut buf).await?;
+    let m = Message::from_vec(&buf).map_err(bad)?;
+    if !matches(req, &m) {
+        return Err(bad("response does not match the query"));
+    }
+    Ok(m)
+}

@@ -1,0 +1,379 @@
+//! The zone document turned into an index of records, and the authoritative
+//! answers it gives. Pure: no I/O, no clock.
+//!
+//! Names the index serves, under `<domain>`:
+//! - `<domain>`: SOA; `svc.<domain>` and `<ns>.svc.<domain>` for each of the
+//!   document's namespaces exist with no records (NODATA);
+//! - `<svc>.<ns>.svc.<domain>`: A/AAAA of the ClusterIPs, or for a headless
+//!   Service of its ready endpoints;
+//! - `<hostname>.<svc>.<ns>.svc.<domain>` (an endpoint with a hostname) and
+//!   `<a-b-c-d>.<svc>.<ns>.svc.<domain>` (without one; IPv6 with `:` → `-`):
+//!   the endpoint's addresses, ready endpoints only;
+//! - `_<port>._<proto>.<svc>.<ns>.svc.<domain>`: SRV of each named port
+//!   (target the Service name, or each ready endpoint's name when headless),
+//!   with the targets' addresses in the additional section;
+//! - PTR of every ClusterIP and every ready headless endpoint address.
+//!
+//! Every other name under `<domain>` (another tenant's namespace, `pod.`
+//! names, which are not served) gets NXDOMAIN with the apex SOA: the answer
+//! depends on nothing but the question, so it is the same for a namespace of
+//! another VPC as for one that does not exist. Reverse names of addresses not
+//! in the document are NXDOMAIN when inside a `reverseZones` range and
+//! forwarded otherwise (see [`Zone::lookup`]).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use ipnet::IpNet;
+use vpcnet_api::dns_zone::{ZoneDocument, ZoneError};
+
+use crate::answer::Answer;
+
+/// SRV priority and weight of every record (one target per Service, or
+/// endpoints of equal standing).
+const SRV_PRIORITY: u16 = 0;
+const SRV_WEIGHT: u16 = 100;
+
+/// The records of one name.
+#[derive(Default, Debug)]
+struct Node {
+    a: Vec<Record>,
+    aaaa: Vec<Record>,
+    srv: Vec<Record>,
+    /// Addresses of the SRV targets (the additional section).
+    srv_glue: Vec<Record>,
+}
+
+impl Node {
+    fn records(&self, qtype: RecordType) -> Vec<Record> {
+        match qtype {
+            RecordType::A => self.a.clone(),
+            RecordType::AAAA => self.aaaa.clone(),
+            RecordType::SRV => self.srv.clone(),
+            RecordType::ANY => [&self.a, &self.aaaa, &self.srv]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.a.len() + self.aaaa.len() + self.srv.len()
+    }
+}
+
+/// A loaded zone: immutable once built; a new document builds a new one.
+#[derive(Debug)]
+pub struct Zone {
+    /// Counts loads in this process (1 for the first document).
+    pub generation: u64,
+    /// Forwarding targets, in order.
+    pub upstreams: Vec<std::net::SocketAddr>,
+    domain: Name,
+    soa: Record,
+    /// SOA records for negative answers to reverse names (`in-addr.arpa.`,
+    /// `ip6.arpa.`): one shape for every reverse name answered here.
+    soa_v4_arpa: Record,
+    soa_v6_arpa: Record,
+    /// Every existing name under `domain` (names with no records too).
+    nodes: HashMap<Name, Node>,
+    /// PTR records by reverse name.
+    ptr: HashMap<Name, Vec<Record>>,
+    /// Reverse names inside `reverse_zones` that have PTR names below them.
+    reverse_ents: HashSet<Name>,
+    reverse_zones: Vec<IpNet>,
+    records: usize,
+}
+
+/// What the zone says about a question.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    /// Answered here.
+    Answer(Answer),
+    /// Not a name of this zone: forward it.
+    Forward,
+}
+
+impl Zone {
+    /// Builds the index. Services of namespaces not in `namespaces` are left
+    /// out, whatever the operator sent.
+    pub fn build(doc: &ZoneDocument, generation: u64) -> Result<Zone, ZoneError> {
+        let domain = Name::from_ascii(doc.domain.trim_end_matches('.'))
+            .and_then(|n| Ok(n.append_domain(&Name::root())?))
+            .map_err(|e| ZoneError(format!("domain {:?}: {e}", doc.domain)))?
+            .to_lowercase();
+        if domain.is_root() {
+            return Err(ZoneError("domain must not be the root".into()));
+        }
+        let ttl = doc.ttl();
+        let upstreams = doc.upstream_addrs()?;
+        let serial = serial(doc);
+        let soa = soa_record(&domain, &domain, serial, ttl);
+        let mut z = Zone {
+            generation,
+            upstreams,
+            soa_v4_arpa: soa_record(&name("in-addr.arpa.")?, &domain, serial, ttl),
+            soa_v6_arpa: soa_record(&name("ip6.arpa.")?, &domain, serial, ttl),
+            soa,
+            nodes: HashMap::new(),
+            ptr: HashMap::new(),
+            reverse_ents: HashSet::new(),
+            reverse_zones: doc.reverse_zones.iter().map(IpNet::trunc).collect(),
+            records: 1,
+            domain: domain.clone(),
+        };
+        let svc_root = child(&domain, "svc")?;
+        z.nodes.entry(domain.clone()).or_default();
+        z.nodes.entry(svc_root.clone()).or_default();
+        let namespaces: HashSet<&str> = doc.namespaces.iter().map(String::as_str).collect();
+        for ns in &namespaces {
+            z.nodes.entry(child(&svc_root, ns)?).or_default();
+        }
+        for s in &doc.services {
+            if !namespaces.contains(s.namespace.as_str()) {
+                continue;
+            }
+            let svc_name = child(&child(&svc_root, &s.namespace)?, &s.name)?;
+            z.nodes.entry(svc_name.clone()).or_default();
+            // (target name, its addresses) of every SRV target.
+            let mut targets: Vec<(Name, Vec<IpAddr>)> = Vec::new();
+            if s.is_headless() {
+                for ep in s.endpoints.iter().filter(|e| e.ready) {
+                    let mut by_name: Vec<(Name, Vec<IpAddr>)> = Vec::new();
+                    match &ep.hostname {
+                        Some(h) => by_name.push((child(&svc_name, h)?, ep.addresses.clone())),
+                        None => {
+                            for ip in &ep.addresses {
+                                by_name.push((child(&svc_name, &dashed(*ip))?, vec![*ip]));
+                            }
+                        }
+                    }
+                    for (n, ips) in by_name {
+                        for ip in &ips {
+                            z.add_address(&svc_name, *ip, ttl);
+                            z.add_address(&n, *ip, ttl);
+                            z.add_ptr(*ip, &n, ttl);
+                        }
+                        targets.push((n, ips));
+                    }
+                }
+            } else {
+                for ip in &s.cluster_ips {
+                    z.add_address(&svc_name, *ip, ttl);
+                    z.add_ptr(*ip, &svc_name, ttl);
+                }
+                targets.push((svc_name.clone(), s.cluster_ips.clone()));
+            }
+            for p in &s.ports {
+                let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let proto = child(&svc_name, &format!("_{}", p.protocol.srv_label()))?;
+                let srv_name = child(&proto, &format!("_{pname}"))?;
+                z.nodes.entry(proto).or_default();
+                let node = z.nodes.entry(srv_name.clone()).or_default();
+                for (t, ips) in &targets {
+                    let srv = SRV::new(SRV_PRIORITY, SRV_WEIGHT, p.port, t.clone());
+                    push_unique(&mut node.srv, record(&srv_name, ttl, RData::SRV(srv)));
+                    for ip in ips {
+                        push_unique(&mut node.srv_glue, address_record(t, *ip, ttl));
+                    }
+                }
+            }
+        }
+        z.records += z.nodes.values().map(Node::count).sum::<usize>()
+            + z.ptr.values().map(Vec::len).sum::<usize>();
+        Ok(z)
+    }
+
+    fn add_address(&mut self, owner: &Name, ip: IpAddr, ttl: u32) {
+        let node = self.nodes.entry(owner.clone()).or_default();
+        let r = address_record(owner, ip, ttl);
+        match ip {
+            IpAddr::V4(_) => push_unique(&mut node.a, r),
+            IpAddr::V6(_) => push_unique(&mut node.aaaa, r),
+        }
+    }
+
+    fn add_ptr(&mut self, ip: IpAddr, target: &Name, ttl: u32) {
+        let rev = Name::from(ip).to_lowercase();
+        let r = record(&rev, ttl, RData::PTR(PTR(target.clone())));
+        push_unique(self.ptr.entry(rev.clone()).or_default(), r);
+        // The ancestors inside a reverse zone exist (NODATA, not NXDOMAIN:
+        // an NXDOMAIN would tell a cache that nothing exists below them).
+        let mut n = rev.base_name();
+        while n.num_labels() > 2 {
+            if self.in_reverse_zone(&n) {
+                self.reverse_ents.insert(n.clone());
+            }
+            n = n.base_name();
+        }
+    }
+
+    /// Whether a reverse name (a full address or a prefix of one) lies inside
+    /// one of the document's reverse ranges.
+    fn in_reverse_zone(&self, name: &Name) -> bool {
+        match name.parse_arpa_name() {
+            Ok(net) => self
+                .reverse_zones
+                .iter()
+                .any(|z| z.prefix_len() <= net.prefix_len() && z.contains(&net.network())),
+            Err(_) => false,
+        }
+    }
+
+    /// Records served (the SOA included).
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// The domain, as a lowercase FQDN.
+    pub fn domain(&self) -> &Name {
+        &self.domain
+    }
+
+    /// The authoritative answer to a question, or [`Lookup::Forward`] for
+    /// names this zone does not own. `name` must be fully qualified.
+    pub fn lookup(&self, name: &Name, qtype: RecordType) -> Lookup {
+        if self.domain.zone_of(name) {
+            return Lookup::Answer(self.forward_lookup(name, qtype));
+        }
+        self.reverse_lookup(name, qtype)
+            .map_or(Lookup::Forward, Lookup::Answer)
+    }
+
+    fn forward_lookup(&self, name: &Name, qtype: RecordType) -> Answer {
+        let Some(node) = self.nodes.get(name) else {
+            return self.negative(ResponseCode::NXDomain, &self.soa);
+        };
+        let mut answers = node.records(qtype);
+        if *name == self.domain && matches!(qtype, RecordType::SOA | RecordType::ANY) {
+            answers.push(self.soa.clone());
+        }
+        if answers.is_empty() {
+            return self.negative(ResponseCode::NoError, &self.soa);
+        }
+        let additionals = if matches!(qtype, RecordType::SRV | RecordType::ANY) {
+            node.srv_glue.clone()
+        } else {
+            Vec::new()
+        };
+        Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers,
+            authorities: Vec::new(),
+            additionals,
+        }
+    }
+
+    fn reverse_lookup(&self, name: &Name, qtype: RecordType) -> Option<Answer> {
+        let soa = if self.soa_v4_arpa.name.zone_of(name) {
+            &self.soa_v4_arpa
+        } else if self.soa_v6_arpa.name.zone_of(name) {
+            &self.soa_v6_arpa
+        } else {
+            return None;
+        };
+        if let Some(ptrs) = self.ptr.get(name) {
+            if matches!(qtype, RecordType::PTR | RecordType::ANY) {
+                return Some(Answer {
+                    rcode: ResponseCode::NoError,
+                    authoritative: true,
+                    answers: ptrs.clone(),
+                    authorities: Vec::new(),
+                    additionals: Vec::new(),
+                });
+            }
+            return Some(self.negative(ResponseCode::NoError, soa));
+        }
+        if self.reverse_ents.contains(name) {
+            return Some(self.negative(ResponseCode::NoError, soa));
+        }
+        if self.in_reverse_zone(name) {
+            return Some(self.negative(ResponseCode::NXDomain, soa));
+        }
+        None
+    }
+
+    fn negative(&self, rcode: ResponseCode, soa: &Record) -> Answer {
+        Answer {
+            rcode,
+            authoritative: true,
+            answers: Vec::new(),
+            authorities: vec![soa.clone()],
+            additionals: Vec::new(),
+        }
+    }
+}
+
+fn name(s: &str) -> Result<Name, ZoneError> {
+    Name::from_ascii(s).map_err(|e| ZoneError(format!("{s:?}: {e}")))
+}
+
+/// `label.parent`, lowercase; refuses a label that is not one DNS label
+/// (a dot in a Service name would otherwise plant records under another name).
+fn child(parent: &Name, label: &str) -> Result<Name, ZoneError> {
+    if label.is_empty() || label.contains('.') {
+        return Err(ZoneError(format!("{label:?} is not a DNS label")));
+    }
+    parent
+        .prepend_label(label.to_ascii_lowercase())
+        .map_err(|e| ZoneError(format!("{label:?}.{parent}: {e}")))
+}
+
+/// `10.0.1.7` → `10-0-1-7`, `fd00::1` → `fd00--1` (the Kubernetes DNS form).
+pub fn dashed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+fn record(owner: &Name, ttl: u32, data: RData) -> Record {
+    let mut r = Record::from_rdata(owner.clone(), ttl, data);
+    r.dns_class = DNSClass::IN;
+    r
+}
+
+fn address_record(owner: &Name, ip: IpAddr, ttl: u32) -> Record {
+    match ip {
+        IpAddr::V4(v4) => record(owner, ttl, RData::A(A(v4))),
+        IpAddr::V6(v6) => record(owner, ttl, RData::AAAA(AAAA(v6))),
+    }
+}
+
+fn push_unique(v: &mut Vec<Record>, r: Record) {
+    if !v.contains(&r) {
+        v.push(r);
+    }
+}
+
+fn soa_record(apex: &Name, domain: &Name, serial: u32, ttl: u32) -> Record {
+    // mname/rname as CoreDNS has them; nothing resolves them and nothing
+    // needs to.
+    let mname = Name::from_ascii("ns.dns").expect("static").append_domain(domain).expect("short");
+    let rname = Name::from_ascii("hostmaster").expect("static").append_domain(domain).expect("short");
+    let soa = SOA::new(mname, rname, serial, 7200, 1800, 86400, ttl);
+    record(apex, ttl, RData::SOA(soa))
+}
+
+/// The SOA serial: a hash of the document, so that every replica serving the
+/// same document gives the same SOA (a per-process counter would differ).
+fn serial(doc: &ZoneDocument) -> u32 {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in doc.to_json().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -239,7 +239,10 @@ mod tests {
         assert!(s.endpoints[0].ready, "absent means ready");
         assert_eq!(doc.ttl(), DEFAULT_TTL);
         // Round trip through the operator's writer.
-        assert_eq!(ZoneDocument::from_json(doc.to_json().as_bytes()).unwrap(), doc);
+        assert_eq!(
+            ZoneDocument::from_json(doc.to_json().as_bytes()).unwrap(),
+            doc
+        );
     }
 
     #[test]
@@ -275,7 +278,12 @@ mod tests {
             ttl: None,
         };
         let j = doc.to_json();
-        for k in ["\"clusterIps\"", "\"reverseZones\"", "\"UDP\"", "\"version\":1"] {
+        for k in [
+            "\"clusterIps\"",
+            "\"reverseZones\"",
+            "\"UDP\"",
+            "\"version\":1",
+        ] {
             assert!(j.contains(k), "{k} in {j}");
         }
     }

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use hickory_proto::op::{Message, Query, ResponseCode};
@@ -70,8 +69,11 @@ pub enum ForwardError {
 pub trait Forwarder: Send + Sync + 'static {
     /// The upstream's response to `query` (any rcode but the failures that
     /// make it try the next upstream).
-    async fn forward(&self, upstreams: &[SocketAddr], query: &Query)
-    -> Result<Message, ForwardError>;
+    async fn forward(
+        &self,
+        upstreams: &[SocketAddr],
+        query: &Query,
+    ) -> Result<Message, ForwardError>;
 }
 
 /// Where an answer came from (for metrics and tests).
@@ -197,11 +199,6 @@ impl<F: Forwarder, C: Clock> Answerer<F, C> {
             }
         }
     }
-}
-
-/// Seconds since `t`, for histograms.
-pub fn since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
 }
 
 #[cfg(test)]

@@ -227,7 +227,13 @@ mod tests {
             authoritative: false,
             answers: ttls
                 .iter()
-                .map(|t| Record::from_rdata(Name::from_ascii(n).unwrap(), *t, RData::A(A::new(192, 0, 2, 1))))
+                .map(|t| {
+                    Record::from_rdata(
+                        Name::from_ascii(n).unwrap(),
+                        *t,
+                        RData::A(A::new(192, 0, 2, 1)),
+                    )
+                })
                 .collect(),
             authorities: vec![],
             additionals: vec![],
@@ -279,7 +285,10 @@ mod tests {
         let clock = Manual::new();
         let mut c = Cache::new(clock.clone(), 10, 3600);
         // min(SOA TTL 300, minimum 20) = 20 (RFC 2308 §5).
-        assert!(c.insert(key("nx.example."), &negative(ResponseCode::NXDomain, 300, 20)));
+        assert!(c.insert(
+            key("nx.example."),
+            &negative(ResponseCode::NXDomain, 300, 20)
+        ));
         // NODATA the same way; and the SOA TTL when it is the smaller.
         let mut k = key("nodata.example.");
         k.qtype = RecordType::AAAA;
@@ -323,7 +332,10 @@ mod tests {
         c.insert(key("mid."), &positive("mid.", &[100]));
         c.insert(key("new."), &positive("new.", &[500]));
         assert_eq!(c.len(), 3);
-        assert!(c.get(&key("short.")).is_none(), "evicted: closest to expiry");
+        assert!(
+            c.get(&key("short.")).is_none(),
+            "evicted: closest to expiry"
+        );
         for k in ["long.", "mid.", "new."] {
             assert!(c.get(&key(k)).is_some(), "{k}");
         }

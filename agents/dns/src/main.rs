@@ -9,10 +9,10 @@ use clap::Parser;
 use vpcnet_api::contract::dns_env;
 use vpcnet_dns::answer::Answerer;
 use vpcnet_dns::forward::NetForwarder;
+use vpcnet_dns::http;
 use vpcnet_dns::metrics::Metrics;
 use vpcnet_dns::server::{self, Handler};
 use vpcnet_dns::watch::{self, ConfigMapRef};
-use vpcnet_dns::http;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,7 +50,47 @@ struct Args {
     zone_file_interval_ms: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+/// `vpcnet-dns probe [path] [port]`: asks this pod's own HTTP port for
+/// `path` (default `/readyz`) and exits 0 on 200. The kubelet runs it as an
+/// exec probe: it cannot reach a pod address inside a tenant VPC.
+fn probe(path: &str, port: u16) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let answer = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            Duration::from_secs(2),
+        )?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match answer {
+        Ok(a) if a.starts_with("HTTP/1.0 200") || a.starts_with("HTTP/1.1 200") => {
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("{}", a.lines().next().unwrap_or("no answer"));
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("probe") {
+        let path = argv.get(2).map(String::as_str).unwrap_or("/readyz");
+        let port = argv
+            .get(3)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(vpcnet_api::contract::dns::METRICS_PORT);
+        return Ok(probe(path, port));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             // hickory logs every request at info: only its warnings by default.
@@ -61,7 +101,8 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    tokio::runtime::Runtime::new()?.block_on(run(args))
+    tokio::runtime::Runtime::new()?.block_on(run(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -101,11 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         generation: Box::new(move || a.generation()),
     });
-    let http_task = tokio::spawn(http::serve(
-        http_listener,
-        shared,
-        stop.cancelled_owned(),
-    ));
+    let http_task = tokio::spawn(http::serve(http_listener, shared, stop.cancelled_owned()));
 
     let source = {
         let a = answerer.clone();
@@ -166,9 +203,7 @@ mod tests {
     #[test]
     fn zone_and_zone_file_exclude_each_other() {
         assert!(Args::try_parse_from(["x"]).is_err(), "one is required");
-        assert!(
-            Args::try_parse_from(["x", "--zone", "ns/cm", "--zone-file", "/f"]).is_err()
-        );
+        assert!(Args::try_parse_from(["x", "--zone", "ns/cm", "--zone-file", "/f"]).is_err());
         let a = Args::try_parse_from(["x", "--zone", "ns/cm"]).unwrap();
         assert_eq!(a.zone.unwrap().name, "cm");
         assert_eq!(a.listen, "0.0.0.0:53".parse().unwrap());

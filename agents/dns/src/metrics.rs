@@ -66,18 +66,46 @@ impl Default for Metrics {
         };
         r.register("queries", "DNS requests by transport", m.queries.clone());
         r.register("responses", "DNS responses by rcode", m.responses.clone());
-        r.register("cache_hits", "Forwarded questions answered from the cache", m.cache_hits.clone());
-        r.register("cache_misses", "Forwarded questions not in the cache", m.cache_misses.clone());
-        r.register("cache_entries", "Answers in the cache", m.cache_entries.clone());
+        r.register(
+            "cache_hits",
+            "Forwarded questions answered from the cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Forwarded questions not in the cache",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "cache_entries",
+            "Answers in the cache",
+            m.cache_entries.clone(),
+        );
         r.register(
             "upstream_duration_seconds",
             "Duration of one exchange with one upstream",
             m.upstream_duration.clone(),
         );
-        r.register("upstream_errors", "Failed exchanges with an upstream", m.upstream_errors.clone());
-        r.register("zone_records", "Records of the zone in force", m.zone_records.clone());
-        r.register("zone_generation", "Zone documents loaded by this process", m.zone_generation.clone());
-        r.register("zone_load_errors", "Zone documents refused", m.zone_load_errors.clone());
+        r.register(
+            "upstream_errors",
+            "Failed exchanges with an upstream",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "zone_records",
+            "Records of the zone in force",
+            m.zone_records.clone(),
+        );
+        r.register(
+            "zone_generation",
+            "Zone documents loaded by this process",
+            m.zone_generation.clone(),
+        );
+        r.register(
+            "zone_load_errors",
+            "Zone documents refused",
+            m.zone_load_errors.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 }

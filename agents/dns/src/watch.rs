@@ -64,7 +64,10 @@ pub async fn configmap<F: Forwarder>(
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", cm.name));
     let what = format!("configmap {}/{}", cm.namespace, cm.name);
     let mut last: Option<String> = None;
-    let mut events = watcher(api, cfg).default_backoff().applied_objects().boxed();
+    let mut events = watcher(api, cfg)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(ev) = events.next().await {
         match ev {
             Ok(obj) => {

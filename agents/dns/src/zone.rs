@@ -104,7 +104,7 @@ impl Zone {
     /// out, whatever the operator sent.
     pub fn build(doc: &ZoneDocument, generation: u64) -> Result<Zone, ZoneError> {
         let domain = Name::from_ascii(doc.domain.trim_end_matches('.'))
-            .and_then(|n| Ok(n.append_domain(&Name::root())?))
+            .and_then(|n| n.append_domain(&Name::root()))
             .map_err(|e| ZoneError(format!("domain {:?}: {e}", doc.domain)))?
             .to_lowercase();
         if domain.is_root() {
@@ -113,12 +113,12 @@ impl Zone {
         let ttl = doc.ttl();
         let upstreams = doc.upstream_addrs()?;
         let serial = serial(doc);
-        let soa = soa_record(&domain, &domain, serial, ttl);
+        let soa = soa_record(&domain, &domain, serial, ttl)?;
         let mut z = Zone {
             generation,
             upstreams,
-            soa_v4_arpa: soa_record(&name("in-addr.arpa.")?, &domain, serial, ttl),
-            soa_v6_arpa: soa_record(&name("ip6.arpa.")?, &domain, serial, ttl),
+            soa_v4_arpa: soa_record(&name("in-addr.arpa.")?, &domain, serial, ttl)?,
+            soa_v6_arpa: soa_record(&name("ip6.arpa.")?, &domain, serial, ttl)?,
             soa,
             nodes: HashMap::new(),
             ptr: HashMap::new(),
@@ -354,13 +354,24 @@ fn push_unique(v: &mut Vec<Record>, r: Record) {
     }
 }
 
-fn soa_record(apex: &Name, domain: &Name, serial: u32, ttl: u32) -> Record {
+fn soa_record(apex: &Name, domain: &Name, serial: u32, ttl: u32) -> Result<Record, ZoneError> {
     // mname/rname as CoreDNS has them; nothing resolves them and nothing
     // needs to.
-    let mname = Name::from_ascii("ns.dns").expect("static").append_domain(domain).expect("short");
-    let rname = Name::from_ascii("hostmaster").expect("static").append_domain(domain).expect("short");
-    let soa = SOA::new(mname, rname, serial, 7200, 1800, 86400, ttl);
-    record(apex, ttl, RData::SOA(soa))
+    let under = |l: &str| {
+        name(l)?
+            .append_domain(domain)
+            .map_err(|e| ZoneError(format!("{l}.{domain}: {e}")))
+    };
+    let soa = SOA::new(
+        under("ns.dns")?,
+        under("hostmaster")?,
+        serial,
+        7200,
+        1800,
+        86400,
+        ttl,
+    );
+    Ok(record(apex, ttl, RData::SOA(soa)))
 }
 
 /// The SOA serial: a hash of the document, so that every replica serving the

@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::MessageType;
 use hickory_proto::rr::rdata::{A, SOA};
@@ -36,7 +36,11 @@ impl Forwarder for Arc<Fake> {
                 RData::SOA(soa),
             ));
         } else {
-            m.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(A::new(192, 0, 2, 1))));
+            m.add_answer(Record::from_rdata(
+                q.name().clone(),
+                60,
+                RData::A(A::new(192, 0, 2, 1)),
+            ));
         }
         Ok(m)
     }
@@ -70,11 +74,15 @@ fn q(name: &str, t: RecordType) -> Query {
 async fn servfail_until_a_zone_is_loaded() {
     let (fake, _, _, a) = setup();
     assert_eq!(a.generation(), 0);
-    let (ans, src) = a.answer(&q("web.a1.svc.cluster.local.", RecordType::A)).await;
+    let (ans, src) = a
+        .answer(&q("web.a1.svc.cluster.local.", RecordType::A))
+        .await;
     assert_eq!((ans.rcode, src), (ResponseCode::ServFail, Source::Failure));
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
     assert_eq!(a.load(&doc_json()).unwrap(), 1);
-    let (ans, src) = a.answer(&q("web.a1.svc.cluster.local.", RecordType::A)).await;
+    let (ans, src) = a
+        .answer(&q("web.a1.svc.cluster.local.", RecordType::A))
+        .await;
     assert_eq!((ans.rcode, src), (ResponseCode::NoError, Source::Zone));
 }
 
@@ -82,9 +90,17 @@ async fn servfail_until_a_zone_is_loaded() {
 async fn the_zone_answers_without_forwarding_even_nxdomain() {
     let (fake, _, _, a) = setup();
     a.load(&doc_json()).unwrap();
-    for name in ["web.b.svc.cluster.local.", "nope.cluster.local.", "99.0.96.10.in-addr.arpa."] {
+    for name in [
+        "web.b.svc.cluster.local.",
+        "nope.cluster.local.",
+        "99.0.96.10.in-addr.arpa.",
+    ] {
         let (ans, src) = a.answer(&q(name, RecordType::A)).await;
-        assert_eq!((ans.rcode, src), (ResponseCode::NXDomain, Source::Zone), "{name}");
+        assert_eq!(
+            (ans.rcode, src),
+            (ResponseCode::NXDomain, Source::Zone),
+            "{name}"
+        );
     }
     // A relative name is taken as fully qualified.
     let mut rel = q("web.a1.svc.cluster.local.", RecordType::A);
@@ -127,7 +143,11 @@ async fn servfail_when_upstreams_fail_or_there_are_none_and_failures_are_not_cac
     let www = q("www.example.", RecordType::A);
     assert_eq!(a.answer(&www).await.0.rcode, ResponseCode::ServFail);
     fake.down.store(false, Ordering::SeqCst);
-    assert_eq!(a.answer(&www).await.1, Source::Upstream, "SERVFAIL was not cached");
+    assert_eq!(
+        a.answer(&www).await.1,
+        Source::Upstream,
+        "SERVFAIL was not cached"
+    );
     // Cached answers outlive the upstream.
     fake.down.store(true, Ordering::SeqCst);
     assert_eq!(a.answer(&www).await.1, Source::Cache);
@@ -164,10 +184,16 @@ async fn a_reload_swaps_the_zone_whole_and_a_bad_document_keeps_the_old() {
     // A query that took the old zone still sees all of it.
     assert!(matches!(
         held.lookup(web.name(), RecordType::A),
-        Lookup::Answer(Answer { rcode: ResponseCode::NoError, .. })
+        Lookup::Answer(Answer {
+            rcode: ResponseCode::NoError,
+            ..
+        })
     ));
     assert!(a.load(b"{not json").is_err());
-    assert!(a.load(br#"{"version":2,"domain":"cluster.local"}"#).is_err());
+    assert!(
+        a.load(br#"{"version":2,"domain":"cluster.local"}"#)
+            .is_err()
+    );
     assert_eq!(a.generation(), 2);
     assert_eq!(metrics.zone_load_errors.get(), 2);
     assert_eq!(metrics.zone_generation.get(), 2);

@@ -1,6 +1,6 @@
 use std::net::IpAddr;
 
-use hickory_proto::op::{Message, Metadata, MessageType, OpCode, Query};
+use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query};
 use vpcnet_api::dns_zone::{ZoneEndpoint, ZonePort, ZoneProtocol, ZoneService};
 
 use super::*;
@@ -37,7 +37,10 @@ pub(crate) fn doc() -> ZoneDocument {
         domain: "cluster.local".into(),
         upstreams: vec!["192.0.2.53".into()],
         namespaces: vec!["a1".into(), "a2".into()],
-        reverse_zones: vec!["10.96.0.0/12".parse().unwrap(), "10.0.0.0/16".parse().unwrap()],
+        reverse_zones: vec![
+            "10.96.0.0/12".parse().unwrap(),
+            "10.0.0.0/16".parse().unwrap(),
+        ],
         ttl: None,
         services: vec![
             ZoneService {
@@ -122,7 +125,11 @@ fn a_and_aaaa_of_a_cluster_ip_service() {
 fn headless_names_are_the_ready_endpoints() {
     let z = zone();
     let a = answer(&z, "db.a1.svc.cluster.local.", RecordType::A);
-    assert_eq!(rdatas(&a), vec!["10.0.1.7", "10.0.1.8"], "10.0.1.9 is not ready");
+    assert_eq!(
+        rdatas(&a),
+        vec!["10.0.1.7", "10.0.1.8"],
+        "10.0.1.9 is not ready"
+    );
     let a = answer(&z, "db.a1.svc.cluster.local.", RecordType::AAAA);
     assert_eq!(rdatas(&a), vec!["fd00::1:8"]);
     let a = answer(&z, "db-0.db.a1.svc.cluster.local.", RecordType::A);
@@ -154,7 +161,11 @@ fn srv_for_named_ports_with_glue() {
         "cluster.local.",
     );
     // The intermediate name exists, with no records.
-    is_nodata(&answer(&z, "_tcp.web.a1.svc.cluster.local.", RecordType::SRV));
+    is_nodata(&answer(
+        &z,
+        "_tcp.web.a1.svc.cluster.local.",
+        RecordType::SRV,
+    ));
     // Headless: one target per ready endpoint name.
     let a = answer(&z, "_pg._tcp.db.a1.svc.cluster.local.", RecordType::SRV);
     assert_eq!(
@@ -197,14 +208,26 @@ fn reverse_names_not_in_the_document() {
     is_nxdomain_with_soa(&other, "in-addr.arpa.");
     assert_eq!(other, free);
     // Not-ready endpoints have no PTR.
-    is_nxdomain_with_soa(&answer(&z, "9.1.0.10.in-addr.arpa.", RecordType::PTR), "in-addr.arpa.");
+    is_nxdomain_with_soa(
+        &answer(&z, "9.1.0.10.in-addr.arpa.", RecordType::PTR),
+        "in-addr.arpa.",
+    );
     // A name above document addresses, inside a reverse zone: exists.
     is_nodata(&answer(&z, "1.0.10.in-addr.arpa.", RecordType::PTR));
     // A prefix inside a reverse zone with nothing below: NXDOMAIN.
-    is_nxdomain_with_soa(&answer(&z, "200.0.10.in-addr.arpa.", RecordType::PTR), "in-addr.arpa.");
+    is_nxdomain_with_soa(
+        &answer(&z, "200.0.10.in-addr.arpa.", RecordType::PTR),
+        "in-addr.arpa.",
+    );
     // Outside every reverse zone: forwarded.
-    assert_eq!(z.lookup(&n("8.8.8.8.in-addr.arpa."), RecordType::PTR), Lookup::Forward);
-    assert_eq!(z.lookup(&n("10.in-addr.arpa."), RecordType::PTR), Lookup::Forward);
+    assert_eq!(
+        z.lookup(&n("8.8.8.8.in-addr.arpa."), RecordType::PTR),
+        Lookup::Forward
+    );
+    assert_eq!(
+        z.lookup(&n("10.in-addr.arpa."), RecordType::PTR),
+        Lookup::Forward
+    );
     assert_eq!(
         z.lookup(&Name::from(ip("2001:db8::1")), RecordType::PTR),
         Lookup::Forward
@@ -258,11 +281,19 @@ fn another_tenants_namespace_looks_exactly_like_a_missing_one() {
         // A Service of namespace b (another VPC), present in the document.
         ("web.b.svc.cluster.local.", "web.zz.svc.cluster.local."),
         ("b.svc.cluster.local.", "zz.svc.cluster.local."),
-        ("_http._tcp.web.b.svc.cluster.local.", "_http._tcp.web.zz.svc.cluster.local."),
+        (
+            "_http._tcp.web.b.svc.cluster.local.",
+            "_http._tcp.web.zz.svc.cluster.local.",
+        ),
         ("x.web.b.svc.cluster.local.", "x.web.zz.svc.cluster.local."),
     ];
     for (foreign, missing) in probes {
-        for t in [RecordType::A, RecordType::AAAA, RecordType::SRV, RecordType::ANY] {
+        for t in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::SRV,
+            RecordType::ANY,
+        ] {
             let f = wire(&z, foreign, t);
             let mut m = wire(&z, missing, t);
             assert_eq!(f.metadata.response_code, ResponseCode::NXDomain);
@@ -278,7 +309,12 @@ fn another_tenants_namespace_looks_exactly_like_a_missing_one() {
 fn only_the_documents_namespaces_are_indexed() {
     let z = zone();
     assert!(!z.nodes.keys().any(|k| k.to_ascii().contains(".b.svc")));
-    assert!(!z.ptr.values().flatten().any(|r| r.data.to_string().contains(".b.svc")));
+    assert!(
+        !z.ptr
+            .values()
+            .flatten()
+            .any(|r| r.data.to_string().contains(".b.svc"))
+    );
     // SOA; web A, AAAA, 2 SRV; db 2 A + 1 AAAA; 3 endpoint names; 3 pg SRV;
     // 5 PTR.
     assert_eq!(z.records(), 1 + 4 + 3 + 3 + 3 + 5);
@@ -288,7 +324,10 @@ fn only_the_documents_namespaces_are_indexed() {
 fn bad_names_are_refused() {
     let mut d = doc();
     d.services[0].name = "web.evil".into();
-    assert!(Zone::build(&d, 1).is_err(), "a dot would plant a name elsewhere");
+    assert!(
+        Zone::build(&d, 1).is_err(),
+        "a dot would plant a name elsewhere"
+    );
     let mut d = doc();
     d.domain = ".".into();
     assert!(Zone::build(&d, 1).is_err());

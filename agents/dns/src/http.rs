@@ -1,7 +1,9 @@
 //! `/healthz` (always 200), `/readyz` (200 once a zone document is loaded)
-//! and `/metrics` (Prometheus text).
+//! and `/metrics` (Prometheus text). `/readyz` fails again once the server
+//! is shutting down.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +19,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The generation of the zone in force (0: none yet).
     pub generation: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Set on SIGTERM: not ready any more, still answering.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// The router.
@@ -26,7 +30,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/readyz",
             get(|State(s): State<Arc<Shared>>| async move {
-                if (s.generation)() > 0 {
+                if s.draining.load(Ordering::Relaxed) {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                } else if (s.generation)() > 0 {
                     (StatusCode::OK, "ready")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "no zone loaded yet")

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -45,6 +46,10 @@ struct Args {
     /// Largest UDP response, bytes (a larger answer is truncated).
     #[arg(long, default_value_t = server::DEFAULT_MAX_UDP_PAYLOAD)]
     max_udp_payload: u16,
+    /// Milliseconds to keep answering after SIGTERM, not ready, while the
+    /// load balancer stops sending queries here.
+    #[arg(long, default_value_t = 3000)]
+    lameduck_ms: u64,
     /// Milliseconds between checks of --zone-file.
     #[arg(long, default_value_t = 200)]
     zone_file_interval_ms: u64,
@@ -138,9 +143,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The server's shutdown token ends the HTTP server too.
     let stop = dns.shutdown_token().clone();
     let a = answerer.clone();
+    let draining = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(http::Shared {
         metrics: metrics.clone(),
         generation: Box::new(move || a.generation()),
+        draining: draining.clone(),
     });
     let http_task = tokio::spawn(http::serve(http_listener, shared, stop.cancelled_owned()));
 
@@ -165,21 +172,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let r = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: draining"); Ok(()) }
-        _ = int.recv() => { tracing::info!("SIGINT: draining"); Ok(()) }
+        _ = term.recv() => Ok("SIGTERM"),
+        _ = int.recv() => Ok("SIGINT"),
         r = source => match r {
             Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Err(anyhow::anyhow!("zone source ended")),
             Err(e) => Err(anyhow::anyhow!("zone source: {e}")),
         },
     };
+    if let Ok(signal) = r {
+        // Lame duck: /readyz fails so the pod leaves the load balancer,
+        // while queries already on their way here are still answered.
+        tracing::info!(lameduck_ms = args.lameduck_ms, "{signal}: draining");
+        draining.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(args.lameduck_ms)).await;
+    }
     // Stops accepting, lets the requests in flight finish.
     let drained = tokio::time::timeout(Duration::from_secs(5), dns.shutdown_gracefully()).await;
     if let Ok(Err(e)) = drained {
         tracing::warn!(%e, "dns shutdown");
     }
     let _ = http_task.await;
-    r
+    r.map(|_| ())
 }
 
 #[cfg(test)]

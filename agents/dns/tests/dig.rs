@@ -169,7 +169,7 @@ fn a_large_answer_is_truncated_over_udp_and_whole_over_tcp() {
 
 #[test]
 fn forwarding_caching_failover_and_servfail() {
-    let mut up = Dns::ready(&upstream_zone().to_string(), &[]);
+    let mut up = Dns::ready(&upstream_zone().to_string(), &["--lameduck-ms", "0"]);
     // A dead upstream first: the next one is tried.
     let dead = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -253,7 +253,7 @@ fn a_new_document_is_served_within_two_seconds() {
 
 #[test]
 fn ready_only_after_the_first_document_and_sigterm_exits_cleanly() {
-    let mut d = Dns::start("", &[]);
+    let mut d = Dns::start("", &["--lameduck-ms", "1500"]);
     assert_eq!(d.http_get("/healthz").0, 200);
     assert_eq!(d.http_get("/readyz").0, 503);
     // The kubelet's exec probe says the same.
@@ -292,7 +292,16 @@ fn ready_only_after_the_first_document_and_sigterm_exits_cleanly() {
     }
     assert!(d.metric("vpcnet_dns_zone_records") > 100.0);
     let server = d.dns;
-    let st = d.terminate(Duration::from_secs(5));
+    // SIGTERM: not ready, still answering through the lame-duck period.
+    d.signal_term();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(d.http_get("/readyz").0, 503);
+    assert_eq!(d.short(&["web.a.svc.cluster.local"]), ["10.96.0.20"]);
+    assert_eq!(
+        d.short(&["+tcp", "web.a.svc.cluster.local"]),
+        ["10.96.0.20"]
+    );
+    let st = d.wait_exit(Duration::from_secs(5));
     assert!(st.success(), "{st:?}");
     // Nothing answers any more.
     assert_eq!(

@@ -18,7 +18,7 @@ pub struct Dns {
     pub dir: PathBuf,
 }
 
-fn scratch() -> PathBuf {
+pub fn scratch() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let d = std::env::temp_dir().join(format!(
         "vpcnet-dns-test-{}-{}",
@@ -37,21 +37,32 @@ pub fn write_zone(path: &Path, json: &str) {
 }
 
 impl Dns {
-    /// Starts a server on a free port with `zone` (JSON) as its zone file.
+    /// Starts a server on a free port with `zone` (JSON) as its zone file
+    /// (none yet if empty).
     pub fn start(zone: &str, extra: &[&str]) -> Dns {
         let dir = scratch();
         let zone_path = dir.join("zone.json");
         if !zone.is_empty() {
             write_zone(&zone_path, zone);
         }
+        let mut args = vec![
+            "--zone-file".to_string(),
+            zone_path.display().to_string(),
+            "--zone-file-interval-ms".into(),
+            "50".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Dns::spawn(dir, &args, &[])
+    }
+
+    /// Starts a server on free ports in `dir` with `args` and `env`.
+    pub fn spawn(dir: PathBuf, args: &[String], env: &[(&str, &str)]) -> Dns {
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vpcnet-dns"))
-            .arg("--zone-file")
-            .arg(&zone_path)
             .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .args(["--zone-file-interval-ms", "50"])
-            .args(extra)
+            .args(args)
             .env_remove("VPCNET_DNS_ZONE")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -169,12 +180,22 @@ impl Dns {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let mut c = self.child.take().unwrap();
+        self.signal_term();
+        self.wait_exit(within)
+    }
+
+    /// Sends SIGTERM.
+    pub fn signal_term(&self) {
         let st = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(st.success());
+    }
+
+    /// Waits for the exit status (and kills after `within`).
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
         let t = Instant::now();
         loop {
             if let Some(st) = c.try_wait().unwrap() {

@@ -57,12 +57,18 @@ impl Dns {
 
     /// Starts a server on free ports in `dir` with `args` and `env`.
     pub fn spawn(dir: PathBuf, args: &[String], env: &[(&str, &str)]) -> Dns {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpcnet-dns"));
+        cmd.args(args).envs(env.iter().copied());
+        Dns::from_command(cmd, dir)
+    }
+
+    /// Starts `cmd` (the server binary, or a wrapper running it) on free
+    /// ports, its log in `dir`.
+    pub fn from_command(mut cmd: Command, dir: PathBuf) -> Dns {
         let log = std::fs::File::create(dir.join("log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vpcnet-dns"))
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .args(args)
             .env_remove("VPCNET_DNS_ZONE")
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

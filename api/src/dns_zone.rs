@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 /// should not.
 pub const VERSION: u32 = 1;
 
+/// The cluster domain when a VpcDns names none.
+pub const DEFAULT_DOMAIN: &str = "cluster.local";
+
 /// Default TTL (seconds) of every record served, and the negative TTL (the
 /// SOA minimum). Short, so a Service change is seen by caches within seconds.
 pub const DEFAULT_TTL: u32 = 5;
@@ -70,8 +73,23 @@ fn version() -> u32 {
     VERSION
 }
 
+impl Default for ZoneDocument {
+    /// An empty zone of [`DEFAULT_DOMAIN`], version [`VERSION`].
+    fn default() -> Self {
+        ZoneDocument {
+            version: VERSION,
+            domain: DEFAULT_DOMAIN.into(),
+            upstreams: Vec::new(),
+            namespaces: Vec::new(),
+            services: Vec::new(),
+            reverse_zones: Vec::new(),
+            ttl: None,
+        }
+    }
+}
+
 /// A Service.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ZoneService {
     /// Its namespace.
@@ -98,7 +116,7 @@ impl ZoneService {
 }
 
 /// A Service port.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ZonePort {
     /// The port's name; unnamed ports have no SRV record.
@@ -154,6 +172,17 @@ pub struct ZoneEndpoint {
 
 fn ready() -> bool {
     true
+}
+
+impl Default for ZoneEndpoint {
+    /// No address, no hostname, ready (as when `ready` is absent).
+    fn default() -> Self {
+        ZoneEndpoint {
+            addresses: Vec::new(),
+            hostname: None,
+            ready: true,
+        }
+    }
 }
 
 /// Why a document was refused.
@@ -254,6 +283,17 @@ mod tests {
                 .is_err(),
             "headless is an empty list, not the string None"
         );
+    }
+
+    #[test]
+    fn defaults_match_what_an_absent_field_means() {
+        let d = ZoneDocument::default();
+        assert_eq!(
+            ZoneDocument::from_json(br#"{"domain":"cluster.local"}"#).unwrap(),
+            d
+        );
+        let e: ZoneEndpoint = serde_json::from_str(r#"{"addresses":[]}"#).unwrap();
+        assert_eq!(e, ZoneEndpoint::default());
     }
 
     #[test]

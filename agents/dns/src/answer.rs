@@ -132,6 +132,9 @@ impl<F: Forwarder, C: Clock> Answerer<F, C> {
         });
         match r {
             Ok(z) => {
+                for why in &z.skipped {
+                    tracing::warn!("zone document entry left out: {why}");
+                }
                 let generation = z.generation;
                 self.metrics.zone_records.set(z.records() as i64);
                 self.metrics.zone_generation.set(generation as i64);

@@ -20,6 +20,10 @@
 //! another VPC as for one that does not exist. Reverse names of addresses not
 //! in the document are NXDOMAIN when inside a `reverseZones` range and
 //! forwarded otherwise (see [`Zone::lookup`]).
+//!
+//! An entry whose names would not be DNS names (a dot in a Service name, a
+//! label over 63 bytes) is left out and reported in [`Zone::skipped`]; the
+//! rest of the document is served.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -88,6 +92,8 @@ pub struct Zone {
     reverse_ents: HashSet<Name>,
     reverse_zones: Vec<IpNet>,
     records: usize,
+    /// Entries of the document left out, with the reason.
+    pub skipped: Vec<String>,
 }
 
 /// What the zone says about a question.
@@ -125,17 +131,31 @@ impl Zone {
             reverse_ents: HashSet::new(),
             reverse_zones: doc.reverse_zones.iter().map(IpNet::trunc).collect(),
             records: 1,
+            skipped: Vec::new(),
             domain: domain.clone(),
         };
         let svc_root = child(&domain, "svc")?;
         z.nodes.entry(domain.clone()).or_default();
         z.nodes.entry(svc_root.clone()).or_default();
-        let namespaces: HashSet<&str> = doc.namespaces.iter().map(String::as_str).collect();
-        for ns in &namespaces {
-            z.nodes.entry(child(&svc_root, ns)?).or_default();
+        // One entry that cannot be a DNS name is left out with a reason;
+        // refusing the whole document would freeze the tenant's zone.
+        let mut namespaces: HashSet<&str> = HashSet::new();
+        for ns in &doc.namespaces {
+            match child(&svc_root, ns) {
+                Ok(n) => {
+                    z.nodes.entry(n).or_default();
+                    namespaces.insert(ns.as_str());
+                }
+                Err(e) => z.skipped.push(format!("namespace {ns:?}: {e}")),
+            }
         }
         for s in &doc.services {
             if !namespaces.contains(s.namespace.as_str()) {
+                continue;
+            }
+            if let Err(e) = check_names(&svc_root, s) {
+                z.skipped
+                    .push(format!("service {}/{}: {e}", s.namespace, s.name));
                 continue;
             }
             let svc_name = child(&child(&svc_root, &s.namespace)?, &s.name)?;
@@ -310,6 +330,28 @@ impl Zone {
             additionals: Vec::new(),
         }
     }
+}
+
+/// Every name a Service would add is a valid DNS name.
+fn check_names(svc_root: &Name, s: &vpcnet_api::dns_zone::ZoneService) -> Result<(), ZoneError> {
+    let svc = child(&child(svc_root, &s.namespace)?, &s.name)?;
+    for ep in &s.endpoints {
+        match &ep.hostname {
+            Some(h) => drop(child(&svc, h)?),
+            None => {
+                for ip in &ep.addresses {
+                    child(&svc, &dashed(*ip))?;
+                }
+            }
+        }
+    }
+    for p in &s.ports {
+        if let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            let proto = child(&svc, &format!("_{}", p.protocol.srv_label()))?;
+            child(&proto, &format!("_{pname}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn name(s: &str) -> Result<Name, ZoneError> {

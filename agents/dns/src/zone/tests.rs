@@ -321,13 +321,32 @@ fn only_the_documents_namespaces_are_indexed() {
 }
 
 #[test]
-fn bad_names_are_refused() {
+fn an_entry_that_is_no_dns_name_is_left_out_alone() {
     let mut d = doc();
-    d.services[0].name = "web.evil".into();
-    assert!(
-        Zone::build(&d, 1).is_err(),
-        "a dot would plant a name elsewhere"
+    // A dot would plant a name elsewhere (here: over db's records).
+    d.services[0].name = "x.db".into();
+    d.services.push(ZoneService {
+        namespace: "a1".into(),
+        name: "y".into(),
+        cluster_ips: vec![ip("10.96.0.50")],
+        ports: vec![port(Some(&"p".repeat(70)), ZoneProtocol::Tcp, 1)],
+        endpoints: vec![],
+    });
+    d.namespaces.push("bad.ns".into());
+    let z = Zone::build(&d, 1).unwrap();
+    assert_eq!(z.skipped.len(), 3, "{:?}", z.skipped);
+    for gone in ["x.db.a1.svc.cluster.local.", "y.a1.svc.cluster.local."] {
+        is_nxdomain_with_soa(&answer(&z, gone, RecordType::A), "cluster.local.");
+    }
+    assert_eq!(
+        rdatas(&answer(&z, "db.a1.svc.cluster.local.", RecordType::A)),
+        vec!["10.0.1.7", "10.0.1.8"],
+        "the rest is served"
     );
+}
+
+#[test]
+fn bad_domains_are_refused() {
     let mut d = doc();
     d.domain = ".".into();
     assert!(Zone::build(&d, 1).is_err());

@@ -26,7 +26,7 @@
 //! rest of the document is served.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV};
@@ -41,33 +41,26 @@ use crate::answer::Answer;
 const SRV_PRIORITY: u16 = 0;
 const SRV_WEIGHT: u16 = 100;
 
-/// The records of one name.
+/// The data of one name, compact: records are built when asked for (a
+/// hickory `Record` is 272 bytes; an address is 4 or 16).
 #[derive(Default, Debug)]
 struct Node {
-    a: Vec<Record>,
-    aaaa: Vec<Record>,
-    srv: Vec<Record>,
-    /// Addresses of the SRV targets (the additional section).
-    srv_glue: Vec<Record>,
+    a: Vec<Ipv4Addr>,
+    aaaa: Vec<Ipv6Addr>,
+    /// (port, target) of each SRV record; every target is a name of the
+    /// index, whose addresses are the additional section.
+    srv: Vec<(u16, Name)>,
 }
 
 impl Node {
-    fn records(&self, qtype: RecordType) -> Vec<Record> {
-        match qtype {
-            RecordType::A => self.a.clone(),
-            RecordType::AAAA => self.aaaa.clone(),
-            RecordType::SRV => self.srv.clone(),
-            RecordType::ANY => [&self.a, &self.aaaa, &self.srv]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
     fn count(&self) -> usize {
         self.a.len() + self.aaaa.len() + self.srv.len()
+    }
+}
+
+fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
+    if !v.contains(&x) {
+        v.push(x);
     }
 }
 
@@ -86,11 +79,12 @@ pub struct Zone {
     soa_v6_arpa: Record,
     /// Every existing name under `domain` (names with no records too).
     nodes: HashMap<Name, Node>,
-    /// PTR records by reverse name.
-    ptr: HashMap<Name, Vec<Record>>,
+    /// PTR targets by reverse name.
+    ptr: HashMap<Name, Vec<Name>>,
     /// Reverse names inside `reverse_zones` that have PTR names below them.
     reverse_ents: HashSet<Name>,
     reverse_zones: Vec<IpNet>,
+    ttl: u32,
     records: usize,
     /// Entries of the document left out, with the reason.
     pub skipped: Vec<String>,
@@ -130,6 +124,7 @@ impl Zone {
             ptr: HashMap::new(),
             reverse_ents: HashSet::new(),
             reverse_zones: doc.reverse_zones.iter().map(IpNet::trunc).collect(),
+            ttl,
             records: 1,
             skipped: Vec::new(),
             domain: domain.clone(),
@@ -160,8 +155,8 @@ impl Zone {
             }
             let svc_name = child(&child(&svc_root, &s.namespace)?, &s.name)?;
             z.nodes.entry(svc_name.clone()).or_default();
-            // (target name, its addresses) of every SRV target.
-            let mut targets: Vec<(Name, Vec<IpAddr>)> = Vec::new();
+            // The names SRV records point to.
+            let mut targets: Vec<Name> = Vec::new();
             if s.is_headless() {
                 for ep in s.endpoints.iter().filter(|e| e.ready) {
                     let mut by_name: Vec<(Name, Vec<IpAddr>)> = Vec::new();
@@ -175,19 +170,19 @@ impl Zone {
                     }
                     for (n, ips) in by_name {
                         for ip in &ips {
-                            z.add_address(&svc_name, *ip, ttl);
-                            z.add_address(&n, *ip, ttl);
-                            z.add_ptr(*ip, &n, ttl);
+                            z.add_address(&svc_name, *ip);
+                            z.add_address(&n, *ip);
+                            z.add_ptr(*ip, &n);
                         }
-                        targets.push((n, ips));
+                        targets.push(n);
                     }
                 }
             } else {
                 for ip in &s.cluster_ips {
-                    z.add_address(&svc_name, *ip, ttl);
-                    z.add_ptr(*ip, &svc_name, ttl);
+                    z.add_address(&svc_name, *ip);
+                    z.add_ptr(*ip, &svc_name);
                 }
-                targets.push((svc_name.clone(), s.cluster_ips.clone()));
+                targets.push(svc_name.clone());
             }
             for p in &s.ports {
                 let Some(pname) = p.name.as_deref().filter(|n| !n.is_empty()) else {
@@ -197,12 +192,8 @@ impl Zone {
                 let srv_name = child(&proto, &format!("_{pname}"))?;
                 z.nodes.entry(proto).or_default();
                 let node = z.nodes.entry(srv_name.clone()).or_default();
-                for (t, ips) in &targets {
-                    let srv = SRV::new(SRV_PRIORITY, SRV_WEIGHT, p.port, t.clone());
-                    push_unique(&mut node.srv, record(&srv_name, ttl, RData::SRV(srv)));
-                    for ip in ips {
-                        push_unique(&mut node.srv_glue, address_record(t, *ip, ttl));
-                    }
+                for t in &targets {
+                    push_unique(&mut node.srv, (p.port, t.clone()));
                 }
             }
         }
@@ -211,19 +202,17 @@ impl Zone {
         Ok(z)
     }
 
-    fn add_address(&mut self, owner: &Name, ip: IpAddr, ttl: u32) {
+    fn add_address(&mut self, owner: &Name, ip: IpAddr) {
         let node = self.nodes.entry(owner.clone()).or_default();
-        let r = address_record(owner, ip, ttl);
         match ip {
-            IpAddr::V4(_) => push_unique(&mut node.a, r),
-            IpAddr::V6(_) => push_unique(&mut node.aaaa, r),
+            IpAddr::V4(v4) => push_unique(&mut node.a, v4),
+            IpAddr::V6(v6) => push_unique(&mut node.aaaa, v6),
         }
     }
 
-    fn add_ptr(&mut self, ip: IpAddr, target: &Name, ttl: u32) {
+    fn add_ptr(&mut self, ip: IpAddr, target: &Name) {
         let rev = Name::from(ip).to_lowercase();
-        let r = record(&rev, ttl, RData::PTR(PTR(target.clone())));
-        push_unique(self.ptr.entry(rev.clone()).or_default(), r);
+        push_unique(self.ptr.entry(rev.clone()).or_default(), target.clone());
         // The ancestors inside a reverse zone exist (NODATA, not NXDOMAIN:
         // an NXDOMAIN would tell a cache that nothing exists below them).
         let mut n = rev.base_name();
@@ -267,22 +256,58 @@ impl Zone {
             .map_or(Lookup::Forward, Lookup::Answer)
     }
 
+    /// The records of type `qtype` (A, AAAA, SRV; ANY: all three) at `owner`.
+    fn push_records(&self, owner: &Name, node: &Node, qtype: RecordType, out: &mut Vec<Record>) {
+        let any = qtype == RecordType::ANY;
+        if any || qtype == RecordType::A {
+            out.extend(
+                node.a
+                    .iter()
+                    .map(|ip| record(owner, self.ttl, RData::A(A(*ip)))),
+            );
+        }
+        if any || qtype == RecordType::AAAA {
+            out.extend(
+                node.aaaa
+                    .iter()
+                    .map(|ip| record(owner, self.ttl, RData::AAAA(AAAA(*ip)))),
+            );
+        }
+        if any || qtype == RecordType::SRV {
+            out.extend(node.srv.iter().map(|(port, target)| {
+                let srv = SRV::new(SRV_PRIORITY, SRV_WEIGHT, *port, target.clone());
+                record(owner, self.ttl, RData::SRV(srv))
+            }));
+        }
+    }
+
     fn forward_lookup(&self, name: &Name, qtype: RecordType) -> Answer {
-        let Some(node) = self.nodes.get(name) else {
+        let Some((owner, node)) = self.nodes.get_key_value(name) else {
             return self.negative(ResponseCode::NXDomain, &self.soa);
         };
-        let mut answers = node.records(qtype);
+        let mut answers = Vec::new();
+        self.push_records(owner, node, qtype, &mut answers);
         if *name == self.domain && matches!(qtype, RecordType::SOA | RecordType::ANY) {
             answers.push(self.soa.clone());
         }
         if answers.is_empty() {
             return self.negative(ResponseCode::NoError, &self.soa);
         }
-        let additionals = if matches!(qtype, RecordType::SRV | RecordType::ANY) {
-            node.srv_glue.clone()
-        } else {
-            Vec::new()
-        };
+        // The SRV targets' addresses, once per target.
+        let mut additionals = Vec::new();
+        if matches!(qtype, RecordType::SRV | RecordType::ANY) {
+            let mut seen: Vec<&Name> = Vec::new();
+            for (_, t) in &node.srv {
+                if seen.contains(&t) {
+                    continue;
+                }
+                seen.push(t);
+                if let Some((tname, tnode)) = self.nodes.get_key_value(t) {
+                    self.push_records(tname, tnode, RecordType::A, &mut additionals);
+                    self.push_records(tname, tnode, RecordType::AAAA, &mut additionals);
+                }
+            }
+        }
         Answer {
             rcode: ResponseCode::NoError,
             authoritative: true,
@@ -300,12 +325,15 @@ impl Zone {
         } else {
             return None;
         };
-        if let Some(ptrs) = self.ptr.get(name) {
+        if let Some((owner, targets)) = self.ptr.get_key_value(name) {
             if matches!(qtype, RecordType::PTR | RecordType::ANY) {
                 return Some(Answer {
                     rcode: ResponseCode::NoError,
                     authoritative: true,
-                    answers: ptrs.clone(),
+                    answers: targets
+                        .iter()
+                        .map(|t| record(owner, self.ttl, RData::PTR(PTR(t.clone()))))
+                        .collect(),
                     authorities: Vec::new(),
                     additionals: Vec::new(),
                 });
@@ -381,19 +409,6 @@ fn record(owner: &Name, ttl: u32, data: RData) -> Record {
     let mut r = Record::from_rdata(owner.clone(), ttl, data);
     r.dns_class = DNSClass::IN;
     r
-}
-
-fn address_record(owner: &Name, ip: IpAddr, ttl: u32) -> Record {
-    match ip {
-        IpAddr::V4(v4) => record(owner, ttl, RData::A(A(v4))),
-        IpAddr::V6(v6) => record(owner, ttl, RData::AAAA(AAAA(v6))),
-    }
-}
-
-fn push_unique(v: &mut Vec<Record>, r: Record) {
-    if !v.contains(&r) {
-        v.push(r);
-    }
 }
 
 fn soa_record(apex: &Name, domain: &Name, serial: u32, ttl: u32) -> Result<Record, ZoneError> {

@@ -58,7 +58,10 @@ impl Dns {
     /// Starts a server on free ports in `dir` with `args` and `env`.
     pub fn spawn(dir: PathBuf, args: &[String], env: &[(&str, &str)]) -> Dns {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpcnet-dns"));
-        cmd.args(args).envs(env.iter().copied());
+        // The tests' own environment never chooses the zone.
+        cmd.args(args)
+            .env_remove("VPCNET_DNS_ZONE")
+            .envs(env.iter().copied());
         Dns::from_command(cmd, dir)
     }
 
@@ -68,7 +71,6 @@ impl Dns {
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .env_remove("VPCNET_DNS_ZONE")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

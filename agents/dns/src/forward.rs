@@ -4,9 +4,15 @@
 //! Each exchange uses a fresh socket on a random port and a random ID, and
 //! accepts only a response from the upstream's address (a connected socket)
 //! with that ID and the same question: a spoofed answer must guess both.
+//!
+//! An upstream that timed out or could not be reached is tried last for
+//! [`PENALTY`], so a dead first upstream does not cost every cache miss a
+//! timeout. A SERVFAIL or REFUSED moves on to the next upstream for that
+//! question only: it may be the name's fault, not the server's.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
@@ -20,12 +26,50 @@ use crate::metrics::Metrics;
 /// no fragmentation on common paths).
 pub const UPSTREAM_PAYLOAD: u16 = 1232;
 
+/// How long an unreachable upstream is tried last.
+pub const PENALTY: Duration = Duration::from_secs(30);
+
 /// The forwarder of the running server.
 pub struct NetForwarder {
     /// Time allowed for one upstream before the next is tried.
-    pub timeout: Duration,
+    timeout: Duration,
     /// Where latencies and errors are counted.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
+    /// Upstreams that failed to answer, and until when they are tried last.
+    down: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl NetForwarder {
+    /// A forwarder allowing `timeout` to each upstream.
+    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        NetForwarder {
+            timeout,
+            metrics,
+            down: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn mark(&self, up: SocketAddr, reachable: bool) {
+        let mut down = self.down.lock().expect("down lock");
+        if reachable {
+            down.remove(&up);
+        } else {
+            down.insert(up, Instant::now() + PENALTY);
+        }
+    }
+}
+
+/// The order to try `upstreams` in: the document's, except that those down
+/// (until a time after `now`) come last, in the document's order too.
+pub fn order(
+    upstreams: &[SocketAddr],
+    down: &HashMap<SocketAddr, Instant>,
+    now: Instant,
+) -> Vec<SocketAddr> {
+    let is_down = |u: &SocketAddr| down.get(u).is_some_and(|until| *until > now);
+    let (mut up, dead): (Vec<_>, Vec<_>) = upstreams.iter().partition(|u| !is_down(u));
+    up.extend(dead);
+    up
 }
 
 #[async_trait::async_trait]
@@ -39,12 +83,18 @@ impl Forwarder for NetForwarder {
             return Err(ForwardError::NoUpstream);
         }
         let mut last = String::new();
-        for up in upstreams {
+        let ordered = order(
+            upstreams,
+            &self.down.lock().expect("down lock"),
+            Instant::now(),
+        );
+        for up in &ordered {
             let t = Instant::now();
             let r = tokio::time::timeout(self.timeout, exchange(*up, query)).await;
             self.metrics
                 .upstream_duration
                 .observe(t.elapsed().as_secs_f64());
+            self.mark(*up, matches!(r, Ok(Ok(_))));
             match r {
                 // A server failure is the upstream's, not the name's: the
                 // next upstream may do better.
@@ -140,4 +190,24 @@ async fn tcp(up: SocketAddr, req: &Message) -> std::io::Result<Message> {
         return Err(bad("response does not match the query"));
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_down_are_tried_last_until_their_penalty_ends() {
+        let ups: Vec<SocketAddr> = ["10.0.0.1:53", "10.0.0.2:53", "10.0.0.3:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let now = Instant::now();
+        let mut down = HashMap::new();
+        assert_eq!(order(&ups, &down, now), ups);
+        down.insert(ups[0], now + PENALTY);
+        down.insert(ups[1], now + PENALTY);
+        assert_eq!(order(&ups, &down, now), vec![ups[2], ups[0], ups[1]]);
+        assert_eq!(order(&ups, &down, now + PENALTY), ups, "penalty over");
+    }
 }

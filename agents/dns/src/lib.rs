@@ -33,7 +33,8 @@
 //! upstream that might know other tenants' names), and is forwarded otherwise.
 //!
 //! **Forwarding** goes to the document's upstreams in order (next one on
-//! timeout, SERVFAIL or REFUSED), over UDP and over TCP when truncated; no
+//! timeout, SERVFAIL or REFUSED; one that could not be reached is tried last
+//! for 30 s), over UDP and over TCP when truncated; no
 //! upstream or all failing gives SERVFAIL. The cache honours TTLs, caches
 //! negative answers for the SOA minimum (RFC 2308), and is bounded.
 //!

@@ -112,10 +112,10 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let forwarder = NetForwarder {
-        timeout: Duration::from_millis(args.upstream_timeout_ms),
-        metrics: metrics.clone(),
-    };
+    let forwarder = NetForwarder::new(
+        Duration::from_millis(args.upstream_timeout_ms),
+        metrics.clone(),
+    );
     let answerer = Arc::new(Answerer::new(
         forwarder,
         args.cache_size,

@@ -59,6 +59,9 @@ pub enum ForwardError {
     /// No upstream in the document.
     #[error("no upstream configured")]
     NoUpstream,
+    /// Too many questions already forwarded and unanswered.
+    #[error("too many forwarded questions in flight")]
+    Busy,
     /// Every upstream failed (timeout, refused, malformed, SERVFAIL...).
     #[error("every upstream failed; last: {0}")]
     AllFailed(String),

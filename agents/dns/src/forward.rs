@@ -26,6 +26,11 @@ use crate::metrics::Metrics;
 /// no fragmentation on common paths).
 pub const UPSTREAM_PAYLOAD: u16 = 1232;
 
+/// Forwarded questions in flight at most, by default. Each holds a socket
+/// for up to a timeout per upstream: unbounded, a flood of names nobody
+/// caches would run the process out of file descriptors.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
 /// How long an unreachable upstream is tried last.
 pub const PENALTY: Duration = Duration::from_secs(30);
 
@@ -37,15 +42,18 @@ pub struct NetForwarder {
     metrics: Arc<Metrics>,
     /// Upstreams that failed to answer, and until when they are tried last.
     down: Mutex<HashMap<SocketAddr, Instant>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl NetForwarder {
-    /// A forwarder allowing `timeout` to each upstream.
-    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    /// A forwarder allowing `timeout` to each upstream and `max_in_flight`
+    /// questions at once (beyond: SERVFAIL at once).
+    pub fn new(timeout: Duration, max_in_flight: usize, metrics: Arc<Metrics>) -> Self {
         NetForwarder {
             timeout,
             metrics,
             down: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(max_in_flight),
         }
     }
 
@@ -82,6 +90,10 @@ impl Forwarder for NetForwarder {
         if upstreams.is_empty() {
             return Err(ForwardError::NoUpstream);
         }
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            self.metrics.forwards_refused.inc();
+            return Err(ForwardError::Busy);
+        };
         let mut last = String::new();
         let ordered = order(
             upstreams,

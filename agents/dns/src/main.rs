@@ -37,6 +37,9 @@ struct Args {
     /// Milliseconds allowed to one upstream before the next is tried.
     #[arg(long, default_value_t = 1500)]
     upstream_timeout_ms: u64,
+    /// Forwarded questions in flight at most; beyond, SERVFAIL at once.
+    #[arg(long, default_value_t = vpcnet_dns::forward::DEFAULT_MAX_IN_FLIGHT)]
+    max_forwards: usize,
     /// Answers the cache holds at most.
     #[arg(long, default_value_t = 10_000)]
     cache_size: usize,
@@ -114,6 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let forwarder = NetForwarder::new(
         Duration::from_millis(args.upstream_timeout_ms),
+        args.max_forwards,
         metrics.clone(),
     );
     let answerer = Arc::new(Answerer::new(

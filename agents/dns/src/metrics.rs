@@ -39,6 +39,9 @@ pub struct Metrics {
     /// `vpcnet_dns_upstream_errors_total`: exchanges that failed (timeout,
     /// network, malformed, SERVFAIL/REFUSED).
     pub upstream_errors: Counter,
+    /// `vpcnet_dns_forwards_refused_total`: questions answered SERVFAIL
+    /// because too many were already forwarded.
+    pub forwards_refused: Counter,
     /// `vpcnet_dns_zone_records`: records of the zone in force.
     pub zone_records: Gauge,
     /// `vpcnet_dns_zone_generation`: documents loaded by this process.
@@ -59,6 +62,7 @@ impl Default for Metrics {
             // 50 µs .. ~1.6 s.
             upstream_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             upstream_errors: Counter::default(),
+            forwards_refused: Counter::default(),
             zone_records: Gauge::default(),
             zone_generation: Gauge::default(),
             zone_load_errors: Counter::default(),
@@ -90,6 +94,11 @@ impl Default for Metrics {
             "upstream_errors",
             "Failed exchanges with an upstream",
             m.upstream_errors.clone(),
+        );
+        r.register(
+            "forwards_refused",
+            "Questions not forwarded: too many in flight",
+            m.forwards_refused.clone(),
         );
         r.register(
             "zone_records",

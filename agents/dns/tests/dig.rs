@@ -282,6 +282,7 @@ fn ready_only_after_the_first_document_and_sigterm_exits_cleanly() {
         "vpcnet_dns_cache_entries",
         "vpcnet_dns_upstream_duration_seconds",
         "vpcnet_dns_upstream_errors_total",
+        "vpcnet_dns_forwards_refused_total",
         "vpcnet_dns_zone_records",
         "vpcnet_dns_zone_generation",
         "vpcnet_dns_zone_load_errors_total",
@@ -309,4 +310,19 @@ fn ready_only_after_the_first_document_and_sigterm_exits_cleanly() {
         status_of(&dig_at(server, &["+time=1", "web.a.svc.cluster.local"])),
         "NO ANSWER"
     );
+}
+
+#[test]
+fn forwarding_is_bounded_and_beyond_the_bound_is_servfail() {
+    let up = Dns::ready(&upstream_zone().to_string(), &["--lameduck-ms", "0"]);
+    let zone = tenant(&[up.dns.to_string()]).to_string();
+    let d = Dns::ready(&zone, &["--max-forwards", "0"]);
+    assert_eq!(d.status(&["www.up.svc.example.test"]), "SERVFAIL");
+    assert_eq!(d.metric("vpcnet_dns_forwards_refused_total"), 1.0);
+    assert_eq!(
+        up.metric("vpcnet_dns_queries_total{transport=\"udp\"}"),
+        0.0
+    );
+    // The zone needs no forwarding.
+    assert_eq!(d.short(&["web.a.svc.cluster.local"]), ["10.96.0.20"]);
 }

@@ -2,12 +2,14 @@
 //! cache, then the upstreams through a [`Forwarder`]. No sockets here: the
 //! forwarder is a trait, so the whole decision is tested with a fake one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
+use tokio::sync::oneshot;
 use vpcnet_api::dns_zone::{ZoneDocument, ZoneError};
 
 use crate::cache::{Cache, Clock, Key, SystemClock};
@@ -98,8 +100,43 @@ pub struct Answerer<F: Forwarder, C: Clock = SystemClock> {
     /// it sees either the old zone or the new one, never a mix.
     zone: ArcSwapOption<Zone>,
     cache: Mutex<Cache<C>>,
+    /// Questions being forwarded, with who else waits for the answer: many
+    /// clients asking one uncached name (a TTL just ran out) cost one
+    /// upstream exchange, not one each.
+    in_flight: Mutex<HashMap<Key, Vec<oneshot::Sender<Answer>>>>,
     forwarder: F,
     metrics: Arc<Metrics>,
+}
+
+/// Held by the one forwarding a question: dropping it (done or cancelled)
+/// takes the waiters out, so a cancelled forward cannot leave them, or the
+/// next asker, waiting forever (their receivers see the senders dropped).
+struct Leader<'a> {
+    in_flight: &'a Mutex<HashMap<Key, Vec<oneshot::Sender<Answer>>>>,
+    key: Key,
+}
+
+impl Leader<'_> {
+    fn finish(self, a: &Answer) {
+        let waiters = self.take();
+        for w in waiters {
+            let _ = w.send(a.clone());
+        }
+    }
+
+    fn take(&self) -> Vec<oneshot::Sender<Answer>> {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(&self.key)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
 }
 
 impl<F: Forwarder> Answerer<F, SystemClock> {
@@ -121,6 +158,7 @@ impl<F: Forwarder, C: Clock> Answerer<F, C> {
         Answerer {
             zone: ArcSwapOption::empty(),
             cache: Mutex::new(Cache::new(clock, cache_size, cache_max_ttl)),
+            in_flight: Mutex::new(HashMap::new()),
             forwarder,
             metrics,
         }
@@ -191,7 +229,32 @@ impl<F: Forwarder, C: Clock> Answerer<F, C> {
             return (a, Source::Cache);
         }
         self.metrics.cache_misses.inc();
-        match self.forwarder.forward(&zone.upstreams, query).await {
+        let waiting = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            match in_flight.get_mut(&key) {
+                Some(waiters) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    in_flight.insert(key.clone(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(rx) = waiting {
+            return match rx.await {
+                Ok(a) => (a, Source::Upstream),
+                // The forward was cancelled.
+                Err(_) => (Answer::code(ResponseCode::ServFail), Source::Failure),
+            };
+        }
+        let leader = Leader {
+            in_flight: &self.in_flight,
+            key: key.clone(),
+        };
+        let (a, source) = match self.forwarder.forward(&zone.upstreams, query).await {
             Ok(m) => {
                 let a = Answer::from_message(m);
                 let mut cache = self.cache.lock().expect("cache lock");
@@ -203,7 +266,9 @@ impl<F: Forwarder, C: Clock> Answerer<F, C> {
                 tracing::debug!(%e, name = %query.name(), "forwarding failed");
                 (Answer::code(ResponseCode::ServFail), Source::Failure)
             }
-        }
+        };
+        leader.finish(&a);
+        (a, source)
     }
 }
 

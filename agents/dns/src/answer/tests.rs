@@ -13,12 +13,17 @@ use super::*;
 struct Fake {
     calls: AtomicUsize,
     down: std::sync::atomic::AtomicBool,
+    /// When set, every forward waits for a permit here first.
+    gate: Option<tokio::sync::Semaphore>,
 }
 
 #[async_trait::async_trait]
 impl Forwarder for Arc<Fake> {
     async fn forward(&self, up: &[SocketAddr], q: &Query) -> Result<Message, ForwardError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(g) = &self.gate {
+            g.acquire().await.unwrap().forget();
+        }
         if up.is_empty() {
             return Err(ForwardError::NoUpstream);
         }
@@ -198,4 +203,81 @@ async fn a_reload_swaps_the_zone_whole_and_a_bad_document_keeps_the_old() {
     assert_eq!(metrics.zone_load_errors.get(), 2);
     assert_eq!(metrics.zone_generation.get(), 2);
     assert_eq!(a.answer(&web).await.0.rcode, ResponseCode::NXDomain);
+}
+
+#[tokio::test]
+async fn one_forward_serves_every_client_asking_the_same_name_meanwhile() {
+    let fake = Arc::new(Fake {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        ..Fake::default()
+    });
+    let a = Arc::new(Answerer::new(
+        fake.clone(),
+        100,
+        3600,
+        Arc::new(Metrics::default()),
+    ));
+    a.load(&doc_json()).unwrap();
+    let asks: Vec<_> = (0..10)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.answer(&q("www.example.", RecordType::A)).await })
+        })
+        .collect();
+    // All ten are waiting on one forward.
+    while a
+        .in_flight
+        .lock()
+        .unwrap()
+        .get(&Key {
+            name: Name::from_ascii("www.example.").unwrap(),
+            qtype: RecordType::A,
+            qclass: DNSClass::IN,
+        })
+        .is_none_or(|w| w.len() < 9)
+    {
+        tokio::task::yield_now().await;
+    }
+    fake.gate.as_ref().unwrap().add_permits(1);
+    for t in asks {
+        let (ans, src) = t.await.unwrap();
+        assert_eq!((ans.rcode, src), (ResponseCode::NoError, Source::Upstream));
+        assert_eq!(ans.answers.len(), 1);
+    }
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    assert!(a.in_flight.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_forward_leaves_nobody_waiting() {
+    let fake = Arc::new(Fake {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        ..Fake::default()
+    });
+    let a = Arc::new(Answerer::new(
+        fake.clone(),
+        100,
+        3600,
+        Arc::new(Metrics::default()),
+    ));
+    a.load(&doc_json()).unwrap();
+    let spawn = || {
+        let a = a.clone();
+        tokio::spawn(async move { a.answer(&q("www.example.", RecordType::A)).await })
+    };
+    let leader = spawn();
+    while fake.calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let follower = spawn();
+    while a.in_flight.lock().unwrap().values().all(Vec::is_empty) {
+        tokio::task::yield_now().await;
+    }
+    leader.abort();
+    let (ans, _) = follower.await.unwrap();
+    assert_eq!(ans.rcode, ResponseCode::ServFail, "told, not left hanging");
+    // The next asker forwards anew.
+    fake.gate.as_ref().unwrap().add_permits(1);
+    assert_eq!(spawn().await.unwrap().1, Source::Upstream);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
 }

@@ -35,7 +35,8 @@
 //! **Forwarding** goes to the document's upstreams in order (next one on
 //! timeout, SERVFAIL or REFUSED; one that could not be reached is tried last
 //! for 30 s), over UDP and over TCP when truncated; no
-//! upstream or all failing gives SERVFAIL. The cache honours TTLs, caches
+//! upstream or all failing gives SERVFAIL. Clients asking one uncached name
+//! at once share one exchange, and the exchanges in flight are bounded. The cache honours TTLs, caches
 //! negative answers for the SOA minimum (RFC 2308), and is bounded.
 //!
 //! **Wire**: UDP and TCP on `--listen` (default `0.0.0.0:53`), EDNS(0) (a UDP

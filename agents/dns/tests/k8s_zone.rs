@@ -52,8 +52,9 @@ fn k(args: &[&str], stdin: Option<&str>) -> String {
     kubectl_with(&kubeconfig(), args, stdin).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
 }
 
-/// Deletes the test namespace (and with it everything in it).
-struct Ns(String);
+/// Deletes the test namespace (and with it everything in it) and the
+/// scratch directory.
+struct Ns(String, std::path::PathBuf);
 impl Drop for Ns {
     fn drop(&mut self) {
         let _ = kubectl_with(
@@ -61,6 +62,7 @@ impl Drop for Ns {
             &["delete", "ns", &self.0, "--wait=false"],
             None,
         );
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -84,7 +86,8 @@ fn loads_and_follows_its_configmap_with_least_privilege() {
         "{} missing: start the box with `bash e2e/box/up.sh`",
         kubeconfig().display()
     );
-    let ns = Ns(format!("dns-test-{}", std::process::id()));
+    let dir = scratch();
+    let ns = Ns(format!("dns-test-{}", std::process::id()), dir.clone());
     let n = ns.0.as_str();
     k(&["create", "ns", n], None);
     // What the operator side grants: the one ConfigMap, by name.
@@ -132,7 +135,6 @@ fn loads_and_follows_its_configmap_with_least_privilege() {
         ],
         None,
     );
-    let dir = scratch();
     let sa_cfg = dir.join("sa.kubeconfig");
     std::fs::write(
         &sa_cfg,

@@ -103,6 +103,27 @@ pub mod agent_env {
     pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
 }
 
+/// The tenant DNS server (`vpcnet-dns`) and the zone ConfigMap the operator
+/// writes for it (`crate::dns_zone`).
+pub mod dns {
+    /// Data key of the zone ConfigMap holding the `ZoneDocument` JSON.
+    pub const ZONE_KEY: &str = "zone.json";
+    /// Port of DNS over UDP and TCP.
+    pub const DNS_PORT: u16 = 53;
+    /// Port of `/metrics`, `/readyz` and `/healthz`.
+    pub const METRICS_PORT: u16 = 9153;
+}
+
+/// Environment of the DNS server, set by the operator's Deployment.
+pub mod dns_env {
+    /// `<namespace>/<name>` of the zone ConfigMap.
+    pub const ZONE: &str = "VPCNET_DNS_ZONE";
+    /// DNS address (UDP and TCP), default `0.0.0.0:53`.
+    pub const LISTEN: &str = "VPCNET_DNS_LISTEN";
+    /// HTTP address of metrics and probes, default `0.0.0.0:9153`.
+    pub const METRICS: &str = "VPCNET_DNS_METRICS";
+}
+
 /// Finalizer on every kind the operator cleans up after.
 pub const FINALIZER: &str = "vpcnet.io/cleanup";
 

@@ -445,3 +445,30 @@ fn samples_applied_the_argo_cd_way_stay_in_sync() {
     std::fs::remove_dir_all(&dir).ok();
     eprintln!("done in {:.1?}", started.elapsed());
 }
+
+/// The managed-fields check itself, on entries as the box writes them: the
+/// operator's status apply and kube-runtime's finalizer patch pass; a spec
+/// field (even an empty `f:spec`) owned by anyone but Argo does not.
+#[test]
+fn foreign_fields_are_what_is_not_status_or_finalizer() {
+    let obj = json!({"metadata": {"managedFields": [
+        {"manager": ARGO, "operation": "Apply",
+         "fieldsV1": {"f:spec": {"f:namespaces": {}}}},
+        {"manager": OPERATOR_MANAGER, "operation": "Apply", "subresource": "status",
+         "fieldsV1": {"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}}}}}},
+        {"manager": "unknown", "operation": "Update",
+         "fieldsV1": {"f:metadata": {"f:finalizers": {".": {}, "v:\"vpcnet.io/cleanup\"": {}}}}},
+        {"manager": OPERATOR_MANAGER, "operation": "Apply",
+         "fieldsV1": {"f:spec": {"f:v4ip": {}}, "f:metadata": {"f:labels": {"f:x": {}}}}},
+        {"manager": "unknown", "operation": "Update",
+         "fieldsV1": {"f:metadata": {"f:finalizers": {}}, "f:spec": {}}},
+    ]}});
+    assert_eq!(
+        foreign_fields(&obj),
+        [
+            "vpcnet-operator (Apply) owns f:metadata.f:labels.f:x",
+            "vpcnet-operator (Apply) owns f:spec.f:v4ip",
+            "unknown (Update) owns f:spec",
+        ]
+    );
+}

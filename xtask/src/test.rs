@@ -30,6 +30,9 @@ pub fn run() -> Result<(), String> {
     timed("build kubernetes (go, cached)", &|| {
         shell::box_script("build-k8s.sh", &[])
     })?;
+    timed("build argocd-lua-health (go, cached)", &|| {
+        shell::box_script("build-gopher-lua.sh", &[])
+    })?;
     timed("cargo fmt --check", &|| {
         shell::cargo(&["fmt", "--all", "--check"])
     })?;

@@ -47,7 +47,16 @@ pub struct Leading {
 /// Waits for the lease, then connects. Nothing is read into memory or
 /// written before this process leads.
 pub async fn lead(options: Options) -> Result<Leading> {
-    let client = kube::Client::try_default().await?;
+    // Named, so that what no field manager is given for (kube-runtime's
+    // finalizer patch) is recorded under the operator's name, not `unknown`.
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(vpcnet_api::contract::OPERATOR_MANAGER),
+    ));
+    let client = kube::Client::try_from(config)?;
     // Served while waiting for the lease too: a standby is alive, not ready.
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

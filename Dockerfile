@@ -17,9 +17,11 @@ COPY target/release/vpcnet-operator /usr/local/bin/vpcnet-operator
 ENTRYPOINT ["/usr/local/bin/vpcnet-operator"]
 
 # CNI plugin: the binary plus the installer the DaemonSet runs to copy it and
-# its configuration into the node's /opt/cni/bin and /etc/cni/net.d.
+# its configuration into the node's /opt/cni/bin and /etc/cni/net.d; and the
+# per-node agent the same DaemonSet runs (vpcnet-node).
 FROM ${BASE} AS cni
 COPY target/release/vpcnet-cni /opt/vpcnet/bin/vpcnet-cni
+COPY target/release/vpcnet-node /opt/vpcnet/bin/vpcnet-node
 COPY config/cni/install-cni.sh /opt/vpcnet/bin/install-cni.sh
 ENTRYPOINT ["/opt/vpcnet/bin/install-cni.sh"]
 

@@ -33,6 +33,19 @@ pub mod annotations {
     /// Written by the user: a comma-separated list of SecurityGroups of the
     /// pod's own namespace the pod is a member of.
     pub const SECURITY_GROUPS: &str = "vpcnet.io/security_groups";
+    /// Kube-OVN's spelling of [`SECURITY_GROUPS`] (ours wins when a pod
+    /// carries both).
+    pub const KUBE_OVN_SECURITY_GROUPS: &str = "ovn.kubernetes.io/security_groups";
+
+    /// Kube-OVN's pod annotations that mean the same request as one of ours,
+    /// so workloads written for Kube-OVN keep their addresses and subnets:
+    /// `(theirs, ours)`. Ours win when a pod carries both. (Kube-OVN's
+    /// `logical_switch` names a subnet, the request ours spell `subnet`.)
+    pub const KUBE_OVN_ALIASES: &[(&str, &str)] = &[
+        ("ovn.kubernetes.io/ip_address", IP_ADDRESS),
+        ("ovn.kubernetes.io/ip_pool", IP_POOL),
+        ("ovn.kubernetes.io/logical_switch", SUBNET),
+    ];
 }
 
 /// `external_ids` keys of OVN rows and OVS interfaces.
@@ -99,6 +112,27 @@ pub mod agent_env {
     pub const POD_NAME: &str = "POD_NAME";
     /// The pod's namespace (downward API).
     pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+}
+
+/// The tenant DNS server (`vpcnet-dns`) and the zone ConfigMap the operator
+/// writes for it (`crate::dns_zone`).
+pub mod dns {
+    /// Data key of the zone ConfigMap holding the `ZoneDocument` JSON.
+    pub const ZONE_KEY: &str = "zone.json";
+    /// Port of DNS over UDP and TCP.
+    pub const DNS_PORT: u16 = 53;
+    /// Port of `/metrics`, `/readyz` and `/healthz`.
+    pub const METRICS_PORT: u16 = 9153;
+}
+
+/// Environment of the DNS server, set by the operator's Deployment.
+pub mod dns_env {
+    /// `<namespace>/<name>` of the zone ConfigMap.
+    pub const ZONE: &str = "VPCNET_DNS_ZONE";
+    /// DNS address (UDP and TCP), default `0.0.0.0:53`.
+    pub const LISTEN: &str = "VPCNET_DNS_LISTEN";
+    /// HTTP address of metrics and probes, default `0.0.0.0:9153`.
+    pub const METRICS: &str = "VPCNET_DNS_METRICS";
 }
 
 /// Finalizer on every kind the operator cleans up after.

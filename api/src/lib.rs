@@ -12,6 +12,7 @@ pub mod condition;
 pub mod contract;
 pub mod crds;
 pub mod dnat;
+pub mod dns_zone;
 pub mod eip;
 pub mod fip;
 pub mod nat_gateway;

@@ -45,7 +45,7 @@ external_up() {
     return 0
   fi
   local exe pid i ports
-  exe="$BOX_TARGET/release/$EXT_SERVER_BIN"
+  exe="$BOX_TARGET/$BOX_PROFILE/$EXT_SERVER_BIN"
   [[ -x "$exe" ]] || die "$exe is not built (cargo build --release -p $EXT_SERVER_BIN)"
   exe=$(readlink -f "$exe")
   netns_exists "$EXT_NETNS" && external_down

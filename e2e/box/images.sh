@@ -12,10 +12,10 @@ BASE_RECIPE=1                     # bump when the base rootfs recipe changes
 BASE_TAR="$CACHE/base-bookworm-r$BASE_RECIPE.tar"
 BASE_IMAGE=localhost/debian:bookworm-slim
 BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot "$CACHE/buildah/run" --storage-driver vfs)
-# component -> binary the Dockerfile copies from target/release/ (empty: none)
+# component -> binaries the Dockerfile copies from target/release/ (empty: none)
 declare -A IMAGE_BINARY=(
-  [pause]="" [testapp]="" [operator]=vpcnet-operator [cni]=vpcnet-cni [natgw]=vpcnet-natgw
-  [dns]=vpcnet-dns
+  [pause]="" [testapp]="" [operator]=vpcnet-operator [cni]="vpcnet-cni vpcnet-node"
+  [natgw]=vpcnet-natgw [dns]=vpcnet-dns
 )
 
 # base_rootfs: debootstrap --variant=minbase bookworm, tarred once into the cache.
@@ -57,16 +57,23 @@ base_image() {
 # and the Dockerfile. Product images: the top-level Dockerfile + the release
 # binary. Test images: e2e/images/NAME/ with its C source compiled statically.
 image_context() {
-  local name=$1 dir=$2 bin=${IMAGE_BINARY[$1]}
+  local name=$1 dir=$2 bin
   if [[ -d "$REPO/e2e/images/$name" ]]; then
     cp -r "$REPO/e2e/images/$name/." "$dir/"
     cc -static -O2 -o "$dir/$name" "$dir/$name.c" || die "cc $name.c failed"
     rm "$dir/$name.c"
   else
-    [[ -x "$BOX_TARGET/release/$bin" ]] || return 2
     mkdir -p "$dir/target/release" "$dir/config"
+    for bin in ${IMAGE_BINARY[$name]}; do
+      [[ -x "$BOX_TARGET/$BOX_PROFILE/$bin" ]] || return 2
+      if [[ "$BOX_PROFILE" == release ]]; then
+        cp "$BOX_TARGET/$BOX_PROFILE/$bin" "$dir/target/release/"
+      else
+        # A debug build is mostly debug info (~400 MB for the operator).
+        objcopy --strip-debug "$BOX_TARGET/$BOX_PROFILE/$bin" "$dir/target/release/$bin"
+      fi
+    done
     cp "$REPO/Dockerfile" "$dir/"
-    cp "$BOX_TARGET/release/$bin" "$dir/target/release/"
     [[ "$name" == cni ]] && cp -r "$REPO/config/cni" "$dir/config/"
   fi
   (cd "$dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
@@ -117,7 +124,7 @@ build_images() {
     archive=$(build_image "$name") || rc=$?
     case $rc in
       0) out+=("$archive") ;;
-      2) log "image vpcnet-$name skipped: $BOX_TARGET/release/${IMAGE_BINARY[$name]} is not built" ;;
+      2) log "image vpcnet-$name skipped: not every one of ${IMAGE_BINARY[$name]} is built in $BOX_TARGET/$BOX_PROFILE" ;;
       *) die "image vpcnet-$name was not built (exit $rc)" ;;
     esac
   done

@@ -10,6 +10,8 @@ PACKAGES=(
   buildah debootstrap umoci                        # images without a registry
   openssl
   shellcheck                                       # lints every script (cargo xtask test)
+  bind9-dnsutils                                   # dig: the DNS server's tests query it for real
+  dnsperf                                          # the DNS server's benchmark (cargo bench -p vpcnet-dns)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

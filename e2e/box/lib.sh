@@ -10,10 +10,15 @@ BOX="${VPCNET_BOX_DIR:-$BOX_DIR_DEFAULT}"
 K8S_VERSION="${K8S_VERSION:-$K8S_VERSION_DEFAULT}"
 # shellcheck disable=SC2034 # used by the scripts that source this file
 K8S_BIN="${VPCNET_CACHE:-$HOME/.cache/vpcnet}/k8s-${K8S_VERSION}/bin"
-# Where release binaries come from (`cargo build --release` output): the
-# components' images and the external host's server.
+# Where the binaries come from (cargo output): the components' images and the
+# external host's server. BOX_PROFILE is the cargo profile directory under
+# BOX_TARGET: `release` for the demo; the test suite passes `debug` to reuse
+# the build it has just made instead of compiling everything twice (the
+# images then get the binaries without their debug info).
 # shellcheck disable=SC2034 # used by the scripts that source this file
 BOX_TARGET="${VPCNET_BOX_TARGET:-$REPO/target-box}"
+# shellcheck disable=SC2034 # used by the scripts that source this file
+BOX_PROFILE="${VPCNET_BOX_PROFILE:-release}"
 if [[ -n "${VPCNET_BOX_NO_NODE:-}" ]]; then
   ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-127.0.0.1}"
 else

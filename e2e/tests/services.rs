@@ -281,3 +281,123 @@ fn the_api_servers_service_is_refused_in_the_default_vpc_and_absent_elsewhere() 
         "a tenant VPC holds no row for the API server: {got:?}"
     );
 }
+
+/// Replies of one `testapp udp-ping` run: (unix ms, server name or `None`
+/// for a timeout).
+fn udp_log(k: &Kubectl, ns: &str, pod: &str) -> Vec<(u64, Option<String>)> {
+    k.exec(ns, pod, &["cat", "/tmp/udp.log"])
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (ms, rest) = l.split_once(' ')?;
+            Some((
+                ms.parse().ok()?,
+                rest.strip_prefix("server=").map(str::to_string),
+            ))
+        })
+        .collect()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn a_udp_flow_pinned_to_a_backend_that_leaves_moves_to_a_live_one() {
+    // One socket sends a datagram every 100 ms, so its conntrack entry never
+    // times out: without the node agent's flush it would stay on the
+    // deleted (still terminating, still answering) pod for its whole grace
+    // period, and then on nothing.
+    let k = Kubectl::for_box();
+    let mut c = Cleanup::new(&k);
+    let ns = "e2e-svc-udp";
+    tenant(&k, &mut c, ns, "10.0.3.0/24");
+    k.must_apply(&format!(
+        "{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: dns, namespace: {ns}}}\n\
+         spec:\n  selector: {{app: web}}\n  ports:\n  - {{name: dns, protocol: UDP, port: 53, targetPort: 8080}}\n",
+        web::deployment(ns, 2)
+    ));
+    k.must_apply(&testapp_pod(ns, "client", None));
+    k.wait_ready(ns, &["client"], READY);
+    web::wait_available(&k, ns);
+    let ip = cluster_ip(&k, ns, "dns");
+    let pods = web_pods(&k, ns);
+    k.eventually(CONVERGE, "the UDP Service has both backends in OVN", || {
+        ovn_rows::lb_rows().iter().any(|r| {
+            r.vips
+                .get(&format!("{ip}:53"))
+                .is_some_and(|b| b.split(',').count() == 2)
+        })
+    });
+
+    let started = k.exec(
+        ns,
+        "client",
+        &[
+            "sh",
+            "-c",
+            &format!("nohup testapp udp-ping {ip} 53 100 60 >/tmp/udp.log 2>&1 &"),
+        ],
+    );
+    assert!(started.ok, "udp-ping started: {}", started.stderr);
+    let mut pinned = None;
+    k.eventually(CONVERGE, "the flow is answered", || {
+        pinned = udp_log(&k, ns, "client")
+            .iter()
+            .rev()
+            .find_map(|(_, s)| s.clone());
+        pinned.is_some()
+    });
+    let pinned = pinned.unwrap();
+    assert!(pods.contains(&pinned), "{pinned} is a backend of {pods:?}");
+    // The same socket stays on the same backend while nothing changes.
+    std::thread::sleep(Duration::from_secs(1));
+    let before: BTreeSet<_> = udp_log(&k, ns, "client")
+        .into_iter()
+        .filter_map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        before,
+        BTreeSet::from([pinned.clone()]),
+        "one flow, one backend"
+    );
+
+    let deleted_at = unix_ms();
+    k.ok(&["delete", "pod", "-n", ns, &pinned, "--wait=false"]);
+    let mut moved = None;
+    k.eventually(
+        CONVERGE,
+        "the flow is answered by the other backend",
+        || {
+            moved = udp_log(&k, ns, "client")
+                .into_iter()
+                .find(|(ms, s)| *ms > deleted_at && s.as_ref().is_some_and(|s| *s != pinned));
+            moved.is_some()
+        },
+    );
+    let (moved_at, to) = moved.unwrap();
+    let took = Duration::from_millis(moved_at - deleted_at);
+    println!(
+        "UDP flow moved from {pinned} to {} {took:?} after the pod's deletion",
+        to.unwrap()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "moved within 5 s, took {took:?}"
+    );
+    // Once moved, the deleted pod (still in its grace period) gets nothing.
+    std::thread::sleep(Duration::from_secs(1));
+    let after_move: Vec<_> = udp_log(&k, ns, "client")
+        .into_iter()
+        .filter(|(ms, _)| *ms > moved_at)
+        .collect();
+    assert!(
+        after_move
+            .iter()
+            .all(|(_, s)| s.as_deref() != Some(pinned.as_str())),
+        "no reply from {pinned} after the move: {after_move:?}"
+    );
+}

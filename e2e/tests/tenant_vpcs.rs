@@ -170,6 +170,27 @@ fn fixed_addresses_are_honoured_and_conflicts_refused() {
         vec!["Pod/e2e-fix/first".to_string()],
         "no port for the conflicting pod"
     );
+
+    // A pod written for Kube-OVN: its annotations ask for the same.
+    k.must_apply(&testapp_pod("e2e-fix", "kubeovn", None).replace(
+        "  labels:\n",
+        "  annotations:\n    ovn.kubernetes.io/ip_address: \"10.0.5.31\"\n    ovn.kubernetes.io/logical_switch: e2e-fix-net\n  labels:\n",
+    ));
+    k.wait_ready("e2e-fix", &["kubeovn"], READY);
+    assert_eq!(k.pod_ip("e2e-fix", "kubeovn"), "10.0.5.31");
+    assert_eq!(
+        k.field(
+            "pod",
+            Some("e2e-fix"),
+            "kubeovn",
+            "{.metadata.annotations.vpcnet\\.io/subnet}"
+        ),
+        "e2e-fix-net"
+    );
+    assert_eq!(
+        http(&k, "e2e-fix", "first", "10.0.5.31").map(|_| ()),
+        Ok(())
+    );
 }
 
 /// Finds the PID of `binary` running in pod `uid` by its cgroup.

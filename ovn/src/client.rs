@@ -1,7 +1,7 @@
 //! The reconnecting OVSDB client.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,7 +50,10 @@ impl Default for ClientOptions {
 type Monitors = Arc<Mutex<BTreeMap<String, Arc<MonitorState>>>>;
 
 struct Inner {
-    target: Target,
+    /// The remotes (several: members of one clustered database).
+    targets: Vec<Target>,
+    /// Index in `targets` of the remote of the current connection.
+    current: AtomicUsize,
     opts: ClientOptions,
     conn: watch::Sender<Option<Arc<Conn>>>,
     monitors: Monitors,
@@ -104,23 +107,33 @@ fn notify_handler(monitors: Monitors) -> Notify {
 }
 
 impl Client {
-    /// Connect to `unix:<path>` or `tcp:<host>:<port>` with default options.
+    /// Connect to `unix:<path>` or `tcp:<host>:<port>` with default options;
+    /// several remotes (the members of a clustered database) are separated
+    /// by commas, and the client keeps to their leader (see `remotes`).
     pub async fn connect(target: &str) -> Result<Client> {
         Self::connect_with(target, ClientOptions::default()).await
     }
 
     /// Connect; the first connection must succeed, later drops are healed.
     pub async fn connect_with(target: &str, opts: ClientOptions) -> Result<Client> {
-        let t = Target::parse(target)?;
+        let targets = crate::remotes::parse(target)?;
         let monitors: Monitors = Arc::default();
-        let conn = Conn::connect(&t, notify_handler(monitors.clone()), opts.inactivity_probe)
-            .await
-            .map_err(|source| Error::Io {
-                target: target.to_string(),
-                source,
-            })?;
+        let (conn, current) = crate::remotes::connect_round(
+            &targets,
+            0,
+            &notify_handler(monitors.clone()),
+            opts.inactivity_probe,
+            opts.request_timeout,
+            true,
+        )
+        .await
+        .map_err(|why| Error::Io {
+            target: target.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, why),
+        })?;
         let inner = Arc::new(Inner {
-            target: t,
+            targets,
+            current: AtomicUsize::new(current),
             opts,
             conn: watch::channel(Some(conn)).0,
             monitors,
@@ -138,6 +151,11 @@ impl Client {
             client.check_schema(model).await?;
         }
         Ok(client)
+    }
+
+    /// The remote of the current (or last) connection.
+    pub fn remote(&self) -> String {
+        self.inner.targets[self.inner.current.load(Ordering::Relaxed)].to_string()
     }
 
     /// Number of successful connections so far (1 + reconnections).
@@ -325,23 +343,34 @@ async fn supervise(inner: Arc<Inner>) {
         conn.closed().await;
         inner.conn.send_replace(None);
         drop(conn);
-        tracing::warn!(target = ?inner.target, "OVSDB connection lost; reconnecting");
+        let lost = inner.current.load(Ordering::Relaxed);
+        tracing::warn!(remote = %inner.targets[lost], "OVSDB connection lost; reconnecting");
         inner.schemas.lock().unwrap().clear();
         let mut delay = inner.opts.backoff_min;
+        // Start after the remote that failed (a killed leader is not tried
+        // first); a round that finds no leader is followed by one that
+        // settles for a follower.
+        let mut start = (lost + 1) % inner.targets.len();
+        let mut settle = false;
         loop {
-            match Conn::connect(
-                &inner.target,
-                notify_handler(inner.monitors.clone()),
+            let notify = notify_handler(inner.monitors.clone());
+            let round = crate::remotes::connect_round(
+                &inner.targets,
+                start,
+                &notify,
                 inner.opts.inactivity_probe,
+                inner.opts.request_timeout,
+                settle,
             )
-            .await
-            {
-                Ok(c) => match resubscribe(&inner, &c).await {
+            .await;
+            match round {
+                Ok((c, i)) => match resubscribe(&inner, &c).await {
                     Ok(()) => {
                         *inner.refused.lock().unwrap() = None;
+                        inner.current.store(i, Ordering::Relaxed);
                         inner.connects.fetch_add(1, Ordering::Relaxed);
                         inner.conn.send_replace(Some(c));
-                        tracing::info!(target = ?inner.target, "OVSDB connection re-established");
+                        tracing::info!(remote = %inner.targets[i], "OVSDB connection re-established");
                         break;
                     }
                     Err(e) => {
@@ -350,9 +379,13 @@ async fn supervise(inner: Arc<Inner>) {
                             *inner.refused.lock().unwrap() = Some((db.clone(), reason.clone()));
                         }
                         c.close();
+                        start = (i + 1) % inner.targets.len();
                     }
                 },
-                Err(e) => tracing::debug!(error = %e, "reconnect failed"),
+                Err(why) => {
+                    tracing::debug!(%why, "reconnect round failed");
+                    settle = !settle;
+                }
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(inner.opts.backoff_max);

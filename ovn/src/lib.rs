@@ -38,6 +38,7 @@ mod monitor;
 pub mod nb;
 pub mod ops;
 pub mod owner;
+mod remotes;
 mod rpc;
 pub mod schema;
 mod table;

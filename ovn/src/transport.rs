@@ -17,6 +17,15 @@ pub(crate) enum Target {
     Tcp(String),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "unix:{p}"),
+            Target::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
 impl Target {
     pub(crate) fn parse(s: &str) -> Result<Self> {
         if let Some(p) = s.strip_prefix("unix:") {

@@ -4,8 +4,10 @@
 //! - `test`            everything: fmt, clippy, CRD drift, unit/integration, e2e on the box
 //! - `box up|down|env` start / stop the cluster-in-a-box, print how to use it
 //! - `crds`            regenerate `crds/` from the Rust types
+//! - `argocd`          regenerate `config/argocd/argocd-cm-patch.yaml` from `config/argocd/health.lua`
 //! - `nb-model`        regenerate `ovn/src/nb_model.rs` from the OVN Northbound schema
 
+mod argocd;
 mod shell;
 mod test;
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["crds"] => write_crds(),
+        ["argocd"] => argocd::write(&shell::repo_root()),
         ["nb-model"] => write_nb_model(),
         ["box", "up"] => shell::box_up(),
         ["box", "down"] => shell::box_script("down.sh", &[]),
@@ -25,7 +28,9 @@ fn main() -> ExitCode {
         ["demo"] => demo(),
         ["test"] => test::run(),
         _ => {
-            eprintln!("usage: cargo xtask <demo | test | box up|down|env | crds | nb-model>");
+            eprintln!(
+                "usage: cargo xtask <demo | test | box up|down|env | crds | argocd | nb-model>"
+            );
             return ExitCode::from(2);
         }
     };

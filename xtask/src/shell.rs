@@ -103,9 +103,14 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// The components that run as pods in the box, built for release so the
-/// box's images carry exactly this tree's code.
-pub const BOX_COMPONENTS: &[&str] = &["vpcnet-operator", "vpcnet-cni", "vpcnet-natgw"];
+/// The components that run as pods in the box, built from this tree so the
+/// box's images carry exactly its code.
+pub const BOX_COMPONENTS: &[&str] = &[
+    "vpcnet-operator",
+    "vpcnet-cni",
+    "vpcnet-node",
+    "vpcnet-natgw",
+];
 
 /// What the box runs outside pods from the same target dir: the external
 /// host's server (`e2e/box/external.sh`).
@@ -129,10 +134,18 @@ pub fn build_box_binaries() -> Result<(), String> {
 
 /// Starts the box with the release binaries already built.
 pub fn start_box() -> Result<(), String> {
+    start_box_from("release")
+}
+
+/// Starts the box with the binaries already built in cargo profile
+/// directory `profile` (`release`, or `debug` for the test suite, which has
+/// just built every target there).
+pub fn start_box_from(profile: &str) -> Result<(), String> {
     let script = repo_root().join("e2e/box/up.sh");
     run(Command::new("bash")
         .arg(script)
-        .env("VPCNET_BOX_TARGET", target_dir()))
+        .env("VPCNET_BOX_TARGET", target_dir())
+        .env("VPCNET_BOX_PROFILE", profile))
 }
 
 /// Starts only the box's control plane (API server, etcd, controllers).

@@ -30,6 +30,9 @@ pub fn run() -> Result<(), String> {
     timed("build kubernetes (go, cached)", &|| {
         shell::box_script("build-k8s.sh", &[])
     })?;
+    timed("build argocd-lua-health (go, cached)", &|| {
+        shell::box_script("build-gopher-lua.sh", &[])
+    })?;
     timed("cargo fmt --check", &|| {
         shell::cargo(&["fmt", "--all", "--check"])
     })?;
@@ -47,10 +50,6 @@ pub fn run() -> Result<(), String> {
             "warnings",
         ])
     })?;
-    timed(
-        "cargo build --release (box images)",
-        &shell::build_box_binaries,
-    )?;
     // Integration tests of the CNI plugin and the NAT agent play the
     // operator themselves: they get a box with the control plane only. The
     // e2e suite then gets the whole box, operator and node included.
@@ -63,7 +62,15 @@ pub fn run() -> Result<(), String> {
                 shell::cargo(&["test", "--workspace", "--locked", "--exclude", "vpcnet-e2e"])
             })
         })
-        .and_then(|()| timed("box up (node, images, config)", &shell::start_box))
+        // The box's images take the debug binaries built above (their
+        // debug info stripped): a second, optimised build of the same code
+        // would cost more than every test it serves; the demo and the
+        // benchmarks use release builds.
+        .and_then(|()| {
+            timed("box up (node, images, config)", &|| {
+                shell::start_box_from("debug")
+            })
+        })
         .and_then(|()| {
             timed("e2e tests on the box", &|| {
                 shell::cargo(&[

@@ -2,7 +2,13 @@
  * with one line naming the client's address and its own hostname:
  *   client=10.16.0.5:41234 server=testapp-7c9 port=8080
  * HTTP requests get that line as an HTTP/1.0 response body. One process per
- * connection; port from argv[1] or $PORT (default 8080). */
+ * connection; port from argv[1] or $PORT (default 8080). The same port
+ * answers UDP datagrams with the same line (ending in " udp").
+ *
+ * `testapp udp-ping IP PORT INTERVAL_MS SECONDS` is the matching client: one
+ * socket, so one source port (one conntrack entry) for the whole run, a
+ * datagram every INTERVAL_MS; prints per datagram
+ *   <unix ms> server=<name>   or   <unix ms> timeout */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -10,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int listen_on(int port) {
@@ -67,12 +76,102 @@ static void serve(int c, int port) {
   close(c);
 }
 
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void udp_serve(int port) {
+  int zero = 0;
+  char host[256] = "?", buf[2048], out[512], addr[INET6_ADDRSTRLEN];
+  gethostname(host, sizeof host - 1);
+  int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+  struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_any};
+  if (fd >= 0) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a6, sizeof a6) != 0) {
+    if (fd >= 0) close(fd);
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = INADDR_ANY};
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a4, sizeof a4) != 0) {
+      perror("udp bind");
+      _exit(1);
+    }
+  }
+  for (;;) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&ss, &len) < 0) continue;
+    int peer = 0;
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
+      if (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr))
+        inet_ntop(AF_INET, &s->sin6_addr.s6_addr[12], addr, sizeof addr);
+      else
+        inet_ntop(AF_INET6, &s->sin6_addr, addr, sizeof addr);
+      peer = ntohs(s->sin6_port);
+    } else {
+      struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &s->sin_addr, addr, sizeof addr);
+      peer = ntohs(s->sin_port);
+    }
+    int n = snprintf(out, sizeof out, "client=%s:%d server=%s port=%d udp\n", addr, peer, host, port);
+    sendto(fd, out, n, 0, (struct sockaddr *)&ss, len);
+  }
+}
+
+static int udp_ping(const char *ip, int port, int interval_ms, int seconds) {
+  struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+  if (inet_pton(AF_INET, ip, &a4.sin_addr) != 1) {
+    fprintf(stderr, "udp-ping: not an IPv4 address: %s\n", ip);
+    return 2;
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a4, sizeof a4) != 0) {
+    perror("udp-ping");
+    return 1;
+  }
+  struct timeval tv = {.tv_sec = interval_ms / 1000, .tv_usec = (interval_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  long long end = now_ms() + (long long)seconds * 1000;
+  char buf[2048];
+  while (now_ms() < end) {
+    long long sent = now_ms();
+    if (send(fd, "ping", 4, 0) < 0 && errno != ECONNREFUSED) perror("send");
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    const char *server = NULL;
+    if (n > 0) {
+      buf[n] = 0;
+      char *s = strstr(buf, "server=");
+      if (s) {
+        server = s;
+        s[strcspn(s, " \n")] = 0;
+      }
+    }
+    if (server)
+      printf("%lld %s\n", sent, server);
+    else
+      printf("%lld timeout\n", sent);
+    long long left = sent + interval_ms - now_ms();
+    if (left > 0) usleep(left * 1000);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 6 && strcmp(argv[1], "udp-ping") == 0)
+    return udp_ping(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   const char *p = argc > 1 ? argv[1] : getenv("PORT");
   int port = p ? atoi(p) : 8080;
   signal(SIGCHLD, SIG_IGN); /* children are reaped automatically */
   int fd = listen_on(port);
-  fprintf(stderr, "testapp listening on :%d\n", port);
+  if (fork() == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* ends with the TCP server */
+    close(fd);
+    udp_serve(port);
+  }
+  fprintf(stderr, "testapp listening on :%d (tcp and udp)\n", port);
   for (;;) {
     int c = accept(fd, NULL, NULL);
     if (c < 0) {

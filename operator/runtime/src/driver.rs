@@ -19,7 +19,7 @@ use tracing::Instrument;
 use vpcnet_api::contract::FINALIZER;
 
 use crate::kinds::ScopeApi;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::runtime::Driven;
 use crate::{Error, Result};
 
@@ -59,29 +59,44 @@ pub trait Reconcile: Send + Sync + 'static {
     }
 }
 
-/// Counts one reconcile when dropped, however it ended (a panic or a
-/// cancelled future included).
+/// Counts one reconcile when dropped, however it ended: one that panicked
+/// or was cancelled before [`ReconcileTimer::ended`] counts as an error.
 pub struct ReconcileTimer {
     kind: &'static str,
     started: Instant,
     metrics: Arc<Metrics>,
+    outcome: Outcome,
 }
 
 impl ReconcileTimer {
     /// Starts timing a reconcile of `kind`.
     pub fn start(kind: &'static str, metrics: Arc<Metrics>) -> Self {
+        metrics.started(kind);
         Self {
             kind,
             started: Instant::now(),
             metrics,
+            outcome: Outcome::Error,
         }
+    }
+
+    /// Records how the reconcile ended.
+    pub fn ended(&mut self, result: &Result<Action>) {
+        self.outcome = match result {
+            Ok(a) if *a == Action::await_change() => Outcome::Success,
+            Ok(_) => Outcome::RequeueAfter,
+            Err(_) => Outcome::Error,
+        };
     }
 }
 
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
-        self.metrics
-            .observe(self.kind, self.started.elapsed().as_secs_f64());
+        self.metrics.observe(
+            self.kind,
+            self.outcome,
+            self.started.elapsed().as_secs_f64(),
+        );
     }
 }
 
@@ -96,14 +111,14 @@ pub fn retry_after(err: &Error) -> Duration {
 }
 
 async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> Result<Action> {
-    let _timer = ReconcileTimer::start(R::KIND, ctx.metrics().clone());
+    let mut timer = ReconcileTimer::start(R::KIND, ctx.metrics().clone());
     let span = tracing::info_span!(
         "reconcile",
         kind = R::KIND,
         namespace = obj.namespace().unwrap_or_default(),
         name = %obj.name_any()
     );
-    async {
+    let result = async {
         let _permit = R::admit(&obj, &ctx).await;
         if !R::CLEANS_UP {
             return R::apply(&obj, &ctx).await;
@@ -121,7 +136,9 @@ async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> R
         .map_err(Error::from)
     }
     .instrument(span)
-    .await
+    .await;
+    timer.ended(&result);
+    result
 }
 
 fn error_policy<R: Reconcile>(obj: Arc<R::Object>, err: &Error, ctx: Arc<R::Context>) -> Action {

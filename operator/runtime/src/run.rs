@@ -47,7 +47,16 @@ pub struct Leading {
 /// Waits for the lease, then connects. Nothing is read into memory or
 /// written before this process leads.
 pub async fn lead(options: Options) -> Result<Leading> {
-    let client = kube::Client::try_default().await?;
+    // Named, so that what no field manager is given for (kube-runtime's
+    // finalizer patch) is recorded under the operator's name, not `unknown`.
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(vpcnet_api::contract::OPERATOR_MANAGER),
+    ));
+    let client = kube::Client::try_from(config)?;
     // Served while waiting for the lease too: a standby is alive, not ready.
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -57,7 +66,9 @@ pub async fn lead(options: Options) -> Result<Leading> {
         ready.clone(),
     ));
     let mut lease = candidate(&client, &options);
+    metrics.leading(leader::LEASE_NAME, false);
     lease.acquire().await;
+    metrics.leading(leader::LEASE_NAME, true);
     // Renewed from now on, also while the state is rebuilt.
     let holding = tokio::spawn(async move {
         let lost = lease.hold().await;

@@ -15,6 +15,15 @@ use crate::reasons::{SgReason, SgRefusal};
 /// it is live (not being deleted).
 pub type Groups = BTreeMap<String, bool>;
 
+/// The groups a pod's annotations ask for: ours, else Kube-OVN's spelling.
+pub fn requested(annotations: &BTreeMap<String, String>) -> Option<&str> {
+    use vpcnet_api::contract::annotations::{KUBE_OVN_SECURITY_GROUPS, SECURITY_GROUPS};
+    annotations
+        .get(SECURITY_GROUPS)
+        .or_else(|| annotations.get(KUBE_OVN_SECURITY_GROUPS))
+        .map(String::as_str)
+}
+
 /// The groups of `ns` among `all`.
 pub fn groups_of(ns: &str, all: &[std::sync::Arc<SecurityGroup>]) -> Groups {
     all.iter()
@@ -216,6 +225,19 @@ mod tests {
             membership("t", Some("Bad_Name"), &g).unwrap_err().reason,
             SgReason::InvalidAnnotation
         );
+    }
+
+    #[test]
+    fn ours_wins_over_kube_ovns_spelling_which_is_read_alone() {
+        let kube_ovn = BTreeMap::from([(
+            "ovn.kubernetes.io/security_groups".to_string(),
+            "a".to_string(),
+        )]);
+        assert_eq!(requested(&kube_ovn), Some("a"));
+        let mut both = kube_ovn.clone();
+        both.insert("vpcnet.io/security_groups".into(), "b".into());
+        assert_eq!(requested(&both), Some("b"));
+        assert_eq!(requested(&BTreeMap::new()), None);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn pods_naming(
         .iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
         .filter(|p| {
-            p.annotations().get(SECURITY_GROUPS).is_some_and(|v| {
+            decide::requested(p.annotations()).is_some_and(|v| {
                 v.split(',')
                     .map(str::trim)
                     .any(|e| e == name || e.split_once('/').is_some_and(|(_, n)| n == name))

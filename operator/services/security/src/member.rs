@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use vpcnet_api::contract::annotations::SECURITY_GROUPS;
 use vpcnet_api::contract::naming;
 use vpcnet_runtime::driver::Reconcile;
 
@@ -85,7 +84,7 @@ impl Reconcile for MemberReconciler {
         ctx.caches_ready().await;
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
-        let asked = pod.annotations().get(SECURITY_GROUPS).map(String::as_str);
+        let asked = decide::requested(pod.annotations());
         let Some(port) = ctx.view.port(&naming::pod_port(&ns, &name)) else {
             // The network service has not made its port yet.
             return Ok(match asked {

@@ -6,7 +6,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use vpcnet_api::SecurityGroup;
-use vpcnet_api::contract::annotations::SECURITY_GROUPS;
 
 use crate::build;
 
@@ -36,7 +35,7 @@ pub fn pods_of_group(
         pods.state()
             .iter()
             .filter(|p| p.namespace() == changed.namespace())
-            .filter(|p| p.annotations().contains_key(SECURITY_GROUPS))
+            .filter(|p| crate::decide::requested(p.annotations()).is_some())
             .map(|p| ObjectRef::from_obj(&**p))
             .collect()
     }

@@ -62,9 +62,10 @@ impl Reconcile for PodReconciler {
 async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
+    let annotations = placement::with_aliases(pod.annotations());
     let chosen = placement::choose_subnet_for(
         &ns,
-        pod.annotations(),
+        &annotations,
         &ctx.namespace,
         &ctx.subnets.store().state(),
         ctx.default_subnet.as_deref(),
@@ -89,7 +90,6 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
             "logical switch {ls} of subnet {subnet_name}"
         )));
     };
-    let annotations = pod.annotations().clone();
     let request = match placement::request(&annotations, &ls) {
         Ok(r) => r,
         Err(msg) => {

@@ -57,6 +57,18 @@ pub fn choose_subnet_for(
 
 pub use vpcnet_api::subnet::choose_subnet;
 
+/// The pod's annotations with Kube-OVN's spellings of our requests read as
+/// ours ([`ann::KUBE_OVN_ALIASES`]); where both are set, ours win.
+pub fn with_aliases(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut out = annotations.clone();
+    for (theirs, ours) in ann::KUBE_OVN_ALIASES {
+        if let Some(v) = annotations.get(*theirs) {
+            out.entry(ours.to_string()).or_insert_with(|| v.clone());
+        }
+    }
+    out
+}
+
 /// What the pod's annotations ask for, for a pod placed on switch `ls`.
 pub fn request(annotations: &BTreeMap<String, String>, ls: &str) -> Result<Request, String> {
     let allocated = annotations.get(ann::ALLOCATED).is_some_and(|v| v == "true");
@@ -111,6 +123,45 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn kube_ovn_annotations_ask_for_the_same_as_ours_and_ours_win() {
+        let theirs = with_aliases(&ann(&[
+            ("ovn.kubernetes.io/ip_address", "10.0.1.9"),
+            ("ovn.kubernetes.io/logical_switch", "a"),
+        ]));
+        assert_eq!(
+            request(&theirs, "ls").unwrap(),
+            Request::Fixed("10.0.1.9".parse().unwrap())
+        );
+        let subnets = vec![subnet("ovn-default", &[]), subnet("a", &["tenant-a"])];
+        let chosen = choose_subnet_for(
+            "tenant-a",
+            &theirs,
+            "vpcnet-system",
+            &subnets,
+            Some("ovn-default"),
+        );
+        assert_eq!(chosen.unwrap().unwrap().name_any(), "a");
+        // The same rule as ours: a subnet that does not list the namespace
+        // is refused, whichever spelling names it.
+        assert!(choose_subnet_for("tenant-b", &theirs, "vpcnet-system", &subnets, None).is_err());
+
+        let pool = with_aliases(&ann(&[(
+            "ovn.kubernetes.io/ip_pool",
+            "10.0.1.20,10.0.1.21",
+        )]));
+        assert!(matches!(request(&pool, "ls").unwrap(), Request::Pool(p) if p.len() == 2));
+
+        let both = with_aliases(&ann(&[
+            ("ovn.kubernetes.io/ip_address", "10.0.1.9"),
+            (ann::IP_ADDRESS, "10.0.1.10"),
+        ]));
+        assert_eq!(
+            request(&both, "ls").unwrap(),
+            Request::Fixed("10.0.1.10".parse().unwrap())
+        );
     }
 
     #[test]

@@ -92,8 +92,9 @@ pub fn claims(f: &Found<'_>) -> (Vec<Claim>, usize) {
         let ns = pod.namespace().unwrap_or_default();
         // The same rule as placing a new pod: the subnet lists the
         // namespace (never a provider subnet), or it is where the pod goes.
+        let a = placement::with_aliases(a);
         let allowed =
-            placement::choose_subnet_for(&ns, a, f.trusted_namespace, f.subnets, f.default_subnet)
+            placement::choose_subnet_for(&ns, &a, f.trusted_namespace, f.subnets, f.default_subnet)
                 .ok()
                 .flatten()
                 .is_some_and(|s| s.name_any() == *subnet);

@@ -399,6 +399,9 @@ fn groups_priorities_memberships_and_rule_edits_hold_with_real_traffic() {
     let snapshot = || {
         ["sg-web", "sg-db", "sg-out"]
             .map(|g| ovn_rows::port_group(&naming::security_group_port_group(ns, g)))
+            .into_iter()
+            .chain([ovn_rows::port_group(&base)])
+            .collect::<Vec<_>>()
     };
     let before = snapshot();
     k.ok(&[

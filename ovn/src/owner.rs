@@ -29,6 +29,26 @@ pub const KEY_KEY: &str = "vpcnet.io/key";
 /// this name.
 pub const EXTERNAL_IDS: &str = "external_ids";
 
+/// The value of `key` in a raw row's `external_ids`, as a monitor caches it
+/// (`["map", [[k, v], ...]]`), without decoding the whole row.
+pub fn external_id<'a>(row: &'a Row, key: &str) -> Option<&'a str> {
+    row.get(EXTERNAL_IDS)?
+        .get(1)?
+        .as_array()?
+        .iter()
+        .find(|p| p.get(0).and_then(Value::as_str) == Some(key))?
+        .get(1)?
+        .as_str()
+}
+
+/// A cached row with its `_uuid` column put back (a monitor keys its rows by
+/// uuid and leaves the column out), so `Table::from_row` reads it.
+pub fn with_uuid(uuid: &str, row: &Row) -> Row {
+    let mut r = row.clone();
+    r.insert("_uuid".into(), Uuid::Real(uuid.into()).to_json());
+    r
+}
+
 /// Columns that OVN's own daemons write (ovn-northd, ovn-controller):
 /// [`ensure_owned`] sets them on insert if asked but never "corrects" them.
 pub const SERVER_WRITTEN: &[(&str, &str)] = {
@@ -521,4 +541,28 @@ pub fn owned<T: Table>(owner: &Owner, mut row: T) -> T {
         owner.stamp(ids);
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_external_id_and_the_uuid_are_read_from_a_cached_row() {
+        let mut row = Row::new();
+        row.insert(
+            EXTERNAL_IDS.into(),
+            json!(["map", [[OWNER_KEY, "Service/a/b"], [VPC_KEY, "v"]]]),
+        );
+        assert_eq!(external_id(&row, VPC_KEY), Some("v"));
+        assert_eq!(external_id(&row, "nope"), None);
+        assert_eq!(external_id(&Row::new(), VPC_KEY), None);
+        let full = with_uuid("6f1c0a38-0000-4000-8000-000000000001", &row);
+        assert_eq!(
+            full["_uuid"],
+            json!(["uuid", "6f1c0a38-0000-4000-8000-000000000001"])
+        );
+        assert_eq!(full[EXTERNAL_IDS], row[EXTERNAL_IDS]);
+    }
 }

@@ -11,7 +11,7 @@ use ovn::nb::{
     LoadBalancer, LoadBalancerGroup, LogicalRouter, LogicalSwitch, load_balancer_group,
     logical_router, logical_switch,
 };
-use ovn::owner::{EXTERNAL_IDS, OWNER_KEY, VPC_KEY};
+use ovn::owner::{OWNER_KEY, VPC_KEY, external_id, with_uuid};
 use ovn::{Client, Monitor, MonitorRequest, Table, Uuid};
 use serde_json::Value;
 use vpcnet_api::contract::naming::LB_GROUP_PREFIX;
@@ -30,23 +30,6 @@ pub struct Holder {
 /// A monitor of the tables the lb service writes or links to.
 pub struct LbView {
     monitor: Monitor,
-}
-
-fn with_uuid(uuid: &str, row: &ovn::Row) -> ovn::Row {
-    let mut r = row.clone();
-    r.insert("_uuid".into(), Uuid::Real(uuid.into()).to_json());
-    r
-}
-
-fn id_of<'a>(row: &'a ovn::Row, key: &str) -> Option<&'a str> {
-    // external_ids on the wire: ["map", [[k, v], ...]].
-    row.get(EXTERNAL_IDS)?
-        .get(1)?
-        .as_array()?
-        .iter()
-        .find(|p| p.get(0).and_then(Value::as_str) == Some(key))?
-        .get(1)?
-        .as_str()
 }
 
 impl LbView {
@@ -74,7 +57,7 @@ impl LbView {
             t.get(LoadBalancer::TABLE)
                 .into_iter()
                 .flatten()
-                .filter(|(_, r)| id_of(r, OWNER_KEY) == Some(owner))
+                .filter(|(_, r)| external_id(r, OWNER_KEY) == Some(owner))
                 .filter_map(|(u, r)| LoadBalancer::from_row(&with_uuid(u, r)).ok())
                 .collect()
         })
@@ -86,9 +69,9 @@ impl LbView {
             t.get(LoadBalancer::TABLE)
                 .into_iter()
                 .flatten()
-                .filter(|(_, r)| id_of(r, VPC_KEY) == Some(vpc))
+                .filter(|(_, r)| external_id(r, VPC_KEY) == Some(vpc))
                 .filter(|(_, r)| {
-                    id_of(r, OWNER_KEY)
+                    external_id(r, OWNER_KEY)
                         .and_then(|o| o.split('/').next())
                         .is_some_and(|k| kinds.contains(&k))
                 })

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ovn::nb::{Acl, LogicalSwitchPort, PortGroup, logical_switch_port};
-use ovn::owner::{EXTERNAL_IDS, OWNER_KEY};
+use ovn::owner::{OWNER_KEY, external_id, with_uuid};
 use ovn::{Client, Monitor, MonitorRequest, Table, Uuid};
 use serde_json::Value;
 use vpcnet_api::contract::external_ids::{SG_NAMESPACE, SUBNET};
@@ -30,25 +30,8 @@ pub struct SgView {
     monitor: Monitor,
 }
 
-fn with_uuid(uuid: &str, row: &ovn::Row) -> ovn::Row {
-    let mut r = row.clone();
-    r.insert("_uuid".into(), Uuid::Real(uuid.into()).to_json());
-    r
-}
-
-fn id_of<'a>(row: &'a ovn::Row, key: &str) -> Option<&'a str> {
-    // external_ids on the wire: ["map", [[k, v], ...]].
-    row.get(EXTERNAL_IDS)?
-        .get(1)?
-        .as_array()?
-        .iter()
-        .find(|p| p.get(0).and_then(Value::as_str) == Some(key))?
-        .get(1)?
-        .as_str()
-}
-
 fn owner_kind(row: &ovn::Row) -> Option<&str> {
-    id_of(row, OWNER_KEY)?.split('/').next()
+    external_id(row, OWNER_KEY)?.split('/').next()
 }
 
 impl SgView {
@@ -131,7 +114,7 @@ impl SgView {
             t.get(Acl::TABLE)
                 .into_iter()
                 .flatten()
-                .filter(|(_, r)| id_of(r, OWNER_KEY) == Some(owner))
+                .filter(|(_, r)| external_id(r, OWNER_KEY) == Some(owner))
                 .filter_map(|(u, r)| Acl::from_row(&with_uuid(u, r)).ok())
                 .collect()
         })
@@ -159,7 +142,7 @@ impl SgView {
                 .find(|(_, r)| r.get("name").and_then(Value::as_str) == Some(name))
                 .map(|(u, r)| Port {
                     uuid: Uuid::Real(u.clone()),
-                    subnet: id_of(r, SUBNET).map(str::to_string),
+                    subnet: external_id(r, SUBNET).map(str::to_string),
                 })
         })
     }

@@ -79,6 +79,10 @@ pub mod labels {
     pub const NATGW_APP: &str = "vpcnet-natgw";
     /// The gateway a workload runs.
     pub const NAT_GATEWAY: &str = "vpcnet.io/nat-gateway";
+    /// The `APP_NAME` value of DNS server workloads.
+    pub const DNS_APP: &str = "vpcnet-dns";
+    /// The VpcDns a DNS server pod serves.
+    pub const VPC_DNS: &str = "vpcnet.io/vpc-dns";
     /// `Kind.namespace.name` of the object that wants a child (what
     /// `KubeApplier` deletes when it is no longer desired).
     pub const OWNER: &str = "vpcnet.io/owner";
@@ -155,6 +159,24 @@ pub mod naming {
     /// The StatefulSet, ServiceAccount and bindings of NAT gateway `gw`.
     pub fn natgw_workload(gw: &str) -> String {
         format!("vpc-nat-gw-{gw}")
+    }
+
+    /// The Deployment, ServiceAccount, Role, RoleBinding, disruption budget
+    /// (and, in the default VPC, the Service holding the cluster DNS
+    /// address) of VpcDns `name`.
+    pub fn dns_workload(name: &str) -> String {
+        format!("vpc-dns-{name}")
+    }
+
+    /// The ConfigMap holding VpcDns `name`'s zone document.
+    pub fn dns_zone(name: &str) -> String {
+        format!("vpc-dns-{name}-zone")
+    }
+
+    /// The Load_Balancer row of VpcDns `name`'s address for one protocol
+    /// (tenant VPCs; in the default VPC the lb service programs its Service).
+    pub fn dns_lb(name: &str, protocol: &str) -> String {
+        format!("vpcnet-dns:{name}:{protocol}")
     }
 
     /// The one pod of NAT gateway `gw`'s StatefulSet.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use vpcnet_dns_service::{Dns, Settings as DnsSettings};
 use vpcnet_lb::Lb;
 use vpcnet_nat::{Nat, context::Settings};
 use vpcnet_network::{Network, service::DefaultNetwork};
@@ -53,6 +54,26 @@ struct Args {
         default_value = "ovn-vpc-external-network"
     )]
     external_subnet: String,
+    /// Image of the per-VPC DNS servers.
+    #[arg(
+        long,
+        env = "VPCNET_DNS_IMAGE",
+        default_value = "docker.io/local/vpcnet-dns:latest"
+    )]
+    dns_image: String,
+    /// The kubelets' `clusterDNS` address: inside every VPC it leads to that
+    /// VPC's own DNS servers. Unset: no default VpcDns, and a VpcDns must
+    /// name its `vip`.
+    #[arg(long, env = "VPCNET_CLUSTER_DNS")]
+    cluster_dns: Option<std::net::IpAddr>,
+    /// Upstream resolvers of VpcDnses that name none (comma-separated
+    /// `ip` or `ip:port`).
+    #[arg(long, env = "VPCNET_DNS_UPSTREAMS", value_delimiter = ',')]
+    dns_upstreams: Vec<String>,
+    /// The cluster's Service range (its reverse names are answered by the
+    /// VPC's DNS servers, never forwarded).
+    #[arg(long, env = "VPCNET_SERVICE_CIDR", default_value = "10.96.0.0/12")]
+    service_cidr: ipnet::IpNet,
     /// This operator's name in the leader Lease (the pod's name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -95,10 +116,22 @@ async fn main() -> Result<()> {
     let default_subnet = default
         .is_some()
         .then(|| vpcnet_api::contract::DEFAULT_SUBNET.to_string());
+    let dns = Dns::new(
+        rt,
+        DnsSettings {
+            image: args.dns_image,
+            pull_policy: args.image_pull_policy.clone(),
+            cluster_dns: args.cluster_dns,
+            upstreams: args.dns_upstreams,
+            service_cidr: Some(args.service_cidr),
+            default_subnet: default_subnet.clone(),
+        },
+    );
     let services: Vec<Arc<dyn Service>> = vec![
         Arc::new(Network::new(rt, default).await?),
         Arc::new(Lb::new(rt, default_subnet).await?),
         Arc::new(Security::new(rt).await?),
+        Arc::new(dns),
         Arc::new(Nat::new(
             rt,
             Settings {

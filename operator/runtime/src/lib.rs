@@ -8,6 +8,7 @@
 //! services share facts only through the API (status fields) or through the
 //! ownership of OVN rows.
 
+pub mod api_server;
 pub mod applier;
 pub mod driver;
 pub mod error;

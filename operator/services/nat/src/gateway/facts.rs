@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use vpcnet_api::{Subnet, Vpc, VpcNatGateway};
 
@@ -58,7 +58,7 @@ pub async fn dereference(gw: &VpcNatGateway, ctx: &Ctx) -> Result<Facts> {
         subnets,
         external_subnet,
         nad_exists,
-        api_endpoint: api_endpoint(&ctx.client).await?,
+        api_endpoint: vpcnet_runtime::api_server::endpoint(&ctx.client).await?,
     })
 }
 
@@ -75,17 +75,4 @@ async fn nad_exists(client: &kube::Client, (ns, name): &(String, String)) -> Res
         Err(kube::Error::Api(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The first address and port of the `default/kubernetes` Service's endpoints.
-async fn api_endpoint(client: &kube::Client) -> Result<Option<(String, i32)>> {
-    use k8s_openapi::api::discovery::v1::EndpointSlice;
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
-        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
-        .await?;
-    Ok(slices.items.iter().find_map(|s| {
-        let addr = s.endpoints.first()?.addresses.first()?.clone();
-        let port = s.ports.as_ref()?.first()?.port?;
-        Some((addr, port))
-    }))
 }

@@ -5,7 +5,11 @@
 #   netns vpcnet-node                       netns vpcnet-ext (the external host)
 #   ext0 (no address, up)  <--- veth --->   eth0 172.16.3.2/24
 #   = macvlan master of the NAD             HTTP on :80 and :8080, one line per
-#     ovn-vpc-external-network              connection in $BOX/ext/access.log
+#     ovn-vpc-external-network              connection in $BOX/ext/access.log;
+#                                           DNS on :53 (dnsmasq: every name
+#                                           under $EXT_DNS_DOMAIN is
+#                                           172.16.3.2), the upstream of the
+#                                           VPCs' DNS servers
 #
 # (names, addresses and ports: the EXT_* settings of box.env)
 #
@@ -25,6 +29,7 @@
 # shellcheck shell=bash
 
 EXT_DAEMON="ext-http"
+EXT_DNS_DAEMON="ext-dns"
 EXT_SERVER_BIN=vpcnet-external-host
 
 # ext_ports: the external host's ports, one per line.
@@ -94,11 +99,36 @@ external_up() {
   done
   ext_serving || die "$EXT_DAEMON does not listen (see $BOX/logs/$EXT_DAEMON.log)"
   log "external host $EXT_HOST_IP (netns $EXT_NETNS) serving :${ports[*]}, log $BOX/$EXT_ACCESS_LOG"
+  ext_dns_up
 }
 
-external_down() {
+# ext_dns_up: a real resolver on the external host (dnsmasq from Debian),
+# authoritative for nothing but answering every name under $EXT_DNS_DOMAIN
+# with the external host's address and refusing the rest (no upstream of
+# its own: the box has no internet).
+ext_dns_up() {
   local pid i
-  if pid=$(daemon_pid "$EXT_DAEMON"); then
+  setsid ip netns exec "$EXT_NETNS" dnsmasq --keep-in-foreground --log-facility=- \
+    --conf-file=/dev/null --no-resolv --no-hosts --pid-file= --user=root --group=root \
+    --bind-interfaces --listen-address="$EXT_HOST_IP" --port=53 \
+    --address="/$EXT_DNS_DOMAIN/$EXT_HOST_IP" </dev/null >"$BOX/logs/$EXT_DNS_DAEMON.log" 2>&1 8>&- &
+  pid=$!
+  echo "$pid" >"$BOX/pids/$EXT_DNS_DAEMON.pid"
+  command -v dnsmasq >"$BOX/pids/$EXT_DNS_DAEMON.exe"
+  grep -qxF "$EXT_DNS_DAEMON" "$BOX/pids/order" 2>/dev/null || echo "$EXT_DNS_DAEMON" >>"$BOX/pids/order"
+  for ((i = 0; i < 100; i++)); do
+    [[ -n "$(ip netns exec "$EXT_NETNS" ss -Hlun "sport = :53")" ]] && break
+    proc_alive "$pid" || die "$EXT_DNS_DAEMON did not start (see $BOX/logs/$EXT_DNS_DAEMON.log)"
+    sleep 0.05
+  done
+  log "external host answers DNS for *.$EXT_DNS_DOMAIN on $EXT_HOST_IP:53"
+}
+
+# ext_daemon_down NAME: stops one of the external host's daemons by its
+# recorded PID and forgets it.
+ext_daemon_down() {
+  local name=$1 pid i
+  if pid=$(daemon_pid "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
       proc_alive "$pid" || break
@@ -106,11 +136,16 @@ external_down() {
     done
     if proc_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
-  rm -f "$BOX/pids/$EXT_DAEMON.pid" "$BOX/pids/$EXT_DAEMON.exe"
+  rm -f "$BOX/pids/$name.pid" "$BOX/pids/$name.exe"
   if [[ -f "$BOX/pids/order" ]]; then
-    grep -vxF "$EXT_DAEMON" "$BOX/pids/order" >"$BOX/pids/order.tmp" || true
+    grep -vxF "$name" "$BOX/pids/order" >"$BOX/pids/order.tmp" || true
     mv -f "$BOX/pids/order.tmp" "$BOX/pids/order"
   fi
+}
+
+external_down() {
+  ext_daemon_down "$EXT_DNS_DAEMON"
+  ext_daemon_down "$EXT_DAEMON"
   # Deleting a netns with ip netns del only unmounts it: the veth goes once no
   # process is left in it. Delete the node's end explicitly too.
   ip -n "$NODE_NETNS" link del "$EXT_NODE_IF" 2>/dev/null || true

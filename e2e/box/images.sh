@@ -146,6 +146,6 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
   [[ "${1:-}" == build ]] || die "usage: images.sh build [NAME...]"
   shift
-  (($#)) || set -- pause testapp operator cni natgw
+  (($#)) || set -- pause testapp operator cni natgw dns
   build_images "$@"
 fi

@@ -12,6 +12,7 @@ PACKAGES=(
   shellcheck                                       # lints every script (cargo xtask test)
   bind9-dnsutils                                   # dig: the DNS server's tests query it for real
   dnsperf                                          # the DNS server's benchmark (cargo bench -p vpcnet-dns)
+  dnsmasq-base                                     # the external host's resolver (the VPCs' DNS upstream)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -128,6 +128,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "0%", nodefs.available: "0%", imagefs.available: "0%"}
 clusterDomain: $CLUSTER_DNS_DOMAIN
+clusterDNS: [$CLUSTER_DNS_IP]
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s

@@ -236,7 +236,7 @@ main() {
     multus_install
     phase "node"
     # Through a file, not <(...): a failed build must stop up.
-    local archives images=(pause testapp operator cni natgw)
+    local archives images=(pause testapp operator cni natgw dns)
     build_images "${images[@]}" >"$BOX/images.list"
     mapfile -t archives <"$BOX/images.list"
     ((${#archives[@]} == ${#images[@]})) ||

@@ -110,6 +110,7 @@ pub const BOX_COMPONENTS: &[&str] = &[
     "vpcnet-cni",
     "vpcnet-node",
     "vpcnet-natgw",
+    "vpcnet-dns",
 ];
 
 /// What the box runs outside pods from the same target dir: the external

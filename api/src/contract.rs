@@ -36,6 +36,12 @@ pub mod annotations {
     /// Kube-OVN's spelling of [`SECURITY_GROUPS`] (ours wins when a pod
     /// carries both).
     pub const KUBE_OVN_SECURITY_GROUPS: &str = "ovn.kubernetes.io/security_groups";
+    /// Written by the operator on its own pods (the VPC DNS servers): a
+    /// comma-separated list of `IPV4:PORT/PROTO` (`tcp` or `udp`) outside
+    /// every VPC the pod may open connections to over its probe path, e.g.
+    /// `10.255.0.1:36443/tcp,172.16.3.2:53/udp`. Honoured only for pods of
+    /// the CNI's `hostEgressNamespace`; anywhere else ADD fails.
+    pub const HOST_EGRESS: &str = "vpcnet.io/host-egress";
 
     /// Kube-OVN's pod annotations that mean the same request as one of ours,
     /// so workloads written for Kube-OVN keep their addresses and subnets:

@@ -55,6 +55,10 @@ pub struct PluginConfig {
     /// process of the node may.
     #[serde(default)]
     pub probe_kubelet_cgroup: Option<String>,
+    /// The one namespace whose pods may carry `vpcnet.io/host-egress` (the
+    /// operator's own; see `egress`). Unset, no pod may.
+    #[serde(default)]
+    pub host_egress_namespace: Option<String>,
     /// Where allocated probe addresses are recorded.
     #[serde(default = "default_probe_state_dir")]
     pub probe_state_dir: PathBuf,
@@ -203,6 +207,7 @@ mod tests {
         assert!(!c.tx_checksum_offload);
         assert_eq!(c.log_file, PathBuf::from(DEFAULT_LOG_FILE));
         assert_eq!(c.node_netns, None);
+        assert_eq!(c.host_egress_namespace, None);
     }
 
     #[test]
@@ -210,9 +215,10 @@ mod tests {
         let c = PluginConfig::from_netconf(&netconf(serde_json::json!({
             "kubeconfig": "/k", "ovsdb": "unix:/x.sock", "bridge": "br0", "annotationTimeoutSeconds": 2,
             "ovnInstalledTimeoutSeconds": 3, "mtu": 9000, "txChecksumOffload": true, "logFile": "/tmp/l",
-            "nodeNetns": "/var/run/netns/n"
+            "nodeNetns": "/var/run/netns/n", "hostEgressNamespace": "vpcnet-system"
         })))
         .unwrap();
+        assert_eq!(c.host_egress_namespace.as_deref(), Some("vpcnet-system"));
         assert_eq!(
             (c.ovsdb.as_str(), c.bridge.as_str(), c.mtu),
             ("unix:/x.sock", "br0", 9000)

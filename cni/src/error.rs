@@ -17,6 +17,12 @@ pub enum CniError {
     NotAllocated { msg: String, details: String },
     #[error("invalid vpcnet annotations on pod {pod}: {reason}")]
     Annotations { pod: String, reason: String },
+    /// The pod asks for host egress and may not have it, or asks wrongly.
+    #[error(
+        "{} refused for pod {pod}: {reason}",
+        vpcnet_api::contract::annotations::HOST_EGRESS
+    )]
+    HostEgress { pod: String, reason: String },
     #[error("netlink: {0}")]
     Netlink(String),
     #[error("Open_vSwitch database: {0}")]
@@ -44,6 +50,7 @@ impl CniError {
             CniError::Ovs(_) => 104,
             CniError::OvnNotInstalled { .. } => 105,
             CniError::Check(_) => 106,
+            CniError::HostEgress { .. } => 107,
         }
     }
 }
@@ -62,6 +69,7 @@ impl From<CniError> for Error {
                 let msg = match &other {
                     CniError::Kube(_) => "kubernetes API request failed",
                     CniError::Annotations { .. } => "invalid vpcnet pod annotations",
+                    CniError::HostEgress { .. } => "host egress refused",
                     CniError::Netlink(_) => "network interface setup failed",
                     CniError::Ovs(_) => "Open_vSwitch database request failed",
                     _ => "check failed",
@@ -93,6 +101,19 @@ mod tests {
         assert_eq!(
             (u32::from(&e), e.details()),
             (104, "Open_vSwitch database: gone")
+        );
+        let e: Error = CniError::HostEgress {
+            pod: "t/p".into(),
+            reason: "no".into(),
+        }
+        .into();
+        assert_eq!(
+            (u32::from(&e), e.msg(), e.details()),
+            (
+                107,
+                "host egress refused",
+                "vpcnet.io/host-egress refused for pod t/p: no"
+            )
         );
         let e: Error = CniError::NotAvailable("down".into()).into();
         assert_eq!(u32::from(&e), 50);

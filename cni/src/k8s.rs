@@ -15,7 +15,7 @@ use crate::config::PodRef;
 use crate::error::CniError;
 
 pub use vpcnet_api::contract::annotations::{
-    ALLOCATED, CIDR, GATEWAY, IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS,
+    ALLOCATED, CIDR, GATEWAY, HOST_EGRESS, IP_ADDRESS, LOGICAL_SWITCH, MAC_ADDRESS,
 };
 
 /// What the operator allocated for a pod.
@@ -26,6 +26,8 @@ pub struct Allocation {
     pub mac: [u8; 6],
     pub gateway: Ipv4Addr,
     pub logical_switch: String,
+    /// The pod's [`HOST_EGRESS`] request, as written (see `egress`).
+    pub host_egress: Option<String>,
 }
 
 impl Allocation {
@@ -114,6 +116,7 @@ pub fn parse(
         mac,
         gateway,
         logical_switch,
+        host_egress: annotations.get(HOST_EGRESS).cloned(),
     }))
 }
 
@@ -250,6 +253,11 @@ mod tests {
         assert_eq!(a.mac_string(), "0a:58:0a:00:01:05");
         assert_eq!(a.gateway, Ipv4Addr::new(10, 0, 1, 1));
         assert_eq!(a.logical_switch, "sub1");
+        assert_eq!(a.host_egress, None);
+        let mut v = ann(&full());
+        v.insert(HOST_EGRESS.into(), "10.0.0.1:443/tcp".into());
+        let a = parse(&pod(), &v).unwrap().unwrap();
+        assert_eq!(a.host_egress.as_deref(), Some("10.0.0.1:443/tcp"));
     }
 
     #[test]

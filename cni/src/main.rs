@@ -5,6 +5,7 @@
 //! VERSION).
 
 mod config;
+mod egress;
 mod error;
 mod k8s;
 mod logging;

@@ -45,6 +45,21 @@ fn setns(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A command that runs inside `ns` (or the caller's namespace): the child
+/// enters it between fork and exec.
+pub fn command(ns: Option<&Netns>, program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    if let Some(ns) = ns {
+        let fd = ns.fd();
+        // SAFETY: only setns(2), async-signal-safe, runs in the forked child;
+        // `fd` stays open until exec (the caller holds `ns`).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || setns(fd));
+        }
+    }
+    c
+}
+
 /// An rtnetlink handle whose socket lives in `ns` (or in the caller's
 /// namespace). The connection task is spawned on the current runtime.
 pub fn rtnl(ns: Option<&Netns>) -> io::Result<rtnetlink::Handle> {

@@ -9,6 +9,7 @@ use rscni_plugin::error::Error;
 use rscni_plugin::types::{Args, CNIResult};
 
 use crate::config::{PluginConfig, PodRef};
+use crate::egress;
 use crate::error::CniError;
 use crate::k8s::{self, Allocation};
 use crate::netns::{self, Netns};
@@ -115,6 +116,27 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
     let kube = k8s::client(call.cfg.kubeconfig()?).await?;
     let alloc = k8s::wait_allocated(kube, &pod, call.cfg.annotation_timeout()).await?;
     let t_ann = t0.elapsed();
+    // Host egress is decided before anything is plugged: a refusal leaves
+    // nothing behind. Only the primary interface has a probe path.
+    let egress_dests = if call.ifname == PRIMARY_IFNAME {
+        egress::decide(
+            &pod,
+            alloc.host_egress.as_deref(),
+            call.cfg.host_egress_namespace.as_deref(),
+            probe.as_ref().map(|p| p.cidr),
+        )?
+    } else {
+        if alloc.host_egress.is_some() {
+            tracing::info!(%pod, ifname = %call.ifname, "{} applies to {PRIMARY_IFNAME} only", egress::HOST_EGRESS);
+        }
+        Vec::new()
+    };
+    if !egress_dests.is_empty() && !egress::forwarding(node_ns.as_ref())? {
+        return Err(CniError::HostEgress {
+            pod: pod.to_string(),
+            reason: "the node does not forward IPv4 (/proc/sys/net/ipv4/ip_forward is 0)".into(),
+        });
+    }
 
     let node = netns::rtnl(node_ns.as_ref()).map_err(io("netlink socket in the node namespace"))?;
     let podh = netns::rtnl(Some(&pod_ns)).map_err(io("netlink socket in the pod namespace"))?;
@@ -155,10 +177,25 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
         let probe_ip = match (&probe, call.ifname == PRIMARY_IFNAME) {
             (Some(p), true) => {
                 let ip = probe::allocate(p, &call.container_id)?;
-                probe::guard_node(p)?;
+                probe::guard_node(p, node_ns.as_ref())?;
                 let host = probe::host_ifname(&call.container_id);
                 probe::plug(&node, &podh, &pod_ns, &host, ip, p.source()).await?;
                 tracing::info!(%pod, probe = %ip, %host, "probe path plugged");
+                // A repeated ADD first drops what an earlier one granted.
+                egress::remove(node_ns.as_ref(), p, &call.container_id)?;
+                if !egress_dests.is_empty() {
+                    let grant = egress::Grant {
+                        container_id: &call.container_id,
+                        host_ifname: &host,
+                        probe_ip: ip,
+                        dests: &egress_dests,
+                    };
+                    egress::install(node_ns.as_ref(), p, &grant)?;
+                    egress::routes(&podh, &grant, p.source()).await?;
+                    let granted: Vec<String> =
+                        egress_dests.iter().map(ToString::to_string).collect();
+                    tracing::info!(%pod, ?granted, "host egress granted");
+                }
                 Some(ip)
             }
             _ => None,
@@ -179,7 +216,7 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
         Ok(m) => m,
         Err(e) => {
             if let Some(p) = &probe {
-                unplug_probe(p, &node, &call.container_id).await;
+                unplug_probe(p, &node, node_ns.as_ref(), &call.container_id).await;
             }
             // Leave nothing half-plugged behind; DEL would do the same.
             if let Err(ce) = ovs::del_port(&ovsdb, &call.host_name, &call.attachment()).await {
@@ -210,9 +247,19 @@ async fn add(args: Args) -> Result<CNIResult, CniError> {
 /// gets a probe path.
 const PRIMARY_IFNAME: &str = "eth0";
 
-/// Removes a container's probe veth and frees its probe address; logs what
-/// fails (DEL and a failed ADD both end here).
-async fn unplug_probe(p: &probe::ProbeConfig, node: &rtnetlink::Handle, container_id: &str) {
+/// Removes a container's host egress rules and probe veth and frees its
+/// probe address; logs what fails (DEL and a failed ADD both end here).
+async fn unplug_probe(
+    p: &probe::ProbeConfig,
+    node: &rtnetlink::Handle,
+    node_ns: Option<&Netns>,
+    container_id: &str,
+) {
+    match egress::remove(node_ns, p, container_id) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rules = n, "host egress rules removed"),
+        Err(e) => tracing::warn!(error = %e, "removing the host egress rules failed"),
+    }
     if let Err(e) = veth::delete(node, &probe::host_ifname(container_id)).await {
         tracing::warn!(error = %e, "removing the probe veth failed");
     }
@@ -234,7 +281,7 @@ async fn del(args: Args) -> Result<(), CniError> {
     if let Some(p) = call.cfg.probe()
         && call.ifname == PRIMARY_IFNAME
     {
-        unplug_probe(&p, &node, &call.container_id).await;
+        unplug_probe(&p, &node, node_ns.as_ref(), &call.container_id).await;
     }
     tracing::info!(ports, link, "DEL done");
     Ok(())

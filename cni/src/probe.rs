@@ -8,21 +8,24 @@
 //! pod's `status.podIP`; the VPC address stays in the pod's annotations.
 //! On the node, only the kubelet's cgroup may open connections over these
 //! veths; nothing is forwarded through them and nothing from a pod reaches
-//! the node over them except replies.
+//! the node over them except replies, and the few destinations a pod of the
+//! operator's own namespace is granted (`egress`: its chains, jumped to from
+//! ours, are never flushed here).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
+use crate::egress;
 use crate::error::CniError;
-use crate::netns::Netns;
+use crate::netns::{self, Netns};
 use crate::veth;
 
 /// The pod's end of the probe veth.
@@ -220,14 +223,23 @@ async fn ensure_source(node: &Handle, source: Ipv4Addr) -> Result<(), CniError> 
 
 /// The node's filter rules for the probe veths, as `iptables-restore
 /// --noflush` input (pure): declaring the chains flushes and refills them,
-/// so every ADD may write them again.
+/// so every ADD may write them again. The per-pod host egress chains
+/// (`egress::FILTER_CHAINS`) are jumped to, never declared here.
 pub fn rules(kubelet_cgroup: Option<&str>) -> String {
     let any = format!("{HOST_PREFIX}+");
     let [(_, inp), (_, out), (_, fwd)] = CHAINS;
+    let [(_, egress_in), (_, egress_fwd)] = egress::FILTER_CHAINS;
     let mut r = format!("*filter\n:{inp} - [0:0]\n:{out} - [0:0]\n:{fwd} - [0:0]\n");
-    // Pods answer the kubelet's connections and nothing else reaches the node.
+    // Pods answer the kubelet's connections; beyond that only what a pod
+    // was granted (host egress) reaches the node.
     r += &format!("-A {inp} -i {any} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n");
+    r += &format!("-A {inp} -i {any} -j {egress_in}\n");
     r += &format!("-A {inp} -i {any} -j DROP\n");
+    // Replies of the node to connections a pod opened (host egress to a
+    // local address) pass whatever process sends them.
+    r += &format!(
+        "-A {out} -o {any} -m conntrack --ctstate ESTABLISHED,RELATED --ctdir REPLY -j ACCEPT\n"
+    );
     match kubelet_cgroup {
         Some(cg) => {
             r += &format!("-A {out} -o {any} -m cgroup --path {cg} -j ACCEPT\n");
@@ -236,14 +248,20 @@ pub fn rules(kubelet_cgroup: Option<&str>) -> String {
         }
         None => r += &format!("-A {out} -o {any} -j ACCEPT\n"),
     }
-    // A pod never reaches another pod (or anything) through the node.
-    r += &format!("-A {fwd} -i {any} -j DROP\n-A {fwd} -o {any} -j DROP\n");
+    // A pod never reaches another pod through the node, and nothing else
+    // but replies to what it was granted (host egress).
+    r += &format!(
+        "-A {fwd} -o {any} -m conntrack --ctstate ESTABLISHED,RELATED --ctdir REPLY -j ACCEPT\n"
+    );
+    r += &format!("-A {fwd} -o {any} -j DROP\n");
+    r += &format!("-A {fwd} -i {any} -j {egress_fwd}\n");
+    r += &format!("-A {fwd} -i {any} -j DROP\n");
     r += "COMMIT\n";
     r
 }
 
-fn iptables(args: &[&str]) -> Result<bool, CniError> {
-    let out = Command::new("iptables")
+fn iptables(node: Option<&Netns>, args: &[&str]) -> Result<bool, CniError> {
+    let out = netns::command(node, "iptables")
         .arg("-w")
         .args(args)
         .stdout(Stdio::null())
@@ -253,9 +271,9 @@ fn iptables(args: &[&str]) -> Result<bool, CniError> {
     Ok(out.status.success())
 }
 
-/// Installs [`rules`] and the jumps to them on the node, under a lock so
-/// concurrent ADDs add each jump once.
-pub fn guard_node(cfg: &ProbeConfig) -> Result<(), CniError> {
+/// The node's lock over the probe and host egress rules (released on drop).
+pub fn lock(cfg: &ProbeConfig) -> Result<std::fs::File, CniError> {
+    fs::create_dir_all(&cfg.state_dir).map_err(|e| state(&cfg.state_dir, e))?;
     let lock_path = cfg.state_dir.join(".lock");
     let lock = OpenOptions::new()
         .create(true)
@@ -267,7 +285,29 @@ pub fn guard_node(cfg: &ProbeConfig) -> Result<(), CniError> {
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
         return Err(state(&lock_path, std::io::Error::last_os_error()));
     }
-    let mut child = Command::new("iptables-restore")
+    Ok(lock)
+}
+
+/// Installs [`rules`] and the jumps to them in the node's namespace (`node`,
+/// or the plugin's own), under [`lock`] so concurrent ADDs add each jump
+/// once. The host egress chains are created empty if absent, never flushed.
+pub fn guard_node(cfg: &ProbeConfig, node: Option<&Netns>) -> Result<(), CniError> {
+    let _lock = lock(cfg)?;
+    let [(_, egress_in), (_, egress_fwd)] = egress::FILTER_CHAINS;
+    for (table, chain) in [
+        ("filter", egress_in),
+        ("filter", egress_fwd),
+        ("nat", egress::NAT_CHAIN),
+    ] {
+        if !iptables(node, &["-t", table, "-S", chain])?
+            && !iptables(node, &["-t", table, "-N", chain])?
+        {
+            return Err(CniError::Config(format!(
+                "creating the chain {chain} (table {table}) failed"
+            )));
+        }
+    }
+    let mut child = netns::command(node, "iptables-restore")
         .args(["-w", "--noflush"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -290,10 +330,16 @@ pub fn guard_node(cfg: &ProbeConfig) -> Result<(), CniError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    for (hook, chain) in CHAINS {
-        if !iptables(&["-C", hook, "-j", chain])? && !iptables(&["-I", hook, "1", "-j", chain])? {
+    let jumps = CHAINS
+        .iter()
+        .map(|(hook, chain)| ("filter", *hook, *chain))
+        .chain([("nat", "POSTROUTING", egress::NAT_CHAIN)]);
+    for (table, hook, chain) in jumps {
+        if !iptables(node, &["-t", table, "-C", hook, "-j", chain])?
+            && !iptables(node, &["-t", table, "-I", hook, "1", "-j", chain])?
+        {
             return Err(CniError::Config(format!(
-                "inserting the jump {hook} -> {chain} failed"
+                "inserting the jump {hook} -> {chain} (table {table}) failed"
             )));
         }
     }
@@ -352,6 +398,39 @@ mod tests {
         assert!(r.ends_with("COMMIT\n"));
         let idx = |s: &str| r.find(s).unwrap();
         assert!(idx("--ctstate ESTABLISHED") < idx("-A VPCNET-PROBE-IN -i vpp+ -j DROP"));
+    }
+
+    #[test]
+    fn host_egress_chains_are_jumped_to_and_only_replies_come_back() {
+        let r = rules(Some("vpcnet-kubelet"));
+        let idx = |s: &str| {
+            r.find(s)
+                .unwrap_or_else(|| panic!("{s:?} missing from\n{r}"))
+        };
+        // Ours are jumped to before the drops, never declared (flushed).
+        assert!(
+            idx("-A VPCNET-PROBE-IN -i vpp+ -j VPCNET-EGRESS-IN\n")
+                < idx("-A VPCNET-PROBE-IN -i vpp+ -j DROP")
+        );
+        assert!(
+            idx("-A VPCNET-PROBE-FWD -i vpp+ -j VPCNET-EGRESS-FWD\n")
+                < idx("-A VPCNET-PROBE-FWD -i vpp+ -j DROP")
+        );
+        assert!(!r.contains(":VPCNET-EGRESS"), "{r}");
+        // Replies into pods pass before anything to a pod is dropped, and
+        // nothing is forwarded to a pod before that drop.
+        let fwd_reply = idx(
+            "-A VPCNET-PROBE-FWD -o vpp+ -m conntrack --ctstate ESTABLISHED,RELATED --ctdir REPLY -j ACCEPT",
+        );
+        assert!(fwd_reply < idx("-A VPCNET-PROBE-FWD -o vpp+ -j DROP"));
+        assert!(idx("-A VPCNET-PROBE-FWD -o vpp+ -j DROP") < idx("-j VPCNET-EGRESS-FWD"));
+        // The node's replies to a pod's granted connection pass whatever
+        // process sends them; new connections still need the kubelet's cgroup.
+        assert!(
+            idx(
+                "-A VPCNET-PROBE-OUT -o vpp+ -m conntrack --ctstate ESTABLISHED,RELATED --ctdir REPLY -j ACCEPT"
+            ) < idx("-A VPCNET-PROBE-OUT -o vpp+ -m cgroup")
+        );
     }
 
     #[test]

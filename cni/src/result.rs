@@ -91,6 +91,7 @@ mod tests {
             mac: [0x0a, 0x58, 10, 0, 1, 5],
             gateway: "10.0.1.1".parse().unwrap(),
             logical_switch: "s".into(),
+            host_egress: None,
         }
     }
 

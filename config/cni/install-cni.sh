@@ -11,6 +11,8 @@
 #      OVSDB (unix:/var/run/openvswitch/db.sock), BRIDGE (br-int),
 #      PROBE_CIDR (this node's probe addresses; empty: no probe path),
 #      PROBE_KUBELET_CGROUP (the kubelet's cgroup v2 path; empty: any process),
+#      HOST_EGRESS_NAMESPACE (the one namespace whose pods may carry
+#        vpcnet.io/host-egress; empty: no pod may),
 #      REFRESH_SECONDS (300).
 set -eu
 BIN_DIR="${CNI_BIN_DIR:-/host/opt/cni/bin}"
@@ -55,6 +57,13 @@ probe_fields() {
   return 0
 }
 
+# egress_field: the host egress namespace as a JSON member (with a leading
+# comma), or nothing when HOST_EGRESS_NAMESPACE is empty.
+egress_field() {
+  [ -n "${HOST_EGRESS_NAMESPACE:-}" ] || return 0
+  printf ',\n      "hostEgressNamespace": "%s"' "$HOST_EGRESS_NAMESPACE"
+}
+
 install() {
   mkdir -p "$BIN_DIR" "$CONF_DIR"
   cp "$SRC" "$BIN_DIR/.vpcnet-cni.tmp" && mv -f "$BIN_DIR/.vpcnet-cni.tmp" "$BIN_DIR/vpcnet-cni"
@@ -70,7 +79,7 @@ install() {
       "type": "vpcnet-cni",
       "kubeconfig": "$NODE_CONF_DIR/vpcnet.kubeconfig",
       "ovsdb": "${OVSDB:-unix:/var/run/openvswitch/db.sock}",
-      "bridge": "${BRIDGE:-br-int}"$(probe_fields)
+      "bridge": "${BRIDGE:-br-int}"$(probe_fields)$(egress_field)
     }
   ]
 }

@@ -39,7 +39,10 @@ pub struct VpcDnsSpec {
     )]
     pub subnet: String,
 
-    /// The address tenants use as their resolver; allocated when unset.
+    /// The address the VPC's pods reach the servers at. Unset: the
+    /// operator's cluster DNS address (the kubelets' `clusterDNS`), which
+    /// is what pods use with no configuration; another address must be
+    /// named in the pods' `dnsConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(crate::cel::IS_IP).message("vip must be an IP address"))]
     #[schemars(length(max = 64))]
@@ -50,7 +53,8 @@ pub struct VpcDnsSpec {
     #[schemars(range(min = 1, max = 5))]
     pub replicas: i32,
 
-    /// Upstream resolvers for names outside the VPC (`addr` or `addr:port`).
+    /// Upstream resolvers for names outside the cluster domain (`addr` or
+    /// `addr:port`, IPv4); unset: the operator's default upstreams.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8), inner(length(max = 64)))]
     #[x_kube(validation = Rule::new("self.all(u, isIP(u) || (u.contains(':') && isIP(u.substring(0, u.lastIndexOf(':'))) && u.substring(u.lastIndexOf(':') + 1).matches('^[0-9]{1,5}$')))").message("upstreams entries must be an IP address or address:port"))]

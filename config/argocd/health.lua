@@ -33,6 +33,8 @@ local waiting = {
   EipPending = true,
   -- a SwitchLBRule is programmed but no backend pod is ready yet
   NoBackends = true,
+  -- a VpcDns is accepted but none of its servers is ready yet
+  NoReadyServers = true,
 }
 
 local function text(c)

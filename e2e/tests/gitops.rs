@@ -36,8 +36,8 @@ const SHARED: &str = "03-external-subnet.yaml";
 /// recorded as `unknown`.
 const OPERATOR_MANAGERS: [&str; 3] = [OPERATOR_MANAGER, "vpcnet-natgw", "unknown"];
 /// Kinds the operator of this tree reports `Ready` for; the others
-/// (SecurityGroup, VpcDns) are applied and checked, not waited for.
-const WITH_READY: [&str; 9] = [
+/// (SecurityGroup) are applied and checked, not waited for.
+const WITH_READY: [&str; 10] = [
     "Vpc",
     "Subnet",
     "VpcNatGateway",
@@ -47,6 +47,7 @@ const WITH_READY: [&str; 9] = [
     "IptablesFIPRule",
     "Vip",
     "SwitchLBRule",
+    "VpcDns",
 ];
 const READY: Duration = Duration::from_secs(150);
 

@@ -23,11 +23,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use vpcnet_api::contract::dns::{DNS_PORT, METRICS_PORT, ZONE_KEY};
 use vpcnet_api::contract::{annotations as ann, dns_env, labels, naming};
 
-/// The pod annotation granting a pod of the operator's namespace new
-/// connections to exactly the listed `ip:port/proto` over the node's probe
-/// path (honoured by the CNI for that namespace only).
-pub const HOST_EGRESS: &str = "vpcnet.io/host-egress";
-
 /// Everything the servers need, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsPlan {
@@ -188,7 +183,7 @@ pub fn build(plan: &DnsPlan) -> DnsObjects {
                     annotations: Some(BTreeMap::from([
                         (ann::SUBNET.to_string(), plan.subnet.clone()),
                         (
-                            HOST_EGRESS.to_string(),
+                            ann::HOST_EGRESS.to_string(),
                             egress_grant(&plan.api_endpoint, &plan.upstreams),
                         ),
                     ])),
@@ -333,7 +328,7 @@ mod tests {
         let t = o.deployment.spec.as_ref().unwrap().template.clone();
         let a = t.metadata.unwrap().annotations.unwrap();
         assert_eq!(
-            a[HOST_EGRESS],
+            a[ann::HOST_EGRESS],
             "10.255.0.1:36443/tcp,172.16.3.2:53/udp,172.16.3.2:53/tcp"
         );
         assert_eq!(a[ann::SUBNET], "a1");

@@ -108,10 +108,12 @@ external_up() {
 # its own: the box has no internet).
 ext_dns_up() {
   local pid i
-  setsid ip netns exec "$EXT_NETNS" dnsmasq --keep-in-foreground --log-facility=- \
+  # Its log file on the command line also marks the process as this box's
+  # (daemon_pid looks for "$BOX/" there).
+  setsid ip netns exec "$EXT_NETNS" dnsmasq --keep-in-foreground --log-facility="$BOX/logs/$EXT_DNS_DAEMON.log" \
     --conf-file=/dev/null --no-resolv --no-hosts --pid-file= --user=root --group=root \
     --bind-interfaces --listen-address="$EXT_HOST_IP" --port=53 \
-    --address="/$EXT_DNS_DOMAIN/$EXT_HOST_IP" </dev/null >"$BOX/logs/$EXT_DNS_DAEMON.log" 2>&1 8>&- &
+    --address="/$EXT_DNS_DOMAIN/$EXT_HOST_IP" </dev/null >>"$BOX/logs/$EXT_DNS_DAEMON.log" 2>&1 8>&- &
   pid=$!
   echo "$pid" >"$BOX/pids/$EXT_DNS_DAEMON.pid"
   command -v dnsmasq >"$BOX/pids/$EXT_DNS_DAEMON.exe"

@@ -26,7 +26,10 @@ async fn nb() -> ovn::Client {
         .expect("the box's NB DB answers")
 }
 
-/// `owner -> number of rows` over the tables vpcnet writes.
+/// `owner -> number of distinct rows` over the tables vpcnet writes: the
+/// select asks for `external_ids` only, and OVSDB returns identical result
+/// rows once, so an owner's rows of one table whose `external_ids` are the
+/// same count once there (count exact rows with [`lb_rows`] and the like).
 pub fn owners() -> BTreeMap<String, usize> {
     block_on(async {
         let nb = nb().await;

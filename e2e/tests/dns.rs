@@ -386,22 +386,27 @@ fn each_vpc_resolves_its_own_names_only_at_the_cluster_dns_address() {
     );
 
     // Deleting a tenant's VpcDns removes its rows; the other's stay.
-    let owner_a = format!("VpcDns//{na}");
-    let owner_b = format!("VpcDns//{nb}");
-    assert_eq!(
-        ovn_rows::owners().get(&owner_a),
-        Some(&2),
-        "udp and tcp rows"
+    let rows_of = |owner: &str| {
+        ovn_rows::lb_rows()
+            .into_iter()
+            .filter(|r| r.owner == owner)
+            .map(|r| r.vips)
+            .collect::<Vec<_>>()
+    };
+    let (owner_a, owner_b) = (format!("VpcDns//{na}"), format!("VpcDns//{nb}"));
+    let rows_a = rows_of(&owner_a);
+    assert_eq!(rows_a.len(), 2, "one udp and one tcp row: {rows_a:?}");
+    assert!(
+        rows_a
+            .iter()
+            .all(|v| v.contains_key(&format!("{CLUSTER_DNS}:53"))),
+        "{rows_a:?}"
     );
     k.ok(&["delete", "vpcdns", na, "--wait=true", "--timeout=60s"]);
     k.eventually(CONVERGE, "a deleted VpcDns's rows go", || {
-        !ovn_rows::owners().contains_key(&owner_a)
+        rows_of(&owner_a).is_empty()
     });
-    assert_eq!(
-        ovn_rows::owners().get(&owner_b),
-        Some(&2),
-        "b's rows untouched"
-    );
+    assert_eq!(rows_of(&owner_b).len(), 2, "b's rows untouched");
     c.run_now();
 }
 

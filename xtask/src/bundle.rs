@@ -27,7 +27,8 @@
 //! [`render`] is pure (inputs to file contents); [`read_inputs`] and
 //! [`write`] do the I/O.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
@@ -568,6 +569,90 @@ fn describe(doc: &Value) -> String {
 
 fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).expect("a JSON value always serialises")
+}
+
+/// The file-based catalog (FBC) entries around the rendered bundle: the
+/// package and its one channel holding `vpcnet.v<version>`.
+pub fn catalog_index(version: &str) -> String {
+    format!(
+        "---\nschema: olm.package\nname: {PACKAGE}\ndefaultChannel: {CHANNEL}\n\
+         ---\nschema: olm.channel\npackage: {PACKAGE}\nname: {CHANNEL}\nentries:\n  - name: {PACKAGE}.v{version}\n"
+    )
+}
+
+/// Checks the checked-in `bundle/` with the real tools, both built by
+/// `e2e/box/build-*.sh`: `olm-validate` (operator-framework/api's bundle,
+/// CSV and CRD validators and the operatorframework optional suite), then
+/// `opm render` of the bundle directory into a file-based catalog with
+/// its package and channel, and `opm validate` of that catalog.
+pub fn validate(root: &Path) -> Result<(), String> {
+    let bundle = root.join(DIR);
+    let olm_validate = built_tool(root, "build-olm-validate.sh")?;
+    println!("$ olm-validate {DIR}");
+    crate::shell::run(Command::new(&olm_validate).arg(&bundle))?;
+
+    let opm = built_tool(root, "build-opm.sh")?;
+    let catalog = crate::shell::target_dir().join("olm-catalog");
+    let _ = std::fs::remove_dir_all(&catalog);
+    let package_dir = catalog.join(PACKAGE);
+    std::fs::create_dir_all(&package_dir)
+        .map_err(|e| format!("creating {}: {e}", package_dir.display()))?;
+    println!("$ opm render {DIR} -o yaml");
+    let out = Command::new(&opm)
+        .args(["render", "-o", "yaml"])
+        .arg(&bundle)
+        .output()
+        .map_err(|e| format!("starting {}: {e}", opm.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "opm render {DIR} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let rendered = String::from_utf8(out.stdout).map_err(|e| format!("opm render: {e}"))?;
+    let docs = documents("opm render", &rendered)?;
+    let names: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["schema"].as_str().unwrap_or("?"),
+                d["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    println!("rendered: {}", names.join(", "));
+    let version = documents(
+        CSV_FILE,
+        &std::fs::read_to_string(bundle.join("manifests").join(CSV_FILE))
+            .map_err(|e| format!("reading the CSV: {e}"))?,
+    )?
+    .first()
+    .and_then(|c| c["spec"]["version"].as_str().map(str::to_string))
+    .ok_or_else(|| "the CSV has no spec.version".to_string())?;
+    let file = package_dir.join("catalog.yaml");
+    std::fs::write(&file, format!("{}{rendered}", catalog_index(&version)))
+        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+    println!("$ opm validate {}", catalog.display());
+    crate::shell::run(Command::new(&opm).arg("validate").arg(&catalog))?;
+    println!("opm validate: the catalog of {PACKAGE}.v{version} is valid");
+    Ok(())
+}
+
+/// The path of a Go tool a `e2e/box/<script>` has built, or an error naming
+/// the script.
+fn built_tool(root: &Path, script: &str) -> Result<PathBuf, String> {
+    let path = root.join("e2e/box").join(script);
+    let out = Command::new("bash")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .map_err(|e| format!("running {}: {e}", path.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// Standard base64 (RFC 4648, padded).

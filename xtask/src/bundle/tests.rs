@@ -472,3 +472,15 @@ fn base64_is_rfc4648() {
     }
     assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
 }
+
+#[test]
+fn the_catalog_index_names_the_package_channel_and_bundle() {
+    let docs = documents("index", &catalog_index("0.1.0")).unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["schema"], "olm.package");
+    assert_eq!(docs[0]["name"], PACKAGE);
+    assert_eq!(docs[0]["defaultChannel"], CHANNEL);
+    assert_eq!(docs[1]["schema"], "olm.channel");
+    assert_eq!(docs[1]["package"], PACKAGE);
+    assert_eq!(docs[1]["entries"][0]["name"], "vpcnet.v0.1.0");
+}

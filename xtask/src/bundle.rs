@@ -22,7 +22,8 @@
 //! the operator's `VPCNET_NATGW_IMAGE` / `VPCNET_DNS_IMAGE`, which then read
 //! them back through Kubernetes' `$(VAR)` expansion, and the CNI image from
 //! the DaemonSet of `config/base/cni.yaml` (the bundle cannot carry the
-//! DaemonSet itself).
+//! DaemonSet itself). The operator container's `imagePullPolicy` becomes
+//! `IfNotPresent` (config/base says `Never`: the box loads its images).
 //!
 //! [`render`] is pure (inputs to file contents); [`read_inputs`] and
 //! [`write`] do the I/O.

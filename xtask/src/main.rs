@@ -5,9 +5,12 @@
 //! - `box up|down|env` start / stop the cluster-in-a-box, print how to use it
 //! - `crds`            regenerate `crds/` from the Rust types
 //! - `argocd`          regenerate `config/argocd/argocd-cm-patch.yaml` from `config/argocd/health.lua`
+//! - `bundle`          regenerate the OLM bundle `bundle/` from `crds/`, `config/base/`, `config/olm/`, `config/samples/`
+//! - `bundle validate` check `bundle/` with the operator-framework validators and `opm` (built once, cached)
 //! - `nb-model`        regenerate `ovn/src/nb_model.rs` from the OVN Northbound schema
 
 mod argocd;
+mod bundle;
 mod shell;
 mod test;
 
@@ -21,6 +24,10 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["crds"] => write_crds(),
         ["argocd"] => argocd::write(&shell::repo_root()),
+        ["bundle"] => bundle::write(&shell::repo_root()),
+        ["bundle", "validate"] => shell::box_script("build-olm-validate.sh", &[])
+            .and_then(|()| shell::box_script("build-opm.sh", &[]))
+            .and_then(|()| bundle::validate(&shell::repo_root())),
         ["nb-model"] => write_nb_model(),
         ["box", "up"] => shell::box_up(),
         ["box", "down"] => shell::box_script("down.sh", &[]),
@@ -29,7 +36,7 @@ fn main() -> ExitCode {
         ["test"] => test::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | test | box up|down|env | crds | argocd | nb-model>"
+                "usage: cargo xtask <demo | test | box up|down|env | crds | argocd | bundle [validate] | nb-model>"
             );
             return ExitCode::from(2);
         }

@@ -33,6 +33,12 @@ pub fn run() -> Result<(), String> {
     timed("build argocd-lua-health (go, cached)", &|| {
         shell::box_script("build-gopher-lua.sh", &[])
     })?;
+    timed("build olm-validate (go, cached)", &|| {
+        shell::box_script("build-olm-validate.sh", &[])
+    })?;
+    timed("build opm (go, cached)", &|| {
+        shell::box_script("build-opm.sh", &[])
+    })?;
     timed("cargo fmt --check", &|| {
         shell::cargo(&["fmt", "--all", "--check"])
     })?;
@@ -49,6 +55,12 @@ pub fn run() -> Result<(), String> {
             "-D",
             "warnings",
         ])
+    })?;
+    // The checked-in OLM bundle: its own tests (drift, kinds), then the
+    // operator-framework validators and opm; none of it needs the box.
+    timed("OLM bundle (drift, validators)", &|| {
+        shell::cargo(&["test", "-p", "xtask", "--locked", "bundle::"])?;
+        crate::bundle::validate(&shell::repo_root())
     })?;
     // Integration tests of the CNI plugin and the NAT agent play the
     // operator themselves: they get a box with the control plane only. The

@@ -8,6 +8,7 @@ use vpcnet_dns_service::{Dns, Settings as DnsSettings};
 use vpcnet_lb::Lb;
 use vpcnet_nat::{Nat, context::Settings};
 use vpcnet_network::{Network, service::DefaultNetwork};
+use vpcnet_nodes::{Nodes, Settings as NodeSettings};
 use vpcnet_runtime::run::{Options, fallback_identity, lead};
 use vpcnet_runtime::{Result, Service};
 use vpcnet_security::Security;
@@ -74,6 +75,27 @@ struct Args {
     /// VPC's DNS servers, never forwarded).
     #[arg(long, env = "VPCNET_SERVICE_CIDR", default_value = "10.96.0.0/12")]
     service_cidr: ipnet::IpNet,
+    /// Image of the CNI DaemonSet the operator runs on every node.
+    #[arg(
+        long,
+        env = "VPCNET_CNI_IMAGE",
+        default_value = "docker.io/local/vpcnet-cni:latest"
+    )]
+    cni_image: String,
+    /// Each node's probe addresses (the kubelet's path into pods of VPCs);
+    /// unset: no probe path.
+    #[arg(long, env = "VPCNET_PROBE_CIDR")]
+    probe_cidr: Option<String>,
+    /// The kubelet's cgroup v2 path, the only one the probe path admits.
+    #[arg(long, env = "VPCNET_PROBE_KUBELET_CGROUP")]
+    probe_kubelet_cgroup: Option<String>,
+    /// The Northbound database as the nodes' agents reach it (default: the
+    /// operator's own `--ovn-nb`).
+    #[arg(long, env = "VPCNET_NODE_OVN_NB_DB")]
+    node_ovn_nb: Option<String>,
+    /// Do not create the CNI DaemonSet (deploy it yourself).
+    #[arg(long, env = "VPCNET_NO_CNI_DAEMONSET")]
+    no_cni_daemonset: bool,
     /// This operator's name in the leader Lease (the pod's name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -98,6 +120,13 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = Args::parse();
+    let node_settings = NodeSettings {
+        image: args.cni_image,
+        pull_policy: args.image_pull_policy.clone(),
+        probe_cidr: args.probe_cidr.filter(|s| !s.is_empty()),
+        kubelet_cgroup: args.probe_kubelet_cgroup.filter(|s| !s.is_empty()),
+        ovn_nb: args.node_ovn_nb.unwrap_or_else(|| args.ovn_nb.clone()),
+    };
     let leading = lead(Options {
         ovn_nb: args.ovn_nb,
         namespace: args.namespace,
@@ -127,7 +156,7 @@ async fn main() -> Result<()> {
             default_subnet: default_subnet.clone(),
         },
     );
-    let services: Vec<Arc<dyn Service>> = vec![
+    let mut services: Vec<Arc<dyn Service>> = vec![
         Arc::new(Network::new(rt, default).await?),
         Arc::new(Lb::new(rt, default_subnet).await?),
         Arc::new(Security::new(rt).await?),
@@ -141,5 +170,8 @@ async fn main() -> Result<()> {
             },
         )),
     ];
+    if !args.no_cni_daemonset {
+        services.push(Arc::new(Nodes::new(rt, node_settings)));
+    }
     leading.run(services).await
 }

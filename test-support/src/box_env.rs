@@ -145,19 +145,25 @@ mod tests {
     }
 
     #[test]
-    fn the_box_cni_settings_repeat_box_env() {
+    fn the_box_operator_settings_repeat_box_env() {
         let v = parse(SOURCE).unwrap();
         let yaml = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../config/box/cni-box.yaml"
+            "/../config/box/operator-box.yaml"
         ))
         .unwrap();
         for (name, key) in [
-            ("PROBE_CIDR", "PROBE_CIDR"),
-            ("PROBE_KUBELET_CGROUP", "KUBELET_CGROUP"),
+            ("VPCNET_PROBE_CIDR", "PROBE_CIDR"),
+            ("VPCNET_PROBE_KUBELET_CGROUP", "KUBELET_CGROUP"),
+            ("VPCNET_SERVICE_CIDR", "SERVICE_CIDR"),
+            ("VPCNET_CLUSTER_DNS", "CLUSTER_DNS_IP"),
+            ("VPCNET_DNS_UPSTREAMS", "EXT_HOST_IP"),
         ] {
             let line = format!("{{name: {name}, value: \"{}\"}}", v[key]);
-            assert!(yaml.contains(&line), "config/box/cni-box.yaml lacks {line}");
+            assert!(
+                yaml.contains(&line),
+                "config/box/operator-box.yaml lacks {line}"
+            );
         }
     }
 

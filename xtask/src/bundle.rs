@@ -18,11 +18,12 @@
 //! ServiceAccount.
 //!
 //! Operand images become `RELATED_IMAGE_<NAME>` env vars of the operator
-//! container (and `spec.relatedImages`): the NAT gateway and DNS images from
-//! the operator's `VPCNET_NATGW_IMAGE` / `VPCNET_DNS_IMAGE`, which then read
-//! them back through Kubernetes' `$(VAR)` expansion, and the CNI image from
-//! the DaemonSet of `config/base/cni.yaml` (the bundle cannot carry the
-//! DaemonSet itself). The operator container's `imagePullPolicy` becomes
+//! container (and `spec.relatedImages`): the NAT gateway, DNS and CNI
+//! images from the operator's `VPCNET_NATGW_IMAGE` / `VPCNET_DNS_IMAGE` /
+//! `VPCNET_CNI_IMAGE`, which then read them back through Kubernetes' `$(VAR)`
+//! expansion. The operator creates the CNI DaemonSet itself (a bundle cannot
+//! carry one); its ServiceAccount's rules (`config/base/cni.yaml`) are a
+//! second `clusterPermissions` entry. The operator container's `imagePullPolicy` becomes
 //! `IfNotPresent` (config/base says `Never`: the box loads its images).
 //!
 //! [`render`] is pure (inputs to file contents); [`read_inputs`] and
@@ -45,6 +46,8 @@ pub const ICON: &str = "config/olm/icon.svg";
 pub const OPERATOR: &str = "config/base/operator.yaml";
 pub const OPERATOR_RBAC: &str = "config/base/operator-rbac.yaml";
 pub const CNI: &str = "config/base/cni.yaml";
+/// The ServiceAccount of the CNI DaemonSet (`config/base/cni.yaml`).
+pub const CNI_SERVICE_ACCOUNT: &str = "vpcnet-cni";
 /// ClusterRoles shipped beside the CSV: the NAT gateways' role the operator
 /// binds, the tenant roles aggregated into admin/edit/view.
 pub const CLUSTER_ROLES: [&str; 2] = [
@@ -56,10 +59,13 @@ pub const SAMPLES: &str = "config/samples";
 /// The CSV's file under `bundle/manifests/`.
 pub const CSV_FILE: &str = "vpcnet.clusterserviceversion.yaml";
 
-/// The operand images: `(RELATED_IMAGE_ suffix, operator env var reading it)`.
-/// The CNI image has no operator env var (the operator does not run it).
-const OPERAND_ENV: [(&str, &str); 2] =
-    [("NATGW", "VPCNET_NATGW_IMAGE"), ("DNS", "VPCNET_DNS_IMAGE")];
+/// The operand images: `(RELATED_IMAGE_ suffix, operator env var reading it)`
+/// (the operator runs the CNI DaemonSet itself, from `VPCNET_CNI_IMAGE`).
+const OPERAND_ENV: [(&str, &str); 3] = [
+    ("NATGW", "VPCNET_NATGW_IMAGE"),
+    ("DNS", "VPCNET_DNS_IMAGE"),
+    ("CNI", "VPCNET_CNI_IMAGE"),
+];
 const CONDITIONS_DESCRIPTOR: &str = "urn:alm:descriptor:io.kubernetes.conditions";
 
 /// Everything the bundle is generated from, as file contents.
@@ -265,7 +271,16 @@ pub fn csv(inputs: &Inputs) -> Result<Value, String> {
     let rbac = documents(OPERATOR_RBAC, &inputs.operator_rbac)?;
     let cluster_rules = bound_rules(&rbac, "ClusterRoleBinding", "ClusterRole", &sa)?;
     let rules = bound_rules(&rbac, "RoleBinding", "Role", &sa)?;
-    let (spec, images) = install_spec(inputs, &deployment)?;
+    // The CNI DaemonSet the operator creates runs as its own ServiceAccount,
+    // which OLM creates with these rules.
+    let cni_docs = documents(CNI, &inputs.cni)?;
+    let cni_rules = bound_rules(
+        &cni_docs,
+        "ClusterRoleBinding",
+        "ClusterRole",
+        CNI_SERVICE_ACCOUNT,
+    )?;
+    let (spec, images) = install_spec(&deployment)?;
     let operator_image = images[0].1.clone();
 
     let mut annotations = base["metadata"]["annotations"]
@@ -299,7 +314,10 @@ pub fn csv(inputs: &Inputs) -> Result<Value, String> {
                     "label": deployment["metadata"]["labels"],
                     "spec": spec,
                 }],
-                "clusterPermissions": [{"serviceAccountName": sa, "rules": cluster_rules}],
+                "clusterPermissions": [
+                    {"serviceAccountName": sa, "rules": cluster_rules},
+                    {"serviceAccountName": CNI_SERVICE_ACCOUNT, "rules": cni_rules},
+                ],
                 "permissions": [{"serviceAccountName": sa, "rules": rules}],
             },
         }),
@@ -344,10 +362,7 @@ fn operator_deployment(inputs: &Inputs) -> Result<Value, String> {
 
 /// The operator Deployment's spec as the CSV installs it, and the images
 /// `(relatedImages name, image)`, the operator's first.
-fn install_spec(
-    inputs: &Inputs,
-    deployment: &Value,
-) -> Result<(Value, Vec<(String, String)>), String> {
+fn install_spec(deployment: &Value) -> Result<(Value, Vec<(String, String)>), String> {
     let mut spec = deployment["spec"].clone();
     let containers = spec["template"]["spec"]["containers"]
         .as_array_mut()
@@ -397,35 +412,9 @@ fn install_spec(
         related.push(json!({"name": format!("RELATED_IMAGE_{suffix}"), "value": image}));
         images.push((suffix.to_lowercase(), image));
     }
-    let cni = cni_image(inputs)?;
-    related.push(json!({"name": "RELATED_IMAGE_CNI", "value": cni}));
-    images.push(("cni".into(), cni));
     // First in the list: `$(VAR)` expands only variables defined before it.
     env.splice(0..0, related);
     Ok((spec, images))
-}
-
-/// The image of the CNI DaemonSet (every container of it runs the same).
-fn cni_image(inputs: &Inputs) -> Result<String, String> {
-    let docs = documents(CNI, &inputs.cni)?;
-    let ds = docs
-        .iter()
-        .find(|d| d["kind"] == "DaemonSet")
-        .ok_or_else(|| format!("{CNI}: no DaemonSet"))?;
-    let pod = &ds["spec"]["template"]["spec"];
-    let mut images: Vec<&str> = ["initContainers", "containers"]
-        .iter()
-        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
-        .filter_map(|c| c["image"].as_str())
-        .collect();
-    images.sort();
-    images.dedup();
-    match images.as_slice() {
-        [one] => Ok(one.to_string()),
-        other => Err(format!(
-            "{CNI}: want one image in the DaemonSet, found {other:?}"
-        )),
-    }
 }
 
 /// The rules of every `role_kind` that a `binding_kind` of `objects` binds

@@ -1,6 +1,7 @@
 # The product's manifests, applied the way a user would (sourced by up.sh;
-# needs lib.sh): `kubectl apply -k config/box`, then wait for the operator and
-# the CNI DaemonSet, then a smoke pod.
+# needs lib.sh): `kubectl apply -k config/box`, then wait for the CNI
+# DaemonSet (which the operator creates once it leads) and the operator, then
+# a smoke pod.
 # shellcheck shell=bash
 
 CONFIG_DIR="${VPCNET_BOX_CONFIG:-$REPO/config/box}"
@@ -36,6 +37,8 @@ config_up() {
     image_imported "$img" || die "image docker.io/local/$img:latest is not in the node's containerd after the import"
   done
   "$KUBECTL" apply --server-side --field-manager=vpcnet-box -k "$CONFIG_DIR" >/dev/null
+  wait_for "the operator to create the vpcnet-cni DaemonSet" 90 kubelet \
+    "$KUBECTL" -n vpcnet-system get daemonset vpcnet-cni
   "$KUBECTL" -n vpcnet-system rollout status daemonset/vpcnet-cni --timeout=60s >/dev/null ||
     die "the vpcnet-cni DaemonSet did not become ready"
   wait_for "$CNI_CONFLIST in the node" 30 kubelet node_exec test -s "$CNI_CONFLIST"

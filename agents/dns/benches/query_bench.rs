@@ -306,7 +306,8 @@ fn print_p99_target(lines: &[Line]) {
     for l in lines {
         if let Some(p) = l.ours.p99_us {
             let v = verdict(p < P99_TARGET_US);
-            println!("    {}: {p:.0} µs {v}", l.label().trim_end());
+            let (w, c) = (l.workload, l.client.label());
+            println!("    {w}, {c}: {p:.0} µs {v}");
         }
     }
 }

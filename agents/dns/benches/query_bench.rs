@@ -346,6 +346,31 @@ fn print_memory(ours: Dns, theirs: Option<CoreDns>, coredns_bin: Option<&PathBuf
     );
 }
 
+/// What ran, and how.
+fn print_header(
+    ours: &Dns,
+    theirs: Option<&CoreDns>,
+    coredns_bin: Option<&Path>,
+    dnsperf: bool,
+    secs: f64,
+) {
+    let name = coredns_bin.map_or("CoreDNS (not built)".into(), coredns::version);
+    let nice = |pid: u32| niceness(&pid.to_string()).to_string();
+    println!(
+        "\nvpcnet-dns vs {name} on one core each (taskset -c 0: {}; server niceness {} / {}), \
+         1,000 Services / 10 namespaces, loopback, {secs} s per row and server",
+        have("taskset"),
+        nice(ours.pid()),
+        theirs.map_or("-".into(), |c| nice(c.pid())),
+    );
+    if theirs.is_some() {
+        println!("CoreDNS: file (cluster.local), forward + cache (.), no other plugin");
+    }
+    if !dnsperf {
+        println!("(dnsperf not installed: `apt-get install dnsperf` adds its rows)");
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument is a filter we ignore.
     let secs: f64 = std::env::var("VPCNET_BENCH_SECS")
@@ -367,22 +392,13 @@ fn main() {
     let lines = measure(&plan, ours.dns, theirs.as_ref().map(|c| c.dns), secs);
     let cache_hits = ours.metric("vpcnet_dns_cache_hits_total");
 
-    println!(
-        "\nvpcnet-dns vs {} on one core each (taskset -c 0: {}; server niceness {} / {}), \
-         1,000 Services / 10 namespaces, loopback, {secs} s per row and server",
-        coredns_bin
-            .as_deref()
-            .map_or("CoreDNS (not built)".into(), coredns::version),
-        have("taskset"),
-        niceness(&ours.pid().to_string()),
-        theirs
-            .as_ref()
-            .map_or("-".into(), |c| niceness(&c.pid().to_string()).to_string()),
+    print_header(
+        &ours,
+        theirs.as_ref(),
+        coredns_bin.as_deref(),
+        dnsperf,
+        secs,
     );
-    println!("CoreDNS: file (cluster.local), forward + cache (.), no other plugin");
-    if !dnsperf {
-        println!("(dnsperf not installed: `apt-get install dnsperf` adds its rows)");
-    }
     print_tables(&lines);
     println!("(vpcnet-dns cache hits during the run: {cache_hits:.0})");
     print_memory(ours, theirs, coredns_bin.as_ref());

@@ -8,6 +8,7 @@ pub mod external;
 pub mod kubectl;
 pub mod natgw;
 pub mod node;
+pub mod olm;
 pub mod ovn_rows;
 pub mod tenant;
 pub mod web;

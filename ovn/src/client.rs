@@ -49,6 +49,36 @@ impl Default for ClientOptions {
 
 type Monitors = Arc<Mutex<BTreeMap<String, Arc<MonitorState>>>>;
 
+/// How one `transact` ended, as told to a [`TransactObserver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactOutcome {
+    /// The server committed it.
+    Committed,
+    /// It failed: an operation's error, the connection, a timeout.
+    Failed,
+    /// Its future was dropped before the reply (cancelled on the server).
+    Cancelled,
+}
+
+/// Told, once per [`Client::transact`], how long it took and how it ended
+/// (e.g. to export a latency histogram; the client itself keeps no metrics).
+pub type TransactObserver = Arc<dyn Fn(Duration, TransactOutcome) + Send + Sync>;
+
+/// Reports one transaction to the observer when dropped, however it ended.
+struct Observed {
+    observer: Option<TransactObserver>,
+    started: std::time::Instant,
+    outcome: TransactOutcome,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if let Some(f) = self.observer.take() {
+            f(self.started.elapsed(), self.outcome);
+        }
+    }
+}
+
 struct Inner {
     /// The remotes (several: members of one clustered database).
     targets: Vec<Target>,
@@ -62,6 +92,8 @@ struct Inner {
     connects: AtomicU64,
     /// Why the last reconnection was refused, if it was (db, reason).
     refused: Mutex<Option<(String, String)>>,
+    /// Told about every `transact`.
+    observer: Mutex<Option<TransactObserver>>,
 }
 
 struct AbortOnDrop(JoinHandle<()>);
@@ -141,6 +173,7 @@ impl Client {
             schemas: Mutex::default(),
             connects: AtomicU64::new(1),
             refused: Mutex::new(None),
+            observer: Mutex::new(None),
         });
         let sup = tokio::spawn(supervise(inner.clone()));
         let client = Client {
@@ -242,14 +275,33 @@ impl Client {
         self.get_schema(&model.name).await?.check_compatible(model)
     }
 
+    /// Tells `observer` about every later `transact` of this client and its
+    /// clones (replacing any observer set before).
+    pub fn observe_transactions(&self, observer: TransactObserver) {
+        *self.inner.observer.lock().unwrap() = Some(observer);
+    }
+
     /// `transact`: all operations succeed or none is applied.
     pub async fn transact(&self, txn: Txn) -> Result<TxnResult> {
+        let mut observed = Observed {
+            observer: self.inner.observer.lock().unwrap().clone(),
+            started: std::time::Instant::now(),
+            outcome: TransactOutcome::Cancelled,
+        };
         let (db, ops, names) = txn.into_parts();
         let mut params = Vec::with_capacity(ops.len() + 1);
         params.push(json!(db));
         params.extend(ops.iter().cloned());
-        let reply = self.call("transact", Value::Array(params)).await?;
-        TxnResult::from_reply(&ops, reply, names)
+        let result = match self.call("transact", Value::Array(params)).await {
+            Ok(reply) => TxnResult::from_reply(&ops, reply, names),
+            Err(e) => Err(e),
+        };
+        observed.outcome = if result.is_ok() {
+            TransactOutcome::Committed
+        } else {
+            TransactOutcome::Failed
+        };
+        result
     }
 
     /// `lock`: true if granted now (otherwise the server queues the request).

@@ -44,7 +44,7 @@ pub mod schema;
 mod table;
 mod transport;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, TransactObserver, TransactOutcome};
 pub use datum::Uuid;
 pub use error::{Error, Result};
 pub use monitor::{Monitor, MonitorRequest};

@@ -591,3 +591,57 @@ async fn abandoned_blocked_transaction_is_cancelled() {
     h.await.unwrap().unwrap();
     assert_eq!(select_all::<AddressSet>(&c).await.len(), 1);
 }
+
+/// The observer hears of every transaction of the client and its clones:
+/// committed, failed (an operation's error) and cancelled (future dropped),
+/// each with how long it took.
+#[tokio::test]
+async fn the_transaction_observer_hears_every_outcome() {
+    use std::sync::{Arc, Mutex};
+    let srv = Server::start();
+    let c = common::client(&srv).await;
+    let heard: Arc<Mutex<Vec<(Duration, ovn::TransactOutcome)>>> = Arc::default();
+    let h = heard.clone();
+    c.observe_transactions(Arc::new(move |took, outcome| {
+        h.lock().unwrap().push((took, outcome))
+    }));
+    let mut t = Txn::nb();
+    t.insert_row(&AddressSet {
+        name: s("a1"),
+        ..Default::default()
+    });
+    c.clone().transact(t).await.unwrap();
+    // A second address set named a1: the name index forbids it.
+    let mut t = Txn::nb();
+    t.insert_row(&AddressSet {
+        name: s("a1"),
+        ..Default::default()
+    });
+    c.transact(t).await.unwrap_err();
+    // Blocked in a 30 s wait, given up after 150 ms.
+    let mut t = Txn::nb();
+    t.wait(
+        logical_switch::TABLE,
+        &[Cond::eq(logical_switch::NAME, "gate")],
+        &[logical_switch::NAME],
+        WaitUntil::NotEqual,
+        vec![],
+        Some(30_000),
+    );
+    let r = tokio::time::timeout(Duration::from_millis(150), c.transact(t)).await;
+    assert!(r.is_err(), "the wait blocks");
+    let heard = heard.lock().unwrap().clone();
+    let outcomes: Vec<_> = heard.iter().map(|(_, o)| *o).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ovn::TransactOutcome::Committed,
+            ovn::TransactOutcome::Failed,
+            ovn::TransactOutcome::Cancelled
+        ]
+    );
+    assert!(
+        heard[2].0 >= Duration::from_millis(150),
+        "the cancelled one took as long as it was waited for: {heard:?}"
+    );
+}

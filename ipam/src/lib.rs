@@ -104,6 +104,11 @@ impl Ipam {
         self.pools.remove(subnet);
     }
 
+    /// The subnets that have a pool, by name.
+    pub fn subnets(&self) -> impl Iterator<Item = &str> {
+        self.pools.keys().map(String::as_str)
+    }
+
     /// The pool of `subnet`.
     pub fn pool(&self, subnet: &str) -> Option<&Pool> {
         self.pools.get(subnet)

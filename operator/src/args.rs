@@ -103,6 +103,10 @@ pub struct Args {
     /// Longest wait at shutdown for reconciles in flight.
     #[arg(long, default_value_t = 20)]
     pub drain_seconds: u64,
+    /// OTLP/gRPC endpoint to export traces to (`http://collector:4317`);
+    /// unset: no traces are exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Args {

@@ -12,19 +12,20 @@ use vpcnet_nat::Nat;
 use vpcnet_network::Network;
 use vpcnet_nodes::Nodes;
 use vpcnet_runtime::run::lead;
-use vpcnet_runtime::{Result, Service};
+use vpcnet_runtime::{Result, Service, telemetry};
 use vpcnet_security::Security;
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        // Container logs are files: colour codes only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let args = args::Args::parse();
+    let telemetry = telemetry::init(args.otlp_endpoint.as_deref())?;
+    let result = operate(args).await;
+    // The last reconciles' spans, after the graceful shutdown.
+    telemetry.shutdown().await;
+    Ok(result?)
+}
+
+async fn operate(args: args::Args) -> Result<()> {
     let leading = lead(args.options()).await?;
     let rt = &leading.rt;
     let mut services: Vec<Arc<dyn Service>> = vec![

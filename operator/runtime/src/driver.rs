@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 use vpcnet_api::contract::FINALIZER;
 
 use crate::kinds::ScopeApi;
@@ -59,6 +59,34 @@ pub trait Reconcile: Send + Sync + 'static {
     }
 }
 
+/// The span of one reconcile: `reconcile{kind,namespace,name}`, with
+/// `result` recorded as it ends and, when traces are exported, `trace_id`
+/// (the same id is the exemplar of its duration).
+pub fn reconcile_span(kind: &'static str, namespace: &str, name: &str) -> Span {
+    let span = tracing::info_span!(
+        "reconcile",
+        kind,
+        namespace,
+        name,
+        result = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if let Some(id) = trace_id(&span) {
+        span.record("trace_id", id.as_str());
+    }
+    span
+}
+
+/// The OpenTelemetry trace id of `span` (32 hex digits), if it is exported.
+pub fn trace_id(span: &Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
 /// Counts one reconcile when dropped, however it ended: one that panicked
 /// or was cancelled before [`ReconcileTimer::ended`] counts as an error.
 pub struct ReconcileTimer {
@@ -66,6 +94,8 @@ pub struct ReconcileTimer {
     started: Instant,
     metrics: Arc<Metrics>,
     outcome: Outcome,
+    span: Option<Span>,
+    trace_id: Option<String>,
 }
 
 impl ReconcileTimer {
@@ -77,7 +107,17 @@ impl ReconcileTimer {
             started: Instant::now(),
             metrics,
             outcome: Outcome::Error,
+            span: None,
+            trace_id: None,
         }
+    }
+
+    /// Records the result on `span` (the reconcile's, from
+    /// [`reconcile_span`]) and its trace id as the duration's exemplar.
+    pub fn traced(mut self, span: &Span) -> Self {
+        self.trace_id = trace_id(span);
+        self.span = Some(span.clone());
+        self
     }
 
     /// Records how the reconcile ended.
@@ -92,10 +132,17 @@ impl ReconcileTimer {
 
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
+        if let Some(span) = &self.span {
+            span.record("result", self.outcome.label());
+            if self.outcome == Outcome::Error {
+                span.record("otel.status_code", "error");
+            }
+        }
         self.metrics.observe(
             self.kind,
             self.outcome,
             self.started.elapsed().as_secs_f64(),
+            self.trace_id.take(),
         );
     }
 }
@@ -111,13 +158,12 @@ pub fn retry_after(err: &Error) -> Duration {
 }
 
 async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> Result<Action> {
-    let mut timer = ReconcileTimer::start(R::KIND, ctx.metrics().clone());
-    let span = tracing::info_span!(
-        "reconcile",
-        kind = R::KIND,
-        namespace = obj.namespace().unwrap_or_default(),
-        name = %obj.name_any()
+    let span = reconcile_span(
+        R::KIND,
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
     );
+    let mut timer = ReconcileTimer::start(R::KIND, ctx.metrics().clone()).traced(&span);
     let result = async {
         let _permit = R::admit(&obj, &ctx).await;
         if !R::CLEANS_UP {
@@ -135,7 +181,7 @@ async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> R
         .await
         .map_err(Error::from)
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
     timer.ended(&result);
     result
@@ -225,6 +271,25 @@ mod tests {
         c.metadata.name = Some(name.into());
         c.metadata.namespace = Some("t".into());
         c
+    }
+
+    #[test]
+    fn without_an_exporter_a_reconcile_has_no_trace_id_and_no_exemplar() {
+        // No OpenTelemetry layer in this process (see tests/otlp.rs for one).
+        let metrics = Arc::new(Metrics::default());
+        let span = reconcile_span("Vpc", "", "v1");
+        assert_eq!(trace_id(&span), None);
+        let mut timer = ReconcileTimer::start("Vpc", metrics.clone()).traced(&span);
+        timer.ended(&Ok(Action::await_change()));
+        drop(timer);
+        let text = metrics.render_openmetrics();
+        assert!(
+            text.contains(
+                r#"controller_runtime_reconcile_total{controller="Vpc",result="success"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("trace_id"), "{text}");
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod ovn_view;
+pub mod pools;
 pub mod rebuild;
 pub mod refusal;
 pub mod run;
@@ -24,6 +25,7 @@ pub mod runtime;
 pub mod seal_key;
 pub mod service;
 pub mod status;
+pub mod telemetry;
 
 pub use error::{Error, Result};
 pub use runtime::Runtime;

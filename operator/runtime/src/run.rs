@@ -79,6 +79,8 @@ pub async fn lead(options: Options) -> Result<Leading> {
     });
     let seal = seal_key::ensure(&client, &options.namespace).await?;
     let nb = ovn::Client::connect(&options.ovn_nb).await?;
+    // Every transaction of every service, timed in one place.
+    nb.observe_transactions(metrics.transaction_observer());
     nb.check_schema(ovn::nb::schema()).await?;
     let ovn = OvnView::start(&nb).await?;
     let rt = Arc::new(Runtime::new(

@@ -6,14 +6,13 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::Mutex;
 use vpcnet_api::contract::OPERATOR_MANAGER;
 use vpcnet_api::seal::SealKey;
-use vpcnet_ipam::Ipam;
 
 use crate::kinds::Kinds;
 use crate::metrics::Metrics;
 use crate::ovn_view::OvnView;
+use crate::pools::SharedIpam;
 
 /// What one operator process holds once it leads.
 pub struct Runtime {
@@ -24,8 +23,8 @@ pub struct Runtime {
     /// Routers and switches by name.
     pub ovn: OvnView,
     /// Address pools of all subnets; only a service's `allocate` step and
-    /// the rebuild at start touch it.
-    pub ipam: Mutex<Ipam>,
+    /// the rebuild at start touch it. Exported as `vpcnet_ipam_addresses`.
+    pub ipam: SharedIpam,
     /// One watch per kind.
     pub kinds: Kinds,
     /// Event publisher.
@@ -88,7 +87,7 @@ impl Runtime {
             client,
             nb,
             ovn,
-            ipam: Mutex::default(),
+            ipam: SharedIpam::new(metrics.clone()),
             metrics,
             namespace,
             seal,

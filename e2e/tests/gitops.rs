@@ -349,15 +349,28 @@ fn samples_applied_the_argo_cd_way_stay_in_sync() {
             uid: live["metadata"]["uid"].as_str().unwrap().to_string(),
         };
         eprintln!("applied {} (generation {:?})", a.what(), a.generation);
+        let subnet = a.kind == "Subnet";
         applied.push(a);
+        if subnet {
+            // A backend for the SwitchLBRule (selector app: web) at the
+            // DNAT's internal address: a workload, not part of the
+            // application. It takes its fixed address before the VpcDns's
+            // servers take theirs from the same subnet.
+            k.must_apply(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {T}\n  labels: {{app: web}}\n  \
+                 annotations: {{vpcnet.io/ip_address: 10.0.1.2}}\nspec:\n  terminationGracePeriodSeconds: 1\n  \
+                 containers:\n  - name: app\n    image: {TESTAPP_IMAGE}\n    imagePullPolicy: Never\n"
+            ));
+            k.eventually(READY, "the backend pod has its address", || {
+                k.field(
+                    "pod",
+                    Some(T),
+                    "web",
+                    "{.metadata.annotations.vpcnet\\.io/allocated}",
+                ) == "true"
+            });
+        }
     }
-    // A backend for the SwitchLBRule (selector app: web) at the DNAT's
-    // internal address: a workload, not part of the application.
-    k.must_apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {T}\n  labels: {{app: web}}\n  \
-         annotations: {{vpcnet.io/ip_address: 10.0.1.2}}\nspec:\n  terminationGracePeriodSeconds: 1\n  \
-         containers:\n  - name: app\n    image: {TESTAPP_IMAGE}\n    imagePullPolicy: Never\n"
-    ));
 
     for a in applied
         .iter()

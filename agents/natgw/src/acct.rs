@@ -376,6 +376,44 @@ pub fn restore_input(r: &Rendered, carry: &mut Carry, extra: &[String]) -> Strin
     s
 }
 
+/// Counters of rules that are gone, per EIP object and direction: an EIP's
+/// totals must not drop when one of its rules is deleted or moves to
+/// another EIP. Kept by the agent (lost when it restarts).
+pub type Retired = BTreeMap<(ObjKey, Dir), (u64, u64)>;
+
+/// Moves out of `carry` the counters that may not go to the new rules:
+/// those of owners whose EIP differs in `new` (a new `eip` label is a new
+/// series, from zero) or that are not in `new` at all, when `all` every
+/// one. They are added to their old EIP in `retired` (dropped when the old
+/// state does not know the owner).
+pub fn retire(
+    carry: &mut Carry,
+    old: Option<&NatState>,
+    new: &NatState,
+    all: bool,
+    retired: &mut Retired,
+) {
+    let new_rules = rule_eips(new);
+    let old_rules = old.map(rule_eips).unwrap_or_default();
+    carry.retain(|c, (p, b)| {
+        let Some((dir, key)) = parse_acct_comment(c) else {
+            return false;
+        };
+        let was = old_rules.get(&key).copied();
+        if !all && was.is_some() && new_rules.get(&key).copied() == was {
+            return true;
+        }
+        if let Some(eip_key) = was.and_then(|ip| old.and_then(|o| o.eips.get(&ip))) {
+            let e = retired.entry((eip_key.clone(), dir)).or_default();
+            e.0 += *p;
+            e.1 += *b;
+        }
+        false
+    });
+    let live: BTreeSet<&ObjKey> = new.eips.values().collect();
+    retired.retain(|(k, _), _| live.contains(k));
+}
+
 /// Packets and bytes of one rule object in one direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleCount {
@@ -431,9 +469,10 @@ pub fn rule_eips(st: &NatState) -> BTreeMap<ObjKey, Ipv4Addr> {
 }
 
 /// The counters of an `iptables-save -c -t filter` dump, per rule object of
-/// `st` and direction, and their sums per EIP. Rules not in `st` (none, after
-/// an apply) are left out; so is an object with no counting rule present.
-pub fn tally(save: &str, st: &NatState) -> Tally {
+/// `st` and direction, and their sums per EIP with the `retired` counts of
+/// rules gone. Rules not in `st` (none, after an apply) are left out; so is
+/// an object with no counting rule present.
+pub fn tally(save: &str, st: &NatState, retired: &Retired) -> Tally {
     let eips = rule_eips(st);
     let mut rules: BTreeMap<(ObjKey, Dir), (u64, u64)> = BTreeMap::new();
     for (_, p, b, c) in counted_lines(save) {
@@ -451,6 +490,14 @@ pub fn tally(save: &str, st: &NatState) -> Tally {
     for ip in st.eips.keys() {
         for d in [Dir::In, Dir::Out] {
             per_eip.insert((*ip, d), (0, 0));
+        }
+    }
+    for ((key, dir), (p, b)) in retired {
+        if let Some(ip) = st.eips.iter().find(|(_, k)| *k == key).map(|(ip, _)| *ip)
+            && let Some(e) = per_eip.get_mut(&(ip, *dir))
+        {
+            e.0 += p;
+            e.1 += b;
         }
     }
     let mut t = Tally::default();
@@ -622,7 +669,7 @@ COMMIT
 
     #[test]
     fn tallies_per_rule_and_eip() {
-        let t = tally(SAVE, &state());
+        let t = tally(SAVE, &state(), &Retired::new());
         let rules: Vec<(String, &str, u64, u64)> = t
             .rules
             .iter()
@@ -665,10 +712,15 @@ COMMIT
         );
         // Rules of the state with no counting rule present have no series;
         // EIPs always have theirs.
-        let t = tally("*filter\nCOMMIT\n", &state());
+        let t = tally("*filter\nCOMMIT\n", &state(), &Retired::new());
         assert!(t.rules.is_empty());
         assert_eq!(t.eips.len(), 4);
         assert!(t.eips.iter().all(|e| e.packets == 0 && e.bytes == 0));
+        // The counts of rules gone stay in their EIP's totals.
+        let retired: Retired = [((k(Kind::Eip, "e2"), Dir::In), (2, 200))].into();
+        let t = tally(SAVE, &state(), &retired);
+        assert_eq!((t.eips[2].packets, t.eips[2].bytes), (8, 800));
+        assert_eq!((t.eips[3].packets, t.eips[3].bytes), (3, 300));
     }
 
     #[test]
@@ -699,10 +751,54 @@ COMMIT
         assert_eq!(with("vpcnet:out/snat/t/s1"), vec!["[5:460]", "[0:0]"]);
         assert_eq!(with("vpcnet:in/snat/t/s1"), vec!["[5:5000]"]);
         assert_eq!(with("vpcnet:acct-bucket"), vec!["[0:0]"]);
-        // What is left belongs to owners gone: dropped.
+        // What is left belongs to owners gone.
         assert_eq!(
             carry.keys().collect::<Vec<_>>(),
             vec!["vpcnet:in/snat/t/gone"]
+        );
+    }
+
+    #[test]
+    fn retiring_keeps_eip_totals() {
+        let old = state();
+        let mut gone = old.clone();
+        gone.snats.push(Snat {
+            key: k(Kind::Snat, "gone"),
+            cidr: "10.0.2.0/24".parse().unwrap(),
+            eip: "172.16.3.11".parse().unwrap(),
+        });
+        let mut new = old.clone();
+        // s1 moves to e2; web stays; gone is gone.
+        new.snats[0].eip = "172.16.3.11".parse().unwrap();
+        let mut carry: Carry = [
+            ("vpcnet:out/snat/t/s1".to_string(), (5, 500)),
+            ("vpcnet:in/dnat/t/web".to_string(), (6, 600)),
+            ("vpcnet:in/snat/t/gone".to_string(), (7, 700)),
+            ("vpcnet:in/snat/t/unknown".to_string(), (1, 1)),
+        ]
+        .into();
+        let mut retired = Retired::new();
+        retire(&mut carry, Some(&gone), &new, false, &mut retired);
+        assert_eq!(
+            carry.keys().collect::<Vec<_>>(),
+            vec!["vpcnet:in/dnat/t/web"]
+        );
+        assert_eq!(
+            retired,
+            [
+                ((k(Kind::Eip, "e1"), Dir::Out), (5, 500)),
+                ((k(Kind::Eip, "e2"), Dir::In), (7, 700)),
+            ]
+            .into()
+        );
+        // Leftovers after the restore (`all`) retire too; an EIP gone takes
+        // its retired counts with it.
+        new.eips.remove(&"172.16.3.10".parse().unwrap());
+        retire(&mut carry, Some(&new), &new, true, &mut retired);
+        assert!(carry.is_empty());
+        assert_eq!(
+            retired,
+            [((k(Kind::Eip, "e2"), Dir::In), (13, 1300))].into()
         );
     }
 }

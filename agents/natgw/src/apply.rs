@@ -107,6 +107,8 @@ pub struct Applier {
     chains: Option<BTreeSet<String>>,
     /// The accounting rules (None: rewrite them all next time).
     pub(crate) acct: Option<AcctApplied>,
+    /// Counters of accounting rules gone, kept in their EIP's totals.
+    retired: acct::Retired,
 }
 
 impl Applier {
@@ -134,6 +136,7 @@ impl Applier {
             jumps_ok: false,
             chains: None,
             acct: None,
+            retired: acct::Retired::new(),
         })
     }
 
@@ -428,12 +431,19 @@ impl Applier {
             .collect();
         let from: BTreeSet<String> = declare.iter().chain(&stale).cloned().collect();
         let mut carry = acct::carry_from(&save, &from);
+        // `self.last` is still the state these counters were counted for.
+        let old = self.last.as_ref().map(|l| &l.state);
+        let mut retired = self.retired.clone();
+        acct::retire(&mut carry, old, state, false, &mut retired);
         let mut r = rendered.only(&declare);
         r.chains.extend(stale.iter().cloned());
         let extra: Vec<String> = stale.iter().map(|c| format!("-X {c}")).collect();
+        let input = acct::restore_input(&r, &mut carry, &extra);
+        acct::retire(&mut carry, old, state, true, &mut retired);
         self.ipt
-            .restore_counters(&acct::restore_input(&r, &mut carry, &extra))
+            .restore_counters(&input)
             .map_err(|e| e.to_string())?;
+        self.retired = retired;
         self.ipt.ensure_acct_jump().map_err(|e| e.to_string())?;
         let mut expected = match prev {
             Some(p) if was_incremental => p.expected,
@@ -471,7 +481,7 @@ impl Applier {
             return Ok(Tally::default());
         };
         let save = self.ipt.save_filter_counters().map_err(|e| e.to_string())?;
-        Ok(acct::tally(&save, &last.state))
+        Ok(acct::tally(&save, &last.state, &self.retired))
     }
 
     pub(crate) fn announce(&self, ips: &[Ipv4Addr], warnings: &mut Vec<String>) {

@@ -353,6 +353,27 @@ fn counted_lines(save: &str) -> Vec<(&str, u64, u64, &str)> {
     out
 }
 
+/// `iptables -S <chain> -v` output (`-A CHAIN ... -c packets bytes -j X`)
+/// in the form of `iptables-save -c -t filter` (`[packets:bytes] -A ...`).
+pub fn listing_to_save(listing: &str) -> String {
+    let mut s = String::from("*filter\n");
+    for l in listing.lines().filter(|l| l.starts_with("-A ")) {
+        let parsed = l.rfind(" -c ").and_then(|i| {
+            let mut rest = l[i + 4..].splitn(3, ' ');
+            let p: u64 = rest.next()?.parse().ok()?;
+            let b: u64 = rest.next()?.parse().ok()?;
+            let tail = rest.next().map(|t| format!(" {t}")).unwrap_or_default();
+            Some(format!("[{p}:{b}] {}{tail}", &l[..i]))
+        });
+        if let Some(line) = parsed {
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
 /// The `iptables-restore -c --noflush` input for `r` in the `filter` table:
 /// each owner's counters from `carry` go to its first rule of the same
 /// comment (and are taken out of `carry`); `extra` lines (`-X`) follow.
@@ -756,6 +777,26 @@ COMMIT
             carry.keys().collect::<Vec<_>>(),
             vec!["vpcnet:in/snat/t/gone"]
         );
+    }
+
+    #[test]
+    fn chain_listing_as_save() {
+        let listing = "-N VPCNAT-ACCT
+-A VPCNAT-ACCT -m conntrack --ctstate DNAT --ctdir REPLY -m comment --comment \"vpcnet:out/dnat/t/web\" -c 5 77 -j RETURN
+-A VPCNAT-ACCT -m comment --comment \"vpcnet:in/dnat/t/web\" -c 1 2
+-A VPCNAT-ACCT -j RETURN
+";
+        let save = listing_to_save(listing);
+        assert_eq!(
+            save,
+            "*filter
+[5:77] -A VPCNAT-ACCT -m conntrack --ctstate DNAT --ctdir REPLY -m comment --comment \"vpcnet:out/dnat/t/web\" -j RETURN
+[1:2] -A VPCNAT-ACCT -m comment --comment \"vpcnet:in/dnat/t/web\"
+COMMIT
+"
+        );
+        let carry = carry_from(&save, &[CHAIN_ACCT.to_string()].into());
+        assert_eq!(carry["vpcnet:out/dnat/t/web"], (5, 77));
     }
 
     #[test]

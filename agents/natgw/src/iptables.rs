@@ -119,6 +119,12 @@ impl Iptables {
         )
     }
 
+    /// `<base> -t filter -S <chain> -v`: one chain's rules with counters
+    /// (`-c packets bytes` in each rule).
+    pub fn list_filter_chain(&self, chain: &str) -> Result<String, IptError> {
+        self.run(&self.base, &["-w", "-t", "filter", "-S", chain, "-v"], None)
+    }
+
     /// The owned part of the filter table (the accounting chains and the
     /// jump from `FORWARD`), counters dropped.
     pub fn owned_filter_snapshot(&self) -> Result<Snapshot, IptError> {

@@ -405,7 +405,8 @@ pub type Retired = BTreeMap<(ObjKey, Dir), (u64, u64)>;
 /// Moves out of `carry` the counters that may not go to the new rules:
 /// those of owners whose EIP differs in `new` (a new `eip` label is a new
 /// series, from zero) or that are not in `new` at all, when `all` every
-/// one. They are added to their old EIP in `retired` (dropped when the old
+/// one. Without an `old` state (the agent's first apply) the owners in
+/// `new` keep theirs. They are added to their old EIP in `retired` (dropped when the old
 /// state does not know the owner).
 pub fn retire(
     carry: &mut Carry,
@@ -421,7 +422,14 @@ pub fn retire(
             return false;
         };
         let was = old_rules.get(&key).copied();
-        if !all && was.is_some() && new_rules.get(&key).copied() == was {
+        let keep = match (was, new_rules.get(&key)) {
+            (Some(w), Some(n)) => w == *n,
+            // The first apply of a restarted agent: what it last applied is
+            // unknown, the owner's EIP is taken to be the same.
+            (None, Some(_)) => old.is_none(),
+            _ => false,
+        };
+        if !all && keep {
             return true;
         }
         if let Some(eip_key) = was.and_then(|ip| old.and_then(|o| o.eips.get(&ip))) {
@@ -837,6 +845,19 @@ COMMIT
         new.eips.remove(&"172.16.3.10".parse().unwrap());
         retire(&mut carry, Some(&new), &new, true, &mut retired);
         assert!(carry.is_empty());
+        // A restarted agent's first apply: owners still there keep theirs.
+        let mut carry: Carry = [
+            ("vpcnet:in/dnat/t/web".to_string(), (6, 600)),
+            ("vpcnet:in/snat/t/gone".to_string(), (7, 700)),
+        ]
+        .into();
+        let mut none = Retired::new();
+        retire(&mut carry, None, &new, false, &mut none);
+        assert_eq!(
+            carry.keys().collect::<Vec<_>>(),
+            vec!["vpcnet:in/dnat/t/web"]
+        );
+        assert!(none.is_empty());
         assert_eq!(
             retired,
             [((k(Kind::Eip, "e2"), Dir::In), (13, 1300))].into()

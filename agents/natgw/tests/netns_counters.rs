@@ -353,6 +353,11 @@ fn counted_and_kept(backend: &str) {
     );
     let save = nsx(&t.gw, &[&format!("{backend}-save"), "-t", "filter"]);
     assert_eq!(save.matches("-j VPCNAT-ACCT").count(), 1, "{save}");
+    // A restarted agent (same namespace) takes the counters over.
+    drop(w);
+    let (w, _) = worker(&t, backend);
+    apply(&w, &facts, &inp, false);
+    same(&tally(&w), "agent restart");
 
     // The proof that carrying is needed: a plain `--noflush` restore of a
     // declared chain, as the NAT chains are written, zeroes its counters.

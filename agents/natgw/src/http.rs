@@ -246,3 +246,53 @@ pub async fn serve(listen: std::net::SocketAddr, shared: Arc<Shared>) -> std::io
     let l = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(l, router(shared)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acct::{Dir, EipCount, RuleCount};
+    use crate::model::{Kind, ObjKey};
+
+    #[test]
+    fn traffic_series_follow_the_tally() {
+        let s = Shared::default();
+        let eip = "172.16.3.11".parse().unwrap();
+        let rule = |name: &str, bytes| RuleCount {
+            key: ObjKey::new(Kind::Dnat, "t", name),
+            eip,
+            dir: Dir::In,
+            packets: 3,
+            bytes,
+        };
+        let eips = vec![EipCount {
+            key: ObjKey::new(Kind::Eip, "t", "e2"),
+            eip,
+            dir: Dir::Out,
+            packets: 0,
+            bytes: 0,
+        }];
+        s.metrics.traffic.set(&Tally {
+            rules: vec![rule("web", 1000), rule("old", 5)],
+            eips: eips.clone(),
+        });
+        let m = s.encode_metrics();
+        for want in [
+            "vpcnet_natgw_rule_bytes_total{kind=\"dnat\",namespace=\"t\",name=\"web\",eip=\"172.16.3.11\",direction=\"in\"} 1000",
+            "vpcnet_natgw_rule_packets_total{kind=\"dnat\",namespace=\"t\",name=\"old\",eip=\"172.16.3.11\",direction=\"in\"} 3",
+            "vpcnet_natgw_eip_bytes_total{namespace=\"t\",name=\"e2\",eip=\"172.16.3.11\",direction=\"out\"} 0",
+        ] {
+            assert!(m.contains(want), "{want} missing: {m}");
+        }
+        // The next scrape's tally replaces the series: a rule gone has none.
+        s.metrics.traffic.set(&Tally {
+            rules: vec![rule("web", 2000)],
+            eips,
+        });
+        let m = s.encode_metrics();
+        assert!(
+            m.contains("name=\"web\",eip=\"172.16.3.11\",direction=\"in\"} 2000"),
+            "{m}"
+        );
+        assert!(!m.contains("name=\"old\""), "{m}");
+    }
+}

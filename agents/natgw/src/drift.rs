@@ -1,5 +1,6 @@
 //! Drift repair: the owned chains (and jumps) read back from
-//! `iptables-save` must match what was last applied; if not, re-apply.
+//! `iptables-save` must match what was last applied; if not, re-apply. The
+//! same for the accounting chains of the filter table.
 
 use crate::apply::Applier;
 
@@ -41,6 +42,31 @@ pub fn check(a: &mut Applier) -> Result<DriftReport, String> {
         {
             tracing::warn!("iptables-save differs from the rendered rules; using its form");
             l.expected = again;
+        }
+    }
+    // The accounting rules (filter table), rewritten alone: the counters
+    // of rules that are still there are carried over.
+    if let (Some(acct), Some(last)) = (&a.acct, &a.last) {
+        let live = a.ipt.owned_filter_snapshot().map_err(|e| e.to_string())?;
+        if live != acct.expected {
+            tracing::warn!(
+                live = live.rule_count(),
+                expected = acct.expected.rule_count(),
+                "accounting chains drifted; re-applying"
+            );
+            let state = last.state.clone();
+            a.acct = None;
+            a.apply_acct(&state, None, &Default::default())?;
+            rep.repaired_rules = true;
+            let again = a.ipt.owned_filter_snapshot().map_err(|e| e.to_string())?;
+            if let Some(acct) = &mut a.acct
+                && again != acct.expected
+            {
+                tracing::warn!(
+                    "iptables-save differs from the rendered accounting rules; using its form"
+                );
+                acct.expected = again;
+            }
         }
     }
     rep.readded_addrs = a.recheck_addrs()?;

@@ -1,17 +1,97 @@
 //! `/healthz`, `/readyz` (ready after the first successful full apply) and
-//! `/metrics` (Prometheus text).
+//! `/metrics` (Prometheus text; the traffic counters of the rules are read
+//! from the kernel on each scrape, see `acct`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::acct::Tally;
+use crate::apply::Worker;
+
+/// Labels of a rule object's traffic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// `snat`, `dnat` or `fip`.
+    pub kind: String,
+    /// The rule object's namespace.
+    pub namespace: String,
+    /// The rule object's name.
+    pub name: String,
+    /// The EIP's address.
+    pub eip: String,
+    /// `in` (towards the VPC) or `out` (from the VPC).
+    pub direction: String,
+}
+
+/// Labels of an EIP's traffic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EipLabels {
+    /// The IptablesEIP's namespace.
+    pub namespace: String,
+    /// The IptablesEIP's name.
+    pub name: String,
+    /// Its address.
+    pub eip: String,
+    /// `in` or `out`.
+    pub direction: String,
+}
+
+/// The traffic counters, refilled from the kernel's on every scrape.
+#[derive(Clone, Default)]
+pub struct TrafficMetrics {
+    /// Packets per rule object and direction.
+    pub rule_packets: Family<RuleLabels, Counter>,
+    /// Bytes per rule object and direction.
+    pub rule_bytes: Family<RuleLabels, Counter>,
+    /// Packets per EIP and direction.
+    pub eip_packets: Family<EipLabels, Counter>,
+    /// Bytes per EIP and direction.
+    pub eip_bytes: Family<EipLabels, Counter>,
+}
+
+impl TrafficMetrics {
+    /// Replaces every series with those of `t`: objects gone lose theirs.
+    pub fn set(&self, t: &Tally) {
+        for f in [&self.rule_packets, &self.rule_bytes] {
+            f.clear();
+        }
+        for f in [&self.eip_packets, &self.eip_bytes] {
+            f.clear();
+        }
+        for r in &t.rules {
+            let l = RuleLabels {
+                kind: r.key.kind.as_str().into(),
+                namespace: r.key.ns.clone(),
+                name: r.key.name.clone(),
+                eip: r.eip.to_string(),
+                direction: r.dir.as_str().into(),
+            };
+            self.rule_packets.get_or_create(&l).inc_by(r.packets);
+            self.rule_bytes.get_or_create(&l).inc_by(r.bytes);
+        }
+        for e in &t.eips {
+            let l = EipLabels {
+                namespace: e.key.ns.clone(),
+                name: e.key.name.clone(),
+                eip: e.eip.to_string(),
+                direction: e.dir.as_str().into(),
+            };
+            self.eip_packets.get_or_create(&l).inc_by(e.packets);
+            self.eip_bytes.get_or_create(&l).inc_by(e.bytes);
+        }
+    }
+}
 
 /// The agent's metrics.
 pub struct Metrics {
@@ -26,6 +106,10 @@ pub struct Metrics {
     pub rules_programmed: Gauge,
     /// Drift repairs (owned chains re-applied or EIPs re-added).
     pub drift_repairs: Counter,
+    /// Scrapes whose traffic counters could not be read.
+    pub counter_read_errors: Counter,
+    /// Per-rule and per-EIP traffic.
+    pub traffic: TrafficMetrics,
 }
 
 impl Default for Metrics {
@@ -37,6 +121,8 @@ impl Default for Metrics {
             last_apply_seconds: Gauge::default(),
             rules_programmed: Gauge::default(),
             drift_repairs: Counter::default(),
+            counter_read_errors: Counter::default(),
+            traffic: TrafficMetrics::default(),
             registry: Registry::default(),
         };
         registry.register("applies", "NAT state applies", m.applies.clone());
@@ -56,6 +142,32 @@ impl Default for Metrics {
             m.rules_programmed.clone(),
         );
         registry.register("drift_repairs", "Drift repairs", m.drift_repairs.clone());
+        registry.register(
+            "counter_read_errors",
+            "Scrapes whose traffic counters could not be read from iptables",
+            m.counter_read_errors.clone(),
+        );
+        let t = &m.traffic;
+        registry.register(
+            "rule_packets",
+            "Packets forwarded for a SNAT, DNAT or FIP rule, by direction (in: towards the VPC)",
+            t.rule_packets.clone(),
+        );
+        registry.register(
+            "rule_bytes",
+            "Bytes (IP headers included) forwarded for a SNAT, DNAT or FIP rule, by direction",
+            t.rule_bytes.clone(),
+        );
+        registry.register(
+            "eip_packets",
+            "Packets forwarded through an EIP's rules, by direction",
+            t.eip_packets.clone(),
+        );
+        registry.register(
+            "eip_bytes",
+            "Bytes forwarded through an EIP's rules, by direction",
+            t.eip_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -67,9 +179,30 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Metrics.
     pub metrics: Metrics,
+    /// The apply thread: `/metrics` reads the traffic counters through it
+    /// (iptables runs in the gateway's namespace). Unset: no traffic series.
+    pub worker: OnceLock<Arc<Worker>>,
+    /// One scrape at a time refills the traffic series.
+    scrape: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
+    /// Reads the kernel's counters now and encodes every metric: the
+    /// traffic series are those of the rules present at this moment.
+    pub async fn scrape(&self) -> String {
+        let _one = self.scrape.lock().await;
+        if let Some(w) = self.worker.get() {
+            match w.call(|a| a.counters()).await {
+                Ok(t) => self.metrics.traffic.set(&t),
+                Err(e) => {
+                    tracing::warn!("reading traffic counters: {e}");
+                    self.metrics.counter_read_errors.inc();
+                }
+            }
+        }
+        self.encode_metrics()
+    }
+
     /// Prometheus text exposition.
     pub fn encode_metrics(&self) -> String {
         let mut s = String::new();
@@ -100,7 +233,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    s.encode_metrics(),
+                    s.scrape().await,
                 )
                     .into_response()
             }),
@@ -112,4 +245,54 @@ pub fn router(shared: Arc<Shared>) -> Router {
 pub async fn serve(listen: std::net::SocketAddr, shared: Arc<Shared>) -> std::io::Result<()> {
     let l = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(l, router(shared)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acct::{Dir, EipCount, RuleCount};
+    use crate::model::{Kind, ObjKey};
+
+    #[test]
+    fn traffic_series_follow_the_tally() {
+        let s = Shared::default();
+        let eip = "172.16.3.11".parse().unwrap();
+        let rule = |name: &str, bytes| RuleCount {
+            key: ObjKey::new(Kind::Dnat, "t", name),
+            eip,
+            dir: Dir::In,
+            packets: 3,
+            bytes,
+        };
+        let eips = vec![EipCount {
+            key: ObjKey::new(Kind::Eip, "t", "e2"),
+            eip,
+            dir: Dir::Out,
+            packets: 0,
+            bytes: 0,
+        }];
+        s.metrics.traffic.set(&Tally {
+            rules: vec![rule("web", 1000), rule("old", 5)],
+            eips: eips.clone(),
+        });
+        let m = s.encode_metrics();
+        for want in [
+            "vpcnet_natgw_rule_bytes_total{kind=\"dnat\",namespace=\"t\",name=\"web\",eip=\"172.16.3.11\",direction=\"in\"} 1000",
+            "vpcnet_natgw_rule_packets_total{kind=\"dnat\",namespace=\"t\",name=\"old\",eip=\"172.16.3.11\",direction=\"in\"} 3",
+            "vpcnet_natgw_eip_bytes_total{namespace=\"t\",name=\"e2\",eip=\"172.16.3.11\",direction=\"out\"} 0",
+        ] {
+            assert!(m.contains(want), "{want} missing: {m}");
+        }
+        // The next scrape's tally replaces the series: a rule gone has none.
+        s.metrics.traffic.set(&Tally {
+            rules: vec![rule("web", 2000)],
+            eips,
+        });
+        let m = s.encode_metrics();
+        assert!(
+            m.contains("name=\"web\",eip=\"172.16.3.11\",direction=\"in\"} 2000"),
+            "{m}"
+        );
+        assert!(!m.contains("name=\"old\""), "{m}");
+    }
 }

@@ -43,6 +43,8 @@ pub struct Iptables {
 /// The two jumps from the built-in chains into the owned ones.
 pub const JUMPS: [(&str, &str); 2] = [("PREROUTING", CHAIN_PRE), ("POSTROUTING", CHAIN_POST)];
 const JUMP_COMMENT: &str = "vpcnet:jump";
+/// The jump into the accounting chain of the `filter` table.
+pub const ACCT_JUMP: (&str, &str) = ("FORWARD", crate::acct::CHAIN_ACCT);
 
 impl Iptables {
     /// A flavour by base name.
@@ -95,6 +97,77 @@ impl Iptables {
             Some(input),
         )
         .map(|_| ())
+    }
+
+    /// `<base>-restore --counters --noflush -w`: as `restore`, each rule
+    /// starting from the `[packets:bytes]` before it.
+    pub fn restore_counters(&self, input: &str) -> Result<(), IptError> {
+        self.run(
+            &format!("{}-restore", self.base),
+            &["--counters", "--noflush", "-w"],
+            Some(input),
+        )
+        .map(|_| ())
+    }
+
+    /// `<base>-save -c -t filter`: the filter table with counters.
+    pub fn save_filter_counters(&self) -> Result<String, IptError> {
+        self.run(
+            &format!("{}-save", self.base),
+            &["-c", "-t", "filter"],
+            None,
+        )
+    }
+
+    /// `<base> -t filter -S <chain> -v`: one chain's rules with counters
+    /// (`-c packets bytes` in each rule).
+    pub fn list_filter_chain(&self, chain: &str) -> Result<String, IptError> {
+        self.run(&self.base, &["-w", "-t", "filter", "-S", chain, "-v"], None)
+    }
+
+    /// The owned part of the filter table (the accounting chains and the
+    /// jump from `FORWARD`), counters dropped.
+    pub fn owned_filter_snapshot(&self) -> Result<Snapshot, IptError> {
+        Ok(Snapshot::parse_table(
+            &self.save_filter_counters()?,
+            "filter",
+        ))
+    }
+
+    /// Adds the jump from `FORWARD` into the accounting chain where missing.
+    /// Returns whether it was added.
+    pub fn ensure_acct_jump(&self) -> Result<bool, IptError> {
+        let args = |op| {
+            vec![
+                "-w",
+                "-t",
+                "filter",
+                op,
+                ACCT_JUMP.0,
+                "-m",
+                "comment",
+                "--comment",
+                JUMP_COMMENT,
+                "-j",
+                ACCT_JUMP.1,
+            ]
+        };
+        if self.run(&self.base, &args("-C"), None).is_ok() {
+            return Ok(false);
+        }
+        self.run(&self.base, &args("-I"), None)?;
+        Ok(true)
+    }
+
+    /// The accounting jump as `iptables-save` prints it.
+    pub fn acct_jump_line() -> (String, String) {
+        (
+            ACCT_JUMP.0.to_string(),
+            format!(
+                "-A {} -m comment --comment \"{JUMP_COMMENT}\" -j {}",
+                ACCT_JUMP.0, ACCT_JUMP.1
+            ),
+        )
     }
 
     /// `<base>-save -t nat`.
@@ -189,18 +262,28 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Parses `iptables-save` output.
+    /// Parses `iptables-save` output (its nat table).
     pub fn parse(save: &str) -> Snapshot {
+        Snapshot::parse_table(save, "nat")
+    }
+
+    /// Parses one table of `iptables-save` output, with or without `-c`.
+    pub fn parse_table(save: &str, table: &str) -> Snapshot {
         let mut s = Snapshot::default();
-        let mut in_nat = false;
+        let mut in_table = false;
         for l in save.lines() {
-            if l.starts_with('*') {
-                in_nat = l == "*nat";
+            if let Some(t) = l.strip_prefix('*') {
+                in_table = t == table;
                 continue;
             }
-            if !in_nat {
+            if !in_table {
                 continue;
             }
+            // `-c` output: `[packets:bytes] -A ...`.
+            let l = match l.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+                Some((_, rule)) => rule,
+                None => l,
+            };
             if let Some(decl) = l.strip_prefix(':') {
                 let name = decl.split_whitespace().next().unwrap_or_default();
                 if name.starts_with(CHAIN_PREFIX) {

@@ -207,6 +207,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     let agent = async move {
         let shared = Arc::new(Shared::default());
+        let _ = shared.worker.set(worker.clone());
         let listen = args.listen;
         let s = shared.clone();
         tokio::spawn(async move {

@@ -47,6 +47,17 @@ impl Kind {
             Kind::Fip => "fip",
         }
     }
+
+    /// The kind of an `as_str` word.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "eip" => Some(Kind::Eip),
+            "snat" => Some(Kind::Snat),
+            "dnat" => Some(Kind::Dnat),
+            "fip" => Some(Kind::Fip),
+            _ => None,
+        }
+    }
 }
 
 /// Identity of one Kubernetes object: kind, namespace, name.

@@ -27,6 +27,10 @@ fn snapshot(w: &Worker) -> Snapshot {
     w.call_blocking(|a| a.iptables().owned_snapshot().expect("iptables-save"))
 }
 
+fn filter_snapshot(w: &Worker) -> Snapshot {
+    w.call_blocking(|a| a.iptables().owned_filter_snapshot().expect("iptables-save"))
+}
+
 fn inputs() -> Inputs {
     Inputs {
         vpc_namespaces: vec!["t".into()],
@@ -395,9 +399,22 @@ fn incremental_equals_full(backend: &str) {
         let rep = w.call_blocking(move |a| a.apply(&st2, false));
         all_ok(&rep.results);
         let incremental = snapshot(&w);
+        let acct = filter_snapshot(&w);
         let rep = w.call_blocking(move |a| a.apply(&st, true));
         all_ok(&rep.results);
         assert_eq!(incremental, snapshot(&w), "step {n}");
+        // The accounting chains too (one per port block, as in nat).
+        assert_eq!(acct, filter_snapshot(&w), "step {n}");
+        assert_eq!(
+            acct.owned_chains().len(),
+            incremental
+                .owned_chains()
+                .iter()
+                .filter(|c| c.starts_with("VPCNAT-D-"))
+                .count()
+                + 1,
+            "step {n}"
+        );
         assert_eq!(
             incremental.rule_count(),
             // rules + block jumps + SNAT + hairpin + own-traffic return + 2

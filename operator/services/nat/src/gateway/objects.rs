@@ -11,11 +11,13 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, SecretKeySelector, SecurityContext, ServiceAccount, Toleration,
+    PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, SecurityContext,
+    ServiceAccount, Toleration,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::json;
 use vpcnet_api::contract::{agent_env, annotations as ann, labels, naming};
@@ -211,6 +213,15 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
                         }),
                         readiness_probe: Some(probe("/readyz", 2, None)),
                         liveness_probe: Some(probe("/healthz", 10, Some(6))),
+                        // What one agent and its iptables work need at rest;
+                        // no limit: a burst of rules must not be throttled.
+                        resources: Some(ResourceRequirements {
+                            requests: Some(BTreeMap::from([
+                                ("cpu".to_string(), Quantity("50m".into())),
+                                ("memory".to_string(), Quantity("64Mi".into())),
+                            ])),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }],
                     ..Default::default()

@@ -21,6 +21,7 @@ const CURL: Duration = Duration::from_secs(3);
 /// Puts the box's own install back when dropped.
 struct Restore {
     k: Kubectl,
+    /// Cluster-scoped objects the install added (none that existed before).
     cluster_scoped: Vec<(String, String)>,
 }
 
@@ -131,9 +132,21 @@ fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
         "deployment/vpcnet-operator",
         "--replicas=0",
     ]);
+    // Only what this install adds goes with it: the bundle's ClusterRoles
+    // (the NAT agent's, the tenant roles) are the box install's too.
+    let added: Vec<(String, String)> = olm::cluster_scoped(&objects)
+        .into_iter()
+        .filter(|(kind, name)| !k.run(&["get", kind, name]).ok)
+        .collect();
+    assert!(
+        added
+            .iter()
+            .all(|(kind, _)| kind == "ClusterRole" || kind == "ClusterRoleBinding"),
+        "{added:?}"
+    );
     let _restore = Restore {
         k: k.clone(),
-        cluster_scoped: olm::cluster_scoped(&objects),
+        cluster_scoped: added,
     };
     k.ok(&[
         "-n",

@@ -144,7 +144,7 @@ fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
             .all(|(kind, _)| kind == "ClusterRole" || kind == "ClusterRoleBinding"),
         "{added:?}"
     );
-    let _restore = Restore {
+    let restore = Restore {
         k: k.clone(),
         cluster_scoped: added,
     };
@@ -303,4 +303,23 @@ fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
     let got = from_outside(&format!("http://{fip}:8080/"), CURL).expect("FIP from outside");
     assert!(got.contains("server=db"), "FIP: {got}");
     c.run_now();
+    drop(restore);
+    // The box's install is whole again: its operator, its DaemonSet, and
+    // the ClusterRoles it shares with the bundle.
+    for role in [
+        "vpcnet-natgw",
+        "vpcnet-tenant-edit",
+        "vpcnet-tenant-view",
+        "vpcnet-operator",
+        "vpcnet-cni",
+    ] {
+        assert!(
+            k.run(&["get", "clusterrole", role]).ok,
+            "ClusterRole {role} is still there"
+        );
+    }
+    assert!(
+        k.run(&["-n", OPERATOR_NS, "get", "daemonset", "vpcnet-cni"])
+            .ok
+    );
 }

@@ -60,6 +60,12 @@ for f in "$BOX"/pids/*.pid; do
   [[ " ${names[*]} " == *" $n "* ]] || names+=("$n")
 done
 
+# A failed node (node-ctl.sh) goes on first: a frozen daemon would not
+# handle SIGTERM.
+if [[ -s "$BOX/failed-nodes" ]]; then
+  while read -r n; do "$BOX_SCRIPTS/node-ctl.sh" recover "$n" || true; done < <(sort -u "$BOX/failed-nodes")
+fi
+
 # The nodes first: kubelet (no restarts), containerd, then what they leave
 # behind (shims, pods), then everything else in reverse start order.
 for i in $(node_indexes); do

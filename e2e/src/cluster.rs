@@ -139,7 +139,10 @@ pub fn testapp_pod(ns: &str, name: &str, fixed_ip: Option<&str>) -> String {
 /// `pod` (a manifest of [`testapp_pod`]'s shape) bound to `node`, past the
 /// scheduler.
 pub fn on_node(pod: &str, node: &str) -> String {
-    assert!(pod.contains("\nspec:\n"), "a pod manifest with a spec: {pod}");
+    assert!(
+        pod.contains("\nspec:\n"),
+        "a pod manifest with a spec: {pod}"
+    );
     pod.replacen("\nspec:\n", &format!("\nspec:\n  nodeName: {node}\n"), 1)
 }
 

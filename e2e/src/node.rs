@@ -20,7 +20,15 @@ pub fn all() -> Vec<String> {
 
 /// The node a pod runs on.
 pub fn of_pod(k: &Kubectl, ns: &str, pod: &str) -> String {
-    let node = k.ok(&["-n", ns, "get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"]);
+    let node = k.ok(&[
+        "-n",
+        ns,
+        "get",
+        "pod",
+        pod,
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
     assert!(!node.trim().is_empty(), "pod {ns}/{pod} is not scheduled");
     node.trim().to_string()
 }
@@ -32,13 +40,12 @@ pub fn holder_pid() -> Option<u32> {
 
 /// The PID of `node`'s namespace holder, while the box runs it.
 pub fn holder_pid_of(node: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(
-        crate::box_dir().join(format!("pids/node-holder@{node}.pid")),
-    )
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let pid: u32 =
+        std::fs::read_to_string(crate::box_dir().join(format!("pids/node-holder@{node}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
     std::path::Path::new(&format!("/proc/{pid}"))
         .exists()
         .then_some(pid)

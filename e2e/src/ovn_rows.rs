@@ -106,7 +106,10 @@ pub fn pod_port_rows(namespace: &str) -> BTreeMap<String, usize> {
                 .get(ovn::owner::EXTERNAL_IDS)
                 .and_then(|v| ovn::datum::map_from_json(v).ok())
                 .unwrap_or_default();
-            if let Some(o) = ids.get(ovn::owner::OWNER_KEY).filter(|o| o.starts_with(&prefix)) {
+            if let Some(o) = ids
+                .get(ovn::owner::OWNER_KEY)
+                .filter(|o| o.starts_with(&prefix))
+            {
                 *out.entry(o.clone()).or_insert(0) += 1;
             }
         }

@@ -12,7 +12,7 @@ use vpcnet_e2e::cluster::{Cleanup, on_node, testapp_pod};
 use vpcnet_e2e::external::{self, from_outside};
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::natgw::GW_NS;
-use vpcnet_e2e::{box_env, box_dir, node};
+use vpcnet_e2e::{box_dir, box_env, node};
 
 const READY: Duration = Duration::from_secs(180);
 /// 50 MiB: the transfer each test checks byte for byte.
@@ -126,7 +126,10 @@ fn pods_of_a_vpc_on_two_nodes_talk_and_same_cidr_vpcs_stay_apart() {
     );
 
     // ICMP and TCP across the nodes, with the real source address.
-    assert!(ping(&k, "e2e-mna", "a1", "10.0.1.11"), "a1 pings a2 on {n2}");
+    assert!(
+        ping(&k, "e2e-mna", "a1", "10.0.1.11"),
+        "a1 pings a2 on {n2}"
+    );
     let answer = http(&k, "e2e-mna", "a1", "10.0.1.11").expect("a1 reaches a2 over TCP");
     assert!(
         answer.contains("server=a2") && answer.contains("client=10.0.1.10:"),
@@ -146,7 +149,11 @@ fn pods_of_a_vpc_on_two_nodes_talk_and_same_cidr_vpcs_stay_apart() {
         &["sh", "-c", &transfer_script("http://10.0.1.11:8080")],
     );
     assert!(out.ok, "transfer a2 -> a1: {}", out.stderr);
-    assert_intact("a2 -> a1 across nodes", &out.stdout, t.elapsed().as_secs_f64());
+    assert_intact(
+        "a2 -> a1 across nodes",
+        &out.stdout,
+        t.elapsed().as_secs_f64(),
+    );
 
     // Across VPCs nothing passes, on either node.
     assert!(
@@ -263,7 +270,10 @@ fn a_gateway_on_one_node_serves_snat_dnat_and_fip_for_pods_on_another() {
         "web",
         &["sh", "-c", &format!("testapp bytes {TRANSFER} | sha256sum")],
     );
-    assert!(out.status.success() && local.ok, "transfer through the DNAT");
+    assert!(
+        out.status.success() && local.ok,
+        "transfer through the DNAT"
+    );
     assert_intact(
         "web -> external host through the DNAT",
         &format!("{}{}", String::from_utf8_lossy(&out.stdout), local.stdout),

@@ -114,10 +114,13 @@ fn node_leftovers() -> String {
 /// On the first node, whose Multus log and cache the test reads (every
 /// node has its own).
 fn pod_manifest() -> String {
-    vpcnet_e2e::cluster::on_node(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\n  labels: {{app: {POD}}}\n  annotations:\n    {}: '[{{\"name\":\"{NAD_NAME}\",\"namespace\":\"{NAD_NS}\",\"interface\":\"net1\",\"ips\":[\"{NET1_IP}/24\"]}}]'\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n    - {{name: testapp, image: {TESTAPP_IMAGE}, imagePullPolicy: Never}}\n",
-        annotations::MULTUS_NETWORKS
-    ), &node::first())
+    vpcnet_e2e::cluster::on_node(
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\n  labels: {{app: {POD}}}\n  annotations:\n    {}: '[{{\"name\":\"{NAD_NAME}\",\"namespace\":\"{NAD_NS}\",\"interface\":\"net1\",\"ips\":[\"{NET1_IP}/24\"]}}]'\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n    - {{name: testapp, image: {TESTAPP_IMAGE}, imagePullPolicy: Never}}\n",
+            annotations::MULTUS_NETWORKS
+        ),
+        &node::first(),
+    )
 }
 
 fn round(k: &Kubectl, n: usize) {

@@ -91,7 +91,16 @@ fn node_ready(k: &Kubectl, n: &str) -> String {
 /// The MACs that answer ARP for `ip` on the external network.
 fn arp_answers(ip: &str) -> Vec<String> {
     let out = Command::new("ip")
-        .args(["netns", "exec", external::netns(), "arping", "-c", "3", "-w", "4"])
+        .args([
+            "netns",
+            "exec",
+            external::netns(),
+            "arping",
+            "-c",
+            "3",
+            "-w",
+            "4",
+        ])
         .args(["-i", vpcnet_e2e::box_env::get("EXT_HOST_IF"), ip])
         .output()
         .expect("arping runs");
@@ -103,7 +112,8 @@ fn arp_answers(ip: &str) -> Vec<String> {
         .filter(|w| {
             w.len() == 17
                 && w.split(':').count() == 6
-                && w.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
+                && w.split(':')
+                    .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
         })
         .collect();
     macs.sort();
@@ -138,14 +148,24 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
          apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: web, namespace: {T}}}\nspec: {{eip: eipd, externalPort: '8888', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n---\n\
          apiVersion: vpcnet.io/v1\nkind: IptablesSnatRule\nmetadata: {{name: out, namespace: {T}}}\nspec: {{eip: eips, internalCIDR: 10.0.1.0/24}}\n"
     ));
-    for (kind, name) in [("vpc", T), ("subnet", T), ("vpc-nat-gw", T), ("namespace", T)] {
+    for (kind, name) in [
+        ("vpc", T),
+        ("subnet", T),
+        ("vpc-nat-gw", T),
+        ("namespace", T),
+    ] {
         c.add(kind, None, name);
     }
     // The tenant's pod stays on node-1 (bound past the cordon).
     k.must_apply(&on_node(&testapp_pod(T, "web", Some("10.0.1.2")), &n1));
     k.wait_ready(T, &["web"], READY);
     wait_ready(&k, "vpc-nat-gw", None, T);
-    for (kind, name) in [("eip", "eipd"), ("eip", "eips"), ("dnat", "web"), ("snat", "out")] {
+    for (kind, name) in [
+        ("eip", "eipd"),
+        ("eip", "eips"),
+        ("dnat", "web"),
+        ("snat", "out"),
+    ] {
         wait_ready(&k, kind, Some(T), name);
     }
     let (old_uid, old_node) = gw_pod_uid(&k).expect("the gateway pod");
@@ -160,7 +180,7 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
     node_ctl(&["fail", &n2]);
     restore.failed = Some(n2.clone());
     let t0 = Instant::now();
-    let mut phase = |what: &str, f: &mut dyn FnMut() -> bool| -> f64 {
+    let phase = |what: &str, f: &mut dyn FnMut() -> bool| -> f64 {
         let limit = Duration::from_secs(240);
         while !f() {
             assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
@@ -220,10 +240,17 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
         node_ready(&k, &n2) == "True"
     });
     let filter = format!("labels.\"io.kubernetes.pod.uid\"=={old_uid}");
-    k.eventually(Duration::from_secs(60), "the old pod's containers gone from node-2", || {
-        let out = node::exec_on(&n2, &["ctr", "-n", "k8s.io", "containers", "ls", "-q", &filter]);
-        out.ok && out.stdout.trim().is_empty()
-    });
+    k.eventually(
+        Duration::from_secs(60),
+        "the old pod's containers gone from node-2",
+        || {
+            let out = node::exec_on(
+                &n2,
+                &["ctr", "-n", "k8s.io", "containers", "ls", "-q", &filter],
+            );
+            out.ok && out.stdout.trim().is_empty()
+        },
+    );
     let pods = k.ok(&[
         "-n",
         GW_NS,
@@ -236,7 +263,10 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
     ]);
     assert!(pods.lines().count() <= 1, "one gateway pod: {pods}");
     let (uid, node) = gw_pod_uid(&k).expect("the gateway pod");
-    assert!(uid != old_uid && node == n1, "the new gateway stays: {uid} on {node}");
+    assert!(
+        uid != old_uid && node == n1,
+        "the new gateway stays: {uid} on {node}"
+    );
     let macs = arp_answers(DNAT_EIP);
     assert_eq!(macs.len(), 1, "one MAC answers for {DNAT_EIP}: {macs:?}");
     let neigh = Command::new("ip")
@@ -244,8 +274,14 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
         .output()
         .expect("ip neigh");
     let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
-    eprintln!("external host's neighbour entry after node-2 came back: {}", neigh.trim());
-    assert!(neigh.contains(&macs[0]), "the neighbour table has the live gateway's MAC: {neigh}");
+    eprintln!(
+        "external host's neighbour entry after node-2 came back: {}",
+        neigh.trim()
+    );
+    assert!(
+        neigh.contains(&macs[0]),
+        "the neighbour table has the live gateway's MAC: {neigh}"
+    );
     let got = from_outside(&url, Duration::from_secs(3)).expect("DNAT after node-2 came back");
     assert!(got.contains("server=web"), "{got}");
 }

@@ -224,13 +224,18 @@ fn killing_the_nb_leader_mid_churn_loses_no_write_and_programs_everything_once()
         .map(|r| (r, lines_of(r)))
         .filter(|(_, n)| *n != first)
         .collect();
-    assert!(odd.is_empty(), "every rule has {first} lines, these differ: {odd:?}");
+    assert!(
+        odd.is_empty(),
+        "every rule has {first} lines, these differ: {odd:?}"
+    );
 
     // The killed member rejoins, and the cluster goes on taking writes.
     ovn_sh(&["member-up", "nb", &leader.to_string()])
         .unwrap_or_else(|e| panic!("member {leader} does not rejoin: {e}"));
     k.ok(&["delete", "pod", "-n", NS, "p000", "--wait=true"]);
     k.eventually(Duration::from_secs(30), "p000's port leaves NB", || {
-        !ovn_rows::pod_port_rows(NS).keys().any(|o| o.ends_with("/p000"))
+        !ovn_rows::pod_port_rows(NS)
+            .keys()
+            .any(|o| o.ends_with("/p000"))
     });
 }

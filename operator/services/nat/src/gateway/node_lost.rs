@@ -32,9 +32,8 @@ pub fn lost_node_reason(pod: &Pod, node: Option<&Node>) -> Option<String> {
             ts.iter()
                 .any(|t| t.key == UNREACHABLE_TAINT && t.effect == "NoExecute")
         });
-    unreachable.then(|| {
-        format!("its node {bound} is unreachable (tainted {UNREACHABLE_TAINT}:NoExecute)")
-    })
+    unreachable
+        .then(|| format!("its node {bound} is unreachable (tainted {UNREACHABLE_TAINT}:NoExecute)"))
 }
 
 #[cfg(test)]
@@ -89,7 +88,11 @@ mod tests {
         );
         let r = lost_node_reason(&p, Some(&node(&[(UNREACHABLE_TAINT, "NoExecute")]))).unwrap();
         assert!(r.contains("node-2") && r.contains("unreachable"), "{r}");
-        assert!(lost_node_reason(&p, None).unwrap().contains("no longer exists"));
+        assert!(
+            lost_node_reason(&p, None)
+                .unwrap()
+                .contains("no longer exists")
+        );
         assert!(
             lost_node_reason(&pod(None), None).is_none(),
             "an unscheduled pod is not on a lost node"

@@ -279,8 +279,19 @@ mod tests {
     fn a_bound_pod_port_may_be_claimed_by_its_node_only() {
         let ip: Ipv4Addr = "10.0.1.5".parse().unwrap();
         let unbound = port_row("a", "web", "s", "0a:00:00:00:00:01", ip, None, None);
-        assert!(unbound.options.is_empty(), "any chassis until it is scheduled");
-        let bound = port_row("a", "web", "s", "0a:00:00:00:00:01", ip, None, Some("node-2"));
+        assert!(
+            unbound.options.is_empty(),
+            "any chassis until it is scheduled"
+        );
+        let bound = port_row(
+            "a",
+            "web",
+            "s",
+            "0a:00:00:00:00:01",
+            ip,
+            None,
+            Some("node-2"),
+        );
         assert_eq!(
             bound.options.get(REQUESTED_CHASSIS).map(String::as_str),
             Some("node-2")

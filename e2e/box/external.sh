@@ -62,6 +62,16 @@ external_up() {
   ip -n "$EXT_NETNS" link add "$EXT_HOST_IF" type bridge
   ip -n "$EXT_NETNS" addr add "$EXT_HOST_IP/$EXT_PREFIX" dev "$EXT_HOST_IF"
   ip -n "$EXT_NETNS" link set "$EXT_HOST_IF" up
+  # The external host routes (and NATs) between its bridge's ports; it is no
+  # filtering bridge. With br_netfilter loaded (its settings are per network
+  # namespace), a reply it de-NATs towards the port it came in on would be
+  # taken for bridged traffic and dropped as a hairpin: a gateway on node 1,
+  # whose replies from the API server come back through node 1's port, could
+  # never reach the API.
+  if ip netns exec "$EXT_NETNS" test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
+    ip netns exec "$EXT_NETNS" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+      net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0
+  fi
   # A veth hands on packets with checksums still to be filled in; a real
   # wire never does. NAT gateways forward such replies into OVS's userspace
   # datapath, which would pass the unfinished checksum on to pods, so every

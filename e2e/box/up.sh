@@ -12,6 +12,9 @@
 #                               the host's bridge to the nodes)
 #      VPCNET_BOX_TARGET  cargo target dir with release binaries (default <repo>/target-box)
 #      VPCNET_BOX_NODES  how many nodes (default NODES_DEFAULT of box.env)
+#      VPCNET_BOX_NODE_MONITOR_GRACE  the controller-manager's
+#                        --node-monitor-grace-period (default 50s, Kubernetes'
+#                        own): how long a silent node takes to be judged lost
 #      VPCNET_BOX_NO_NODE=1  control plane only (no netns, OVN, node, images, config)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -107,6 +110,7 @@ start_controller_manager() {
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --kube-api-qps=200 --kube-api-burst=400 \
+    --node-monitor-grace-period="${VPCNET_BOX_NODE_MONITOR_GRACE:-50s}" \
     --leader-elect=false --profiling=false
 }
 

@@ -141,6 +141,7 @@ clusterDNS: [$CLUSTER_DNS_IP]
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s
+nodeLeaseDurationSeconds: ${VPCNET_BOX_NODE_LEASE_SECONDS:-40}
 syncFrequency: 10s
 fileCheckFrequency: 10s
 EOF

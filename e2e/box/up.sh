@@ -15,6 +15,9 @@
 #      VPCNET_BOX_NODE_MONITOR_GRACE  the controller-manager's
 #                        --node-monitor-grace-period (default 50s, Kubernetes'
 #                        own): how long a silent node takes to be judged lost
+#      VPCNET_BOX_NODE_MONITOR_PERIOD  --node-monitor-period (default 5s)
+#      VPCNET_BOX_NODE_LEASE_SECONDS  the kubelets' nodeLeaseDurationSeconds
+#                        (default 40; they renew at a quarter of it)
 #      VPCNET_BOX_NO_NODE=1  control plane only (no netns, OVN, node, images, config)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -111,6 +114,7 @@ start_controller_manager() {
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --kube-api-qps=200 --kube-api-burst=400 \
     --node-monitor-grace-period="${VPCNET_BOX_NODE_MONITOR_GRACE:-50s}" \
+    --node-monitor-period="${VPCNET_BOX_NODE_MONITOR_PERIOD:-5s}" \
     --leader-elect=false --profiling=false
 }
 

@@ -121,6 +121,54 @@ fn arp_answers(ip: &str) -> Vec<String> {
     macs
 }
 
+/// The operator's pod on `keep`: this test measures a gateway's failover,
+/// not the operator's own (which adds its 10 s toleration of the lost node
+/// and a restart; see the README).
+fn operator_on(k: &Kubectl, keep: &str, other: &str) {
+    let sel = vpcnet_e2e::cluster::operator_selector();
+    let node_of = || {
+        k.ok(&[
+            "-n",
+            vpcnet_e2e::cluster::OPERATOR_NS,
+            "get",
+            "pods",
+            "-l",
+            &sel,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+    };
+    if node_of().trim() == keep {
+        return;
+    }
+    k.ok(&["cordon", other]);
+    k.ok(&[
+        "-n",
+        vpcnet_e2e::cluster::OPERATOR_NS,
+        "delete",
+        "pods",
+        "-l",
+        &sel,
+        "--wait=true",
+    ]);
+    k.eventually(
+        Duration::from_secs(90),
+        "the operator running on node-1",
+        || node_of().trim() == keep,
+    );
+    k.ok(&["uncordon", other]);
+    let out = k.run(&[
+        "-n",
+        vpcnet_e2e::cluster::OPERATOR_NS,
+        "wait",
+        "--for=condition=Available",
+        "deployment/vpcnet-operator",
+        "--timeout=90s",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+}
+
 #[test]
 fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
     let nodes = node::all();
@@ -135,6 +183,7 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
     };
     let samples = vpcnet_e2e::repo_root().join("config/samples/03-external-subnet.yaml");
     assert!(k.apply(&samples).ok);
+    operator_on(&k, &n1, &n2);
     // The gateway goes to node-2: node-1 is cordoned until it runs there.
     k.ok(&["cordon", &n1]);
     restore.cordoned = Some(n1.clone());

@@ -195,14 +195,20 @@ async fn main() {
     let sched = col(&|x| since(x.created, x.scheduled));
     let alloc = col(&|x| since(x.created, x.allocated));
     let after_alloc = col(&|x| since(x.allocated.max(x.scheduled), x.ready));
-    // The plugin logs inside the node's mount namespace; /proc/<pid>/root
+    // The plugin logs inside each node's mount namespace; /proc/<pid>/root
     // of the namespace's holder process shows that view from the host.
-    let default_log = vpcnet_e2e::node::holder_pid()
-        .map(|pid| format!("/proc/{pid}/root/var/log/vpcnet-cni.log"))
-        .unwrap_or_default();
-    let cni_log =
-        std::fs::read_to_string(std::env::var("VPCNET_CNI_LOG_FILE").unwrap_or(default_log))
-            .unwrap_or_default();
+    let cni_log = match std::env::var("VPCNET_CNI_LOG_FILE") {
+        Ok(f) => std::fs::read_to_string(f).unwrap_or_default(),
+        Err(_) => vpcnet_e2e::node::all()
+            .iter()
+            .filter_map(|n| vpcnet_e2e::node::holder_pid_of(n))
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/root/var/log/vpcnet-cni.log"))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(""),
+    };
     let cni = cni_timings(&cni_log);
     let cni_col = |i: usize| -> Vec<f64> { cni.values().map(|v| v[i]).collect() };
 

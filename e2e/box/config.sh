@@ -32,20 +32,31 @@ pod_running_ip() {
 }
 
 config_up() {
-  local img
-  for img in vpcnet-operator vpcnet-cni; do
-    image_imported "$img" || die "image docker.io/local/$img:latest is not in the node's containerd after the import"
+  local img n
+  for n in $(node_indexes); do
+    use_node "$n"
+    for img in vpcnet-operator vpcnet-cni; do
+      image_imported "$img" || die "image docker.io/local/$img:latest is not in $NODE_NAME's containerd after the import"
+    done
   done
+  use_node 1
   "$KUBECTL" apply --server-side --field-manager=vpcnet-box -k "$CONFIG_DIR" >/dev/null
-  wait_for "the operator to create the vpcnet-cni DaemonSet" 90 kubelet \
+  wait_for "the operator to create the vpcnet-cni DaemonSet" 90 "kubelet$NODE_SUFFIX" \
     "$KUBECTL" -n vpcnet-system get daemonset vpcnet-cni
   "$KUBECTL" -n vpcnet-system rollout status daemonset/vpcnet-cni --timeout=60s >/dev/null ||
     die "the vpcnet-cni DaemonSet did not become ready"
-  wait_for "$CNI_CONFLIST in the node" 30 kubelet node_exec test -s "$CNI_CONFLIST"
-  log "vpcnet-cni DaemonSet installed the plugin and $CNI_CONFLIST"
+  for n in $(node_indexes); do
+    use_node "$n"
+    wait_for "$CNI_CONFLIST in $NODE_NAME" 30 "kubelet$NODE_SUFFIX" node_exec test -s "$CNI_CONFLIST"
+  done
+  log "vpcnet-cni DaemonSet installed the plugin and $CNI_CONFLIST on every node"
   "$KUBECTL" -n vpcnet-system wait --for=condition=Available deployment/vpcnet-operator --timeout=90s >/dev/null ||
     die "the vpcnet-operator Deployment did not become Available"
-  wait_for "node $NODE_NAME Ready" 30 kubelet node_ready
+  for n in $(node_indexes); do
+    use_node "$n"
+    wait_for "node $NODE_NAME Ready" 30 "kubelet$NODE_SUFFIX" node_ready
+  done
+  use_node 1
   smoke_pod
 }
 
@@ -63,7 +74,7 @@ spec:
     - {name: testapp, image: docker.io/local/vpcnet-testapp:latest, imagePullPolicy: Never}
 YAML
   local ip
-  wait_for "pod default/$SMOKE_POD Running" 60 kubelet pod_running_ip default "$SMOKE_POD"
+  wait_for "pod default/$SMOKE_POD Running" 60 "" pod_running_ip default "$SMOKE_POD"
   ip=$(pod_running_ip default "$SMOKE_POD")
   [[ "$ip" == "$DEFAULT_CIDR_PREFIX"* ]] || die "pod default/$SMOKE_POD got $ip, not an address of 10.16.0.0/16"
   log "pod default/$SMOKE_POD Running with $ip"

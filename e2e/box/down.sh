@@ -2,9 +2,9 @@
 # Stops exactly what up.sh started and removes the state dir: the recorded
 # daemons (by PID, after checking each still runs the recorded binary for this
 # box), the node's leftovers (containerd shims and pods' processes, found via
-# /proc by namespace or cgroup), the pods' cgroups, the node's network namespace
-# (with every veth and tap in it), the host end of its veth and the mount points
-# up created. Idempotent: succeeds when nothing is running, after a crashed up,
+# /proc by namespace or cgroup), the pods' cgroups, the nodes' network
+# namespaces (with every veth and tap in them), the host's bridges and veth ends
+# and the mount points up created. Idempotent: succeeds when nothing is running, after a crashed up,
 # or when there is no state.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,6 +16,7 @@ GRACE_S=10
 
 box_lock
 [[ -d "$BOX" ]] || exit 0
+nodes_recorded
 
 # stop NAME...: SIGTERM, up to GRACE_S, SIGKILL; only daemons of this box.
 stop() {
@@ -59,12 +60,21 @@ for f in "$BOX"/pids/*.pid; do
   [[ " ${names[*]} " == *" $n "* ]] || names+=("$n")
 done
 
-# The node first: kubelet (no restarts), containerd, then what they leave
+# A failed node (node-ctl.sh) goes on first: a frozen daemon would not
+# handle SIGTERM.
+if [[ -s "$BOX/failed-nodes" ]]; then
+  while read -r n; do "$BOX_SCRIPTS/node-ctl.sh" recover "$n" || true; done < <(sort -u "$BOX/failed-nodes")
+fi
+
+# The nodes first: kubelet (no restarts), containerd, then what they leave
 # behind (shims, pods), then everything else in reverse start order.
-holder=$(holder_pid 2>/dev/null || true)
-stop kubelet
-stop containerd
-node_kill_rest "$holder"
+for i in $(node_indexes); do
+  use_node "$i"
+  holder=$(holder_pid 2>/dev/null || true)
+  stop "kubelet$NODE_SUFFIX"
+  stop "containerd$NODE_SUFFIX"
+  node_kill_rest "$holder"
+done
 # One at a time: the apiserver stops in ~1 s once its clients are gone, but
 # takes over 10 s while they are still connected.
 for n in "${names[@]}"; do stop "$n"; done

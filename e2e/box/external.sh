@@ -2,9 +2,10 @@
 # The box's "external" network (sourced by up.sh/down.sh after lib.sh; or
 # standalone against a running box: `external.sh up|down|status`):
 #
-#   netns vpcnet-node                       netns vpcnet-ext (the external host)
-#   ext0 (no address, up)  <--- veth --->   eth0 172.16.3.2/24
-#   = macvlan master of the NAD             HTTP on :80 and :8080, one line per
+#   netns vpcnet-node-<i> (every node)      netns vpcnet-ext (the external host)
+#   ext0 172.16.3.(90+i)         <-veth->  n<i>, a port of bridge eth0
+#   = macvlan master of the NAD             eth0 172.16.3.2/24
+#                                           HTTP on :80 and :8080, one line per
 #     ovn-vpc-external-network              connection in $BOX/ext/access.log;
 #                                           DNS on :53 (dnsmasq: every name
 #                                           under $EXT_DNS_DOMAIN is
@@ -44,6 +45,7 @@ ext_serving() {
 }
 
 external_up() {
+  use_node 1
   [[ -e "/run/netns/$NODE_NETNS" ]] || die "the node's netns $NODE_NETNS does not exist (is the box up?)"
   if daemon_pid "$EXT_DAEMON" >/dev/null; then
     log "external network already up"
@@ -56,23 +58,43 @@ external_up() {
   netns_exists "$EXT_NETNS" && external_down
   mkdir -p "$(dirname "$BOX/$EXT_ACCESS_LOG")" "$BOX/pids" "$BOX/logs"
   ip netns add "$EXT_NETNS"
-  ip link add "$EXT_NODE_IF" netns "$NODE_NETNS" type veth peer name "$EXT_HOST_IF" netns "$EXT_NETNS"
-  ip -n "$NODE_NETNS" link set "$EXT_NODE_IF" up
   ip -n "$EXT_NETNS" link set lo up
+  ip -n "$EXT_NETNS" link add "$EXT_HOST_IF" type bridge
   ip -n "$EXT_NETNS" addr add "$EXT_HOST_IP/$EXT_PREFIX" dev "$EXT_HOST_IF"
   ip -n "$EXT_NETNS" link set "$EXT_HOST_IF" up
+  # The external host routes (and NATs) between its bridge's ports; it is no
+  # filtering bridge. With br_netfilter loaded (its settings are per network
+  # namespace), a reply it de-NATs towards the port it came in on would be
+  # taken for bridged traffic and dropped as a hairpin: a gateway on node 1,
+  # whose replies from the API server come back through node 1's port, could
+  # never reach the API.
+  if ip netns exec "$EXT_NETNS" test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
+    ip netns exec "$EXT_NETNS" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+      net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0
+  fi
   # A veth hands on packets with checksums still to be filled in; a real
   # wire never does. NAT gateways forward such replies into OVS's userspace
-  # datapath, which would pass the unfinished checksum on to pods, so both
-  # ends compute checksums in software, as a NIC on a wire would.
+  # datapath, which would pass the unfinished checksum on to pods, so every
+  # end computes checksums in software, as a NIC on a wire would.
   ip netns exec "$EXT_NETNS" ethtool -K "$EXT_HOST_IF" tx off >/dev/null
-  ip netns exec "$NODE_NETNS" ethtool -K "$EXT_NODE_IF" tx off >/dev/null
+  local n
+  for n in $(node_indexes); do
+    use_node "$n"
+    ip link add "$EXT_NODE_IF" netns "$NODE_NETNS" type veth peer name "n$n" netns "$EXT_NETNS"
+    ip -n "$NODE_NETNS" link set "$EXT_NODE_IF" up
+    ip -n "$EXT_NETNS" link set "n$n" master "$EXT_HOST_IF" up
+    ip netns exec "$EXT_NETNS" ethtool -K "n$n" tx off >/dev/null
+    ip netns exec "$NODE_NETNS" ethtool -K "$EXT_NODE_IF" tx off >/dev/null
+    # The node's own address there: its pods' host-egress to the external
+    # network (the DNS servers' upstream) leaves through it.
+    ip -n "$NODE_NETNS" addr add "$EXT_NODE_IP/$EXT_PREFIX" dev "$EXT_NODE_IF"
+  done
+  use_node 1
   # As on a real cluster's physical network, the control plane is reachable
   # from the external network: NAT gateway agents talk to the API server
   # through their external leg. The external host routes the box's network
-  # via the node, which forwards to the API server and masquerades, so the
+  # via node 1, which forwards to the API server and masquerades, so the
   # host itself needs no route back.
-  ip -n "$NODE_NETNS" addr add "$EXT_NODE_IP/$EXT_PREFIX" dev "$EXT_NODE_IF"
   ip netns exec "$NODE_NETNS" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$NODE_NETNS" iptables -t nat -A POSTROUTING -s "$EXT_NET" -d "$HOST_IP/32" \
     -m comment --comment "vpcnet-box: external network to the API server" -j MASQUERADE
@@ -149,8 +171,13 @@ external_down() {
   ext_daemon_down "$EXT_DNS_DAEMON"
   ext_daemon_down "$EXT_DAEMON"
   # Deleting a netns with ip netns del only unmounts it: the veth goes once no
-  # process is left in it. Delete the node's end explicitly too.
-  ip -n "$NODE_NETNS" link del "$EXT_NODE_IF" 2>/dev/null || true
+  # process is left in it. Delete the nodes' ends explicitly too.
+  local n
+  for n in $(node_indexes); do
+    use_node "$n"
+    ip -n "$NODE_NETNS" link del "$EXT_NODE_IF" 2>/dev/null || true
+  done
+  use_node 1
   netns_exists "$EXT_NETNS" && ip netns del "$EXT_NETNS"
   return 0
 }
@@ -162,13 +189,18 @@ external_nad_apply() {
 
 external_status() {
   ip -n "$EXT_NETNS" -br addr
-  ip -n "$NODE_NETNS" -br link show "$EXT_NODE_IF"
+  local n
+  for n in $(node_indexes); do
+    use_node "$n"
+    ip -n "$NODE_NETNS" -br link show "$EXT_NODE_IF"
+  done
   daemon_pid "$EXT_DAEMON" && tail -n 5 "$BOX/$EXT_ACCESS_LOG"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   set -euo pipefail
   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  nodes_recorded
   KUBECTL="${KUBECTL:-$K8S_BIN/kubectl}"
   export KUBECONFIG="$BOX/kubeconfig"
   case "${1:-}" in

@@ -132,7 +132,7 @@ build_images() {
   printf '%s\n' "${out[@]}"
 }
 
-# import_images ARCHIVE...: into the node's containerd (k8s.io namespace).
+# import_images ARCHIVE...: into the chosen node's containerd (k8s.io namespace).
 import_images() {
   local a
   for a in "$@"; do

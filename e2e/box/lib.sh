@@ -25,6 +25,38 @@ else
   ADVERTISE_IP="${VPCNET_BOX_ADVERTISE_IP:-$HOST_IP}"
 fi
 API_SERVER="https://$ADVERTISE_IP:$APISERVER_PORT"
+# How many nodes (box.env: NODES_DEFAULT, NODES_MAX). A running box records
+# its count in $BOX/nodes: down.sh and env.sh read that (nodes_recorded).
+NODES="${VPCNET_BOX_NODES:-$NODES_DEFAULT}"
+if ! [[ "$NODES" =~ ^[1-9]$ ]] || ((NODES > NODES_MAX)); then
+  echo "box: VPCNET_BOX_NODES=$NODES: 1 to $NODES_MAX nodes" >&2
+  exit 2
+fi
+nodes_recorded() { [[ ! -f "$BOX/nodes" ]] || NODES=$(<"$BOX/nodes"); }
+
+# use_node I: points the per-node settings at node I (1-based): its name,
+# namespaces, addresses, state dirs and daemon names. Every per-node function
+# works on the node last chosen; the box starts as node 1.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+use_node() {
+  NODE_INDEX=$1
+  NODE_NAME="$NODE_NAME_PREFIX-$1"
+  NODE_NETNS="$NODE_NETNS_PREFIX-$1"
+  NODE_IP="$NODE_NET_BASE.$((1 + $1))"
+  HOST_VETH="$HOST_VETH_PREFIX-n$1"
+  HOST_UNDERLAY_VETH="$HOST_VETH_PREFIX-u$1"
+  UNDERLAY_IP="$UNDERLAY_BASE.$1"
+  EXT_NODE_IP="$EXT_NODE_IP_BASE.$((90 + $1))"
+  NODE_DIR="$BOX/nodes.d/$NODE_NAME"
+  OVS_DIR="$NODE_DIR/ovs"
+  OVS_SOCK="$OVS_DIR/db.sock"
+  OVN_NODE_DIR="$NODE_DIR/ovn-node"
+  NODE_SUFFIX="@$NODE_NAME"
+}
+use_node 1
+
+# node_indexes: 1 .. NODES, one per line.
+node_indexes() { seq 1 "$NODES"; }
 PKI="$BOX/pki"
 
 log() { echo "box: $*" >&2; }
@@ -82,7 +114,7 @@ daemon_pid() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # holder_pid: PID of the process that holds the node's mount namespace.
-holder_pid() { daemon_pid node-holder; }
+holder_pid() { daemon_pid "node-holder$NODE_SUFFIX"; }
 
 # node_exec CMD...: runs CMD in the node's network + mount namespaces.
 node_exec() {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multus on the box's node (sourced by up.sh after lib.sh; or standalone against
+# Multus on the box's nodes, one node per call (the one use_node chose; sourced by up.sh after lib.sh; or standalone against
 # a running box: `multus.sh install|uninstall|status`).
 #
 #   multus_install    builds the thin plugin once (build-multus.sh), copies it
@@ -110,13 +110,13 @@ EOF
   "logToStderr": false
 }
 EOF
-  log "multus $("$multus" -version 2>&1 | sed -n 's/^multus: version:\([^(]*\).*/\1/p') installed in the node" \
+  log "multus $("$multus" -version 2>&1 | sed -n 's/^multus: version:\([^(]*\).*/\1/p') installed in $NODE_NAME" \
     "($MULTUS_CONF -> $MULTUS_CLUSTER_NETWORK) in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s"
 }
 
 multus_uninstall() {
   node_exec rm -f "$MULTUS_CONF" "$MULTUS_KUBECONFIG"
-  log "multus removed from the node's CNI configuration"
+  log "multus removed from the CNI configuration of $NODE_NAME"
 }
 
 multus_status() {
@@ -132,10 +132,14 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   KUBECTL="${KUBECTL:-$K8S_BIN/kubectl}"
   export KUBECONFIG="$BOX/kubeconfig"
   [[ -f "$BOX/kubeconfig" ]] || die "no box in $BOX"
-  case "${1:-}" in
-    install) multus_install ;;
-    uninstall) multus_uninstall ;;
-    status) multus_status ;;
-    *) echo "usage: $0 install|uninstall|status" >&2; exit 2 ;;
-  esac
+  nodes_recorded
+  for n in $(node_indexes); do
+    use_node "$n"
+    case "${1:-}" in
+      install) multus_install ;;
+      uninstall) multus_uninstall ;;
+      status) multus_status ;;
+      *) echo "usage: $0 install|uninstall|status" >&2; exit 2 ;;
+    esac
+  done
 fi

@@ -1,17 +1,21 @@
-# The node (sourced by up.sh and down.sh; needs lib.sh): one
-# long-lived holder process owns a private mount namespace inside the
-# vpcnet-node network namespace; containerd, kubelet and the node's OVS daemons
-# run in both (nsenter -t <holder> -m -n).
+# The nodes (sourced by up.sh and down.sh; needs lib.sh): per node, one
+# long-lived holder process owns a private mount namespace inside the node's
+# network namespace; its containerd, kubelet and OVS daemons run in both
+# (nsenter -t <holder> -m -n). Every function works on the node use_node
+# (lib.sh) chose last.
 # tmpfs over the fixed paths kubelet/containerd/CNI write to keeps the host clean.
 # shellcheck shell=bash
 
-NODE_DIR="$BOX/node"
-# Cgroups of pods (cgroupfs driver) live below this root, so down can remove them.
+# Cgroups of pods (cgroupfs driver) live below this root, one group per node
+# (two kubelets must not share a cgroupRoot), so down can remove them.
 CGROUP_ROOT=vpcnet-box
 NODE_TMPFS=(/var/lib/kubelet /var/lib/containerd /var/lib/cni /run/containerd /run/netns
   /var/log /etc/cni /opt/cni)
-# Host dir -> path inside the node (bind mounts).
-declare -A NODE_BINDS=(["$BOX/ovs"]=/run/openvswitch ["$BOX/ovn"]=/run/ovn)
+# node_binds: host dir -> path inside the node (bind mounts): the node's own
+# Open_vSwitch db and ctl sockets, and OVN central's sockets (one central).
+node_binds() {
+  NODE_BINDS=(["$OVS_DIR"]=/run/openvswitch ["$BOX/ovn"]=/run/ovn)
+}
 # Kernel settings kubelet insists on (vm.overcommit_memory=1, kernel.panic=10,
 # kernel.panic_on_oops=1) are global, not per namespace: inside the node they
 # are files with the expected values, so kubelet neither writes nor fails.
@@ -20,6 +24,8 @@ declare -A NODE_SYSCTLS=([vm/overcommit_memory]=1 [vm/panic_on_oom]=0 [kernel/pa
 
 node_mounts() {
   local d
+  declare -A NODE_BINDS
+  node_binds
   for d in "${NODE_TMPFS[@]}" "${NODE_BINDS[@]}"; do record_created_dir "$d"; done
   for d in "${NODE_TMPFS[@]}"; do node_exec mount -t tmpfs -o mode=755 "vpcnet-box" "$d"; done
   for d in "${!NODE_BINDS[@]}"; do mkdir -p "$d"; node_exec mount --bind "$d" "${NODE_BINDS[$d]}"; done
@@ -39,21 +45,24 @@ node_mounts() {
 node_holder_up() {
   mkdir -p "$NODE_DIR"
   : >"$NODE_DIR/holder"
-  start_daemon node-holder /usr/bin/tail --wrap netns -- -f "$NODE_DIR/holder"
-  wait_for "the node namespace holder" 5 node-holder node_exec true
+  start_daemon "node-holder$NODE_SUFFIX" /usr/bin/tail --wrap netns -- -f "$NODE_DIR/holder"
+  wait_for "the namespace holder of $NODE_NAME" 5 "node-holder$NODE_SUFFIX" node_exec true
   node_mounts
 }
 
-# node_cgroups_up: CGROUP_ROOT in every cgroup v1 hierarchy (kubelet requires
-# it to exist); cpuset needs its cpus/mems filled in from the parent.
+# node_cgroups_up: CGROUP_ROOT/NODE_NAME in every cgroup v1 hierarchy
+# (kubelet requires its root to exist); cpuset needs its cpus/mems filled in
+# from the parent at each level.
 node_cgroups_up() {
-  local dir
+  local dir sub
   while read -r dir; do
-    mkdir -p "$dir/$CGROUP_ROOT"
-    if [[ -f "$dir/cpuset.cpus" ]]; then
-      cat "$dir/cpuset.cpus" >"$dir/$CGROUP_ROOT/cpuset.cpus"
-      cat "$dir/cpuset.mems" >"$dir/$CGROUP_ROOT/cpuset.mems"
-    fi
+    for sub in "$CGROUP_ROOT" "$CGROUP_ROOT/$NODE_NAME"; do
+      mkdir -p "$dir/$sub"
+      if [[ -f "$dir/cpuset.cpus" ]]; then
+        cat "$(dirname "$dir/$sub")/cpuset.cpus" >"$dir/$sub/cpuset.cpus"
+        cat "$(dirname "$dir/$sub")/cpuset.mems" >"$dir/$sub/cpuset.mems"
+      fi
+    done
   done < <(awk '$3 == "cgroup" {print $2}' /proc/mounts)
 }
 
@@ -89,18 +98,18 @@ EOF
 
 containerd_up() {
   containerd_config
-  start_daemon containerd /usr/bin/containerd --wrap node -- --config "$NODE_DIR/containerd.toml" --log-level warn
-  wait_for "containerd" 20 containerd node_exec ctr --address "$CONTAINERD_SOCK" version
+  start_daemon "containerd$NODE_SUFFIX" /usr/bin/containerd --wrap node -- --config "$NODE_DIR/containerd.toml" --log-level warn
+  wait_for "containerd of $NODE_NAME" 20 "containerd$NODE_SUFFIX" node_exec ctr --address "$CONTAINERD_SOCK" version
 }
 
 kubelet_config() {
   local client='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'
-  sign kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
+  sign "kubelet-client-$NODE_NAME" "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
   # NODE_IP is box.env's (through lib.sh), not a misspelt NODE_DIR.
   # shellcheck disable=SC2153
-  sign kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" \
+  sign "kubelet-serving-$NODE_NAME" "/O=system:nodes/CN=system:node:$NODE_NAME" \
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:$NODE_NAME,IP:$NODE_IP\n"
-  write_kubeconfig "$NODE_DIR/kubelet.kubeconfig" kubelet-client
+  write_kubeconfig "$NODE_DIR/kubelet.kubeconfig" "kubelet-client-$NODE_NAME"
   cat >"$NODE_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -114,11 +123,11 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: Webhook}
-tlsCertFile: $PKI/kubelet-serving.crt
-tlsPrivateKeyFile: $PKI/kubelet-serving.key
+tlsCertFile: $PKI/kubelet-serving-$NODE_NAME.crt
+tlsPrivateKeyFile: $PKI/kubelet-serving-$NODE_NAME.key
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 cgroupDriver: cgroupfs
-cgroupRoot: /$CGROUP_ROOT
+cgroupRoot: /$CGROUP_ROOT/$NODE_NAME
 failCgroupV1: false
 failSwapOn: false
 # Room for the 200-pod start-up benchmark (the default is 110).
@@ -132,6 +141,7 @@ clusterDNS: [$CLUSTER_DNS_IP]
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s
+nodeLeaseDurationSeconds: ${VPCNET_BOX_NODE_LEASE_SECONDS:-40}
 syncFrequency: 10s
 fileCheckFrequency: 10s
 EOF
@@ -150,11 +160,11 @@ kubelet_cgroup() {
 kubelet_up() {
   kubelet_config
   node_cgroups_up
-  start_daemon kubelet "$K8S_BIN/kubelet" --wrap node -- \
+  start_daemon "kubelet$NODE_SUFFIX" "$K8S_BIN/kubelet" --wrap node -- \
     --config="$NODE_DIR/kubelet.yaml" --kubeconfig="$NODE_DIR/kubelet.kubeconfig" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
-  kubelet_cgroup "$(cat "$BOX/pids/kubelet.pid")"
-  wait_for "node $NODE_NAME registered" 60 kubelet api "/api/v1/nodes/$NODE_NAME"
+  kubelet_cgroup "$(cat "$BOX/pids/kubelet$NODE_SUFFIX.pid")"
+  wait_for "node $NODE_NAME registered" 60 "kubelet$NODE_SUFFIX" api "/api/v1/nodes/$NODE_NAME"
 }
 
 # ---------------------------------------------------------------- teardown

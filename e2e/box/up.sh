@@ -9,8 +9,15 @@
 #      VPCNET_CRDS_DIR  CRDs to apply once the API is up (default <repo>/crds)
 #      VPCNET_CACHE, K8S_VERSION  where/which Kubernetes build to use
 #      VPCNET_BOX_ADVERTISE_IP  apiserver advertise address (default 10.255.0.1,
-#                               the host end of the node's veth)
+#                               the host's bridge to the nodes)
 #      VPCNET_BOX_TARGET  cargo target dir with release binaries (default <repo>/target-box)
+#      VPCNET_BOX_NODES  how many nodes (default NODES_DEFAULT of box.env)
+#      VPCNET_BOX_NODE_MONITOR_GRACE  the controller-manager's
+#                        --node-monitor-grace-period (default 50s, Kubernetes'
+#                        own): how long a silent node takes to be judged lost
+#      VPCNET_BOX_NODE_MONITOR_PERIOD  --node-monitor-period (default 5s)
+#      VPCNET_BOX_NODE_LEASE_SECONDS  the kubelets' nodeLeaseDurationSeconds
+#                        (default 40; they renew at a quarter of it)
 #      VPCNET_BOX_NO_NODE=1  control plane only (no netns, OVN, node, images, config)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -106,6 +113,8 @@ start_controller_manager() {
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --kube-api-qps=200 --kube-api-burst=400 \
+    --node-monitor-grace-period="${VPCNET_BOX_NODE_MONITOR_GRACE:-50s}" \
+    --node-monitor-period="${VPCNET_BOX_NODE_MONITOR_PERIOD:-5s}" \
     --leader-elect=false --profiling=false
 }
 
@@ -155,11 +164,12 @@ summary() {
   printf '  %-24s             rss %4d MB\n' "total (daemons)" $((total / 1024))
   if [[ -f "$BOX/netns" ]]; then
     total=0
-    for pid in $(node_procs "$(holder_pid)"); do
+    # node_procs of every node, each process once (pods' cgroups are shared).
+    for pid in $(for n in $(node_indexes); do use_node "$n"; node_procs "$(holder_pid)"; done | sort -u); do
       grep -qxF "$pid" < <(cat "$BOX"/pids/*.pid) && continue
       kb=$(rss_kb "$pid"); total=$((total + kb))
     done
-    printf '  %-24s             rss %4d MB\n' "pods + shims" $((total / 1024))
+    printf '  %-24s             rss %4d MB\n' "pods + shims ($NODES nodes)" $((total / 1024))
   fi
   "$BOX_SCRIPTS/env.sh"
 }
@@ -212,10 +222,14 @@ main() {
   ln -s "$KUBECTL" "$BOX/bin/kubectl"
   export KUBECONFIG="$BOX/kubeconfig"
 
-  local node=1
+  local node=1 n
   [[ -n "${VPCNET_BOX_NO_NODE:-}" || "$ADVERTISE_IP" == 127.0.0.1 ]] && node=""
   if [[ -n "$node" ]]; then
-    net_up
+    host_net_up
+    for n in $(node_indexes); do
+      use_node "$n"
+      net_up
+    done
     external_up
   fi
   gen_certs
@@ -228,20 +242,30 @@ main() {
   phase "control plane"
   if [[ -n "$node" ]]; then
     ovn_central_up
-    node_holder_up
-    ovs_node_up
+    for n in $(node_indexes); do
+      use_node "$n"
+      node_holder_up
+      ovs_node_up
+    done
     phase "OVN"
-    containerd_up
-    kubelet_up
-    multus_install
-    phase "node"
+    for n in $(node_indexes); do
+      use_node "$n"
+      containerd_up
+      kubelet_up
+      multus_install
+    done
+    phase "nodes ($NODES)"
     # Through a file, not <(...): a failed build must stop up.
     local archives images=(pause testapp operator cni natgw dns)
     build_images "${images[@]}" >"$BOX/images.list"
     mapfile -t archives <"$BOX/images.list"
     ((${#archives[@]} == ${#images[@]})) ||
       die "the box needs all of ${images[*]}; build the release binaries (cargo build --release)"
-    import_images "${archives[@]}"
+    for n in $(node_indexes); do
+      use_node "$n"
+      import_images "${archives[@]}"
+    done
+    use_node 1
     phase "images"
     config_up
     external_nad_apply

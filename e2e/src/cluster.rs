@@ -136,6 +136,16 @@ pub fn testapp_pod(ns: &str, name: &str, fixed_ip: Option<&str>) -> String {
     )
 }
 
+/// `pod` (a manifest of [`testapp_pod`]'s shape) bound to `node`, past the
+/// scheduler.
+pub fn on_node(pod: &str, node: &str) -> String {
+    assert!(
+        pod.contains("\nspec:\n"),
+        "a pod manifest with a spec: {pod}"
+    );
+    pod.replacen("\nspec:\n", &format!("\nspec:\n  nodeName: {node}\n"), 1)
+}
+
 /// Deletes what a test created when dropped (also on panic), in reverse order.
 pub struct Cleanup {
     k: Kubectl,

@@ -2,14 +2,29 @@
 
 use std::collections::BTreeMap;
 
-/// The box's Northbound DB address (`OVN_NB_DB`, else the box's socket).
+/// The box's Northbound DB (`OVN_NB_DB`, else every member of the box's
+/// RAFT cluster: the client keeps to the leader).
 pub fn nb_target() -> String {
-    std::env::var("OVN_NB_DB").unwrap_or_else(|_| {
-        format!(
-            "unix:{}",
-            crate::box_dir().join("ovn/ovnnb_db.sock").display()
-        )
-    })
+    std::env::var("OVN_NB_DB").unwrap_or_else(|_| central_remotes("nb"))
+}
+
+/// Every member's socket of the box's clustered `nb` or `sb` database, as
+/// `central_remotes` in `e2e/box/ovn.sh` lists them.
+pub fn central_remotes(db: &str) -> String {
+    let members: usize = crate::box_env::get("OVN_RAFT_MEMBERS")
+        .parse()
+        .expect("OVN_RAFT_MEMBERS is a number");
+    (1..=members)
+        .map(|i| {
+            let file = if i == 1 {
+                format!("ovn/ovn{db}_db.sock")
+            } else {
+                format!("ovn/ovn{db}_db-{i}.sock")
+            };
+            format!("unix:{}", crate::box_dir().join(file).display())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -69,6 +84,37 @@ pub fn pod_ports(namespace: &str) -> Vec<String> {
         .filter(|o| o.starts_with(&format!("Pod/{namespace}/")))
         .cloned()
         .collect()
+}
+
+/// Logical_Switch_Port rows owned by pods of `namespace`, one entry per row
+/// (`_uuid` is selected too, so two rows with the same owner are two
+/// entries): `owner -> rows`.
+pub fn pod_port_rows(namespace: &str) -> BTreeMap<String, usize> {
+    block_on(async {
+        let nb = nb().await;
+        let mut txn = ovn::Txn::new(ovn::nb::SCHEMA_NAME);
+        txn.select(
+            ovn::nb::logical_switch_port::TABLE,
+            &[],
+            Some(&["_uuid", ovn::owner::EXTERNAL_IDS]),
+        );
+        let res = nb.transact(txn).await.expect("select");
+        let prefix = format!("Pod/{namespace}/");
+        let mut out = BTreeMap::new();
+        for row in res.raw_rows(0) {
+            let ids: BTreeMap<String, String> = row
+                .get(ovn::owner::EXTERNAL_IDS)
+                .and_then(|v| ovn::datum::map_from_json(v).ok())
+                .unwrap_or_default();
+            if let Some(o) = ids
+                .get(ovn::owner::OWNER_KEY)
+                .filter(|o| o.starts_with(&prefix))
+            {
+                *out.entry(o.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    })
 }
 
 /// One load balancer row of ours.
@@ -187,12 +233,7 @@ pub fn port_group(name: &str) -> Option<PortGroupRow> {
 /// The addresses of the Southbound `Address_Set` called `name` (ovn-northd
 /// derives `<port group>_ip4` from a Port_Group's ports), if it exists.
 pub fn sb_address_set(name: &str) -> Option<Vec<String>> {
-    let target = std::env::var("OVN_SB_DB").unwrap_or_else(|_| {
-        format!(
-            "unix:{}",
-            crate::box_dir().join("ovn/ovnsb_db.sock").display()
-        )
-    });
+    let target = std::env::var("OVN_SB_DB").unwrap_or_else(|_| central_remotes("sb"));
     block_on(async {
         let sb = ovn::Client::connect(&target)
             .await

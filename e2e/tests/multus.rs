@@ -45,7 +45,10 @@ fn box_script(name: &str, args: &[&str]) {
 /// sets all of them up; a box that lost one gets it back).
 fn setup(k: &Kubectl) {
     let t = Instant::now();
-    if !node::exec(&["test", "-s", MULTUS_CONF]).ok {
+    if !node::all()
+        .iter()
+        .all(|n| node::exec_on(n, &["test", "-s", MULTUS_CONF]).ok)
+    {
         box_script("multus.sh", &["install"]);
     }
     // Returns at once when the external host is already up.
@@ -87,7 +90,7 @@ fn node_leftovers() -> String {
     let links = Command::new("ip")
         .args([
             "-n",
-            box_env::node_netns(),
+            &box_env::node_netns(&node::first()),
             "-o",
             "link",
             "show",
@@ -108,10 +111,15 @@ fn node_leftovers() -> String {
     format!("{links}{cache}").trim().to_string()
 }
 
+/// On the first node, whose Multus log and cache the test reads (every
+/// node has its own).
 fn pod_manifest() -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\n  labels: {{app: {POD}}}\n  annotations:\n    {}: '[{{\"name\":\"{NAD_NAME}\",\"namespace\":\"{NAD_NS}\",\"interface\":\"net1\",\"ips\":[\"{NET1_IP}/24\"]}}]'\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n    - {{name: testapp, image: {TESTAPP_IMAGE}, imagePullPolicy: Never}}\n",
-        annotations::MULTUS_NETWORKS
+    vpcnet_e2e::cluster::on_node(
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\n  labels: {{app: {POD}}}\n  annotations:\n    {}: '[{{\"name\":\"{NAD_NAME}\",\"namespace\":\"{NAD_NS}\",\"interface\":\"net1\",\"ips\":[\"{NET1_IP}/24\"]}}]'\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n    - {{name: testapp, image: {TESTAPP_IMAGE}, imagePullPolicy: Never}}\n",
+            annotations::MULTUS_NETWORKS
+        ),
+        &node::first(),
     )
 }
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use vpcnet_e2e::cluster::{Cleanup, TESTAPP_IMAGE, testapp_pod};
+use vpcnet_e2e::cluster::{Cleanup, TESTAPP_IMAGE, on_node, testapp_pod};
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::node;
 
@@ -38,9 +38,12 @@ fn probed_pod(
     let ann = ip
         .map(|ip| format!("\n  annotations: {{vpcnet.io/ip_address: \"{ip}\"}}"))
         .unwrap_or_default();
+    // Probe addresses are unique per node: the suite's claims about them
+    // (one address per pod, nothing else reaches it) hold on one node.
+    let node = node::first();
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}{ann}\n  labels: {{{labels}}}\n\
-         spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {TESTAPP_IMAGE}\n    \
+         spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {TESTAPP_IMAGE}\n    \
          imagePullPolicy: Never\n    command: [/bin/sh, -c, '{script}']\n{probes}"
     )
 }
@@ -87,7 +90,7 @@ fn probes_reach_same_address_pods_apart_and_nothing_else_uses_their_path() {
         "exec testapp 8081",
         readiness,
     ));
-    k.must_apply(&testapp_pod(b, "client", None));
+    k.must_apply(&on_node(&testapp_pod(b, "client", None), &node::first()));
     k.wait_ready(a, &["twin"], READY);
     k.wait_ready(b, &["client"], READY);
     assert_eq!(k.pod_ip(a, "twin"), "10.0.1.50");
@@ -127,7 +130,7 @@ fn probes_reach_same_address_pods_apart_and_nothing_else_uses_their_path() {
         !curl(&k, b, "client", &url),
         "a pod of another VPC reaches {url}"
     );
-    k.must_apply(&testapp_pod(a, "neighbour", None));
+    k.must_apply(&on_node(&testapp_pod(a, "neighbour", None), &node::first()));
     k.wait_ready(a, &["neighbour"], READY);
     assert!(
         !curl(&k, a, "neighbour", &url),

@@ -69,9 +69,27 @@ pub fn kubeconfig() -> PathBuf {
     box_dir().join("kubeconfig")
 }
 
-/// The node's network namespace.
-pub fn node_netns() -> &'static str {
-    get("NODE_NETNS")
+/// Node `i`'s name (1-based), spelt as `use_node` in `e2e/box/lib.sh` does.
+pub fn node_name(i: usize) -> String {
+    format!("{}-{i}", get("NODE_NAME_PREFIX"))
+}
+
+/// The network namespace of the node called `node` (`node-<i>`).
+pub fn node_netns(node: &str) -> String {
+    let i = node
+        .strip_prefix(get("NODE_NAME_PREFIX"))
+        .and_then(|s| s.strip_prefix('-'))
+        .unwrap_or_else(|| panic!("{node} is not a box node's name"));
+    format!("{}-{i}", get("NODE_NETNS_PREFIX"))
+}
+
+/// How many nodes the running box has (`$BOX/nodes`, written by up.sh);
+/// 1 when it records none.
+pub fn nodes() -> usize {
+    std::fs::read_to_string(box_dir().join("nodes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1)
 }
 
 /// The external host's network namespace.
@@ -106,7 +124,8 @@ mod tests {
         let v = parse(SOURCE).unwrap();
         for key in [
             "BOX_DIR_DEFAULT",
-            "NODE_NETNS",
+            "NODE_NETNS_PREFIX",
+            "NODE_NAME_PREFIX",
             "EXT_NETNS",
             "EXT_HOST_IP",
             "EXT_PORTS",
@@ -115,6 +134,7 @@ mod tests {
             assert!(v.contains_key(key), "box.env lacks {key}");
         }
         assert!(!ext_ports().is_empty());
+        assert_eq!(node_netns(&node_name(2)), "vpcnet-node-2");
     }
 
     #[test]
@@ -158,6 +178,7 @@ mod tests {
             ("VPCNET_SERVICE_CIDR", "SERVICE_CIDR"),
             ("VPCNET_CLUSTER_DNS", "CLUSTER_DNS_IP"),
             ("VPCNET_DNS_UPSTREAMS", "EXT_HOST_IP"),
+            ("OVN_NB_DB", "OVN_NB_DB_IN_NODE"),
         ] {
             let line = format!("{{name: {name}, value: \"{}\"}}", v[key]);
             assert!(

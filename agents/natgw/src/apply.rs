@@ -513,6 +513,26 @@ impl Applier {
         Ok(acct::tally(&save, &last.state, &self.retired))
     }
 
+    /// Announces the external leg's own address(es) by gratuitous ARP. A
+    /// successor pod (after its node was lost) has the same address on a
+    /// new MAC, and the external network's neighbours still point at the
+    /// dead one: without this its first packet, the one to the API server
+    /// that fetches its snapshot, would get no reply.
+    pub fn announce_external_leg(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        match self
+            .rt
+            .block_on(addrs::link_info(&self.nl, &self.cfg.ext_iface))
+        {
+            Ok(link) => {
+                let own: Vec<Ipv4Addr> = link.addrs.iter().map(|a| a.ip).collect();
+                self.announce(&own, &mut warnings);
+            }
+            Err(e) => warnings.push(format!("gratuitous ARP of the external leg: {e}")),
+        }
+        warnings
+    }
+
     pub(crate) fn announce(&self, ips: &[Ipv4Addr], warnings: &mut Vec<String>) {
         if ips.is_empty() {
             return;

@@ -175,6 +175,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     worker
         .call_blocking(move |_| vpcnet_natgw::routes::ensure(&plan, lan_net))
         .map_err(anyhow::Error::msg)?;
+    for w in worker.call_blocking(|a| a.announce_external_leg()) {
+        tracing::warn!("{w}");
+    }
 
     if args.once {
         let path = args.state_file.as_ref().expect("clap requires it");

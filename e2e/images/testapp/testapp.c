@@ -5,6 +5,10 @@
  * connection; port from argv[1] or $PORT (default 8080). The same port
  * answers UDP datagrams with the same line (ending in " udp").
  *
+ * `GET /bytes/N` instead gets N bytes of a fixed pseudo-random stream, which
+ * `testapp bytes N` prints to stdout: a transfer is intact when both hash the
+ * same.
+ *
  * `testapp udp-ping IP PORT INTERVAL_MS SECONDS` is the matching client: one
  * socket, so one source port (one conntrack entry) for the whole run, a
  * datagram every INTERVAL_MS; prints per datagram
@@ -43,6 +47,31 @@ static int listen_on(int port) {
   return fd;
 }
 
+/* The fixed stream of `bytes`: xorshift32 from a constant seed. */
+static void write_stream(int fd, long long n) {
+  static unsigned char buf[65536];
+  unsigned int x = 2463534242u;
+  while (n > 0) {
+    size_t len = n < (long long)sizeof buf ? (size_t)n : sizeof buf;
+    for (size_t i = 0; i < len; i++) {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      buf[i] = (unsigned char)x;
+    }
+    for (size_t off = 0; off < len;) {
+      ssize_t w = write(fd, buf + off, len - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        perror("write");
+        return;
+      }
+      off += (size_t)w;
+    }
+    n -= (long long)len;
+  }
+}
+
 static void serve(int c, int port) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -66,6 +95,17 @@ static void serve(int c, int port) {
   setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ssize_t n = recv(c, req, sizeof req - 1, 0);
   int http = n > 0 && (strncmp(req, "GET ", 4) == 0 || strncmp(req, "HEAD ", 5) == 0 || strncmp(req, "POST ", 5) == 0);
+  long long want;
+  if (n > 0 && sscanf(req, "GET /bytes/%lld ", &want) == 1 && want >= 0) {
+    int hlen = snprintf(out, sizeof out,
+                        "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %lld\r\n"
+                        "Connection: close\r\n\r\n",
+                        want);
+    if (write(c, out, hlen) == hlen) write_stream(c, want);
+    shutdown(c, SHUT_WR);
+    close(c);
+    return;
+  }
   int blen = snprintf(body, sizeof body, "client=%s:%d server=%s port=%d\n", addr, peer_port, host, port);
   int olen = http ? snprintf(out, sizeof out,
                              "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
@@ -160,6 +200,10 @@ static int udp_ping(const char *ip, int port, int interval_ms, int seconds) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "bytes") == 0) {
+    write_stream(1, atoll(argv[2]));
+    return 0;
+  }
   if (argc == 6 && strcmp(argv[1], "udp-ping") == 0)
     return udp_ping(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   const char *p = argc > 1 ? argv[1] : getenv("PORT");

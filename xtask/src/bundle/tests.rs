@@ -373,7 +373,7 @@ fn roles_bound_to_someone_else_are_not_granted() {
          apiVersion: rbac.authorization.k8s.io/v1\n\
          kind: ClusterRole\n\
          metadata: {name: other}\n\
-         rules: [{apiGroups: [\"\"], resources: [nodes], verbs: [delete]}]\n\
+         rules: [{apiGroups: [\"\"], resources: [persistentvolumes], verbs: [delete]}]\n\
          ---\n\
          apiVersion: rbac.authorization.k8s.io/v1\n\
          kind: ClusterRoleBinding\n\
@@ -383,7 +383,7 @@ fn roles_bound_to_someone_else_are_not_granted() {
     );
     let csv = csv(&inputs).unwrap();
     let rules = csv["spec"]["install"]["spec"]["clusterPermissions"][0]["rules"].to_string();
-    assert!(!rules.contains("nodes"), "{rules}");
+    assert!(!rules.contains("persistentvolumes"), "{rules}");
 }
 
 #[test]

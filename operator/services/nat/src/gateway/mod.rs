@@ -6,6 +6,7 @@
 
 pub mod allocate;
 pub mod facts;
+pub mod node_lost;
 pub mod objects;
 pub mod status;
 pub mod validate;
@@ -14,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use vpcnet_api::condition::Conditioned;
@@ -159,9 +160,13 @@ async fn run(
     applier.prune::<RoleBinding>(ns).await?;
     applier.prune::<StatefulSet>(ns).await?;
 
-    let pod = Api::<Pod>::namespaced(ctx.client.clone(), &plan.namespace)
-        .get_opt(&naming::natgw_pod(&plan.name))
-        .await?;
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &plan.namespace);
+    let mut pod = pods.get_opt(&naming::natgw_pod(&plan.name)).await?;
+    if let Some(p) = &pod
+        && release_from_lost_node(gw, ctx, &pods, p).await?
+    {
+        pod = None;
+    }
     let vpc = ctx
         .vpcs
         .state()
@@ -176,6 +181,52 @@ async fn run(
     } else {
         3
     })))
+}
+
+/// Deletes the gateway's pod without its kubelet if its node is lost (see
+/// [`node_lost`]), so the StatefulSet starts a successor elsewhere; true if
+/// it did. The uid precondition spares a successor of the same name.
+async fn release_from_lost_node(
+    gw: &VpcNatGateway,
+    ctx: &Context,
+    pods: &Api<Pod>,
+    pod: &Pod,
+) -> Result<bool> {
+    let Some(bound) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+        return Ok(false);
+    };
+    let node = Api::<Node>::all(ctx.client.clone()).get_opt(bound).await?;
+    let Some(why) = node_lost::lost_node_reason(pod, node.as_ref()) else {
+        return Ok(false);
+    };
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match pods.delete(&pod.name_any(), &dp).await {
+        Ok(_) => {}
+        // Gone already, or already replaced by its successor.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::warn!(gateway = %gw.name_any(), pod = %pod.name_any(), %why, "deleted the gateway pod of a lost node");
+    ctx.rt
+        .event(
+            gw,
+            true,
+            "NodeLost",
+            "Failover",
+            format!(
+                "deleted gateway pod {} because {why}; its successor restores the rules from the snapshot",
+                pod.name_any()
+            ),
+        )
+        .await;
+    Ok(true)
 }
 
 async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) -> Result<Action> {

@@ -124,7 +124,8 @@ async fn apply(pod: &Pod, ctx: &Context) -> Result<Action> {
     };
     let mac = mac_for(ip);
     let sts = deletion::statefulset_of(pod);
-    let mut port = port_row(&ns, &name, &subnet_name, &mac, ip, sts.as_deref());
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    let mut port = port_row(&ns, &name, &subnet_name, &mac, ip, sts.as_deref(), node);
     // A router pod (a NAT gateway) forwards other addresses' packets, so
     // only its MAC is pinned. Honoured only in the operator's namespace:
     // anywhere else it would let a tenant spoof addresses.
@@ -224,7 +225,11 @@ fn first_free(
 }
 
 /// The logical switch port of a pod: addresses and port security pinned to
-/// its MAC and IP, so it cannot spoof either.
+/// its MAC and IP, so it cannot spoof either; once the pod is bound to a
+/// node, only that node's chassis may claim it (`requested-chassis`: the
+/// chassis of that name or hostname). A StatefulSet pod recreated on
+/// another node keeps its port, and a node that comes back with the old
+/// pod's interface still plugged must not take the port back.
 pub fn port_row(
     ns: &str,
     pod: &str,
@@ -232,6 +237,7 @@ pub fn port_row(
     mac: &str,
     ip: Ipv4Addr,
     statefulset: Option<&str>,
+    node: Option<&str>,
 ) -> LogicalSwitchPort {
     let addr = format!("{mac} {ip}");
     let mut port = LogicalSwitchPort {
@@ -249,8 +255,15 @@ pub fn port_row(
         port.external_ids
             .insert(STATEFULSET_KEY.to_string(), sts.to_string());
     }
+    if let Some(node) = node {
+        port.options
+            .insert(REQUESTED_CHASSIS.to_string(), node.to_string());
+    }
     port
 }
+
+/// The port option that names the one chassis allowed to bind it.
+pub const REQUESTED_CHASSIS: &str = "requested-chassis";
 
 /// external_ids key naming the StatefulSet of a pod's port.
 pub const STATEFULSET_KEY: &str = external_ids::STATEFULSET;
@@ -261,6 +274,29 @@ pub const PORT_TABLE: &str = LogicalSwitchPort::TABLE;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_pod_port_may_be_claimed_by_its_node_only() {
+        let ip: Ipv4Addr = "10.0.1.5".parse().unwrap();
+        let unbound = port_row("a", "web", "s", "0a:00:00:00:00:01", ip, None, None);
+        assert!(
+            unbound.options.is_empty(),
+            "any chassis until it is scheduled"
+        );
+        let bound = port_row(
+            "a",
+            "web",
+            "s",
+            "0a:00:00:00:00:01",
+            ip,
+            None,
+            Some("node-2"),
+        );
+        assert_eq!(
+            bound.options.get(REQUESTED_CHASSIS).map(String::as_str),
+            Some("node-2")
+        );
+    }
 
     #[test]
     fn allocation_failures_keep_their_event_reasons() {

@@ -65,6 +65,58 @@ impl Kubectl {
         }
     }
 
+    /// Waits until every one of `names` of `kind` (in `ns`, for a
+    /// namespaced kind) has condition `cond` True; on timeout panics with
+    /// kubectl's message and the objects as they stand.
+    pub fn wait_condition(
+        &self,
+        kind: &str,
+        ns: Option<&str>,
+        names: &[&str],
+        cond: &str,
+        timeout: Duration,
+    ) {
+        let mut args = vec![
+            "wait".to_string(),
+            format!("--for=condition={cond}"),
+            format!("--timeout={}s", timeout.as_secs()),
+        ];
+        if let Some(ns) = ns {
+            args.extend(["-n".into(), ns.into()]);
+        }
+        args.extend(names.iter().map(|n| format!("{kind}/{n}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&args);
+        if !out.ok {
+            let mut get = vec!["get", kind, "-o", "yaml"];
+            get.extend(names.iter().copied());
+            if let Some(ns) = ns {
+                get.extend(["-n", ns]);
+            }
+            panic!(
+                "{kind} {names:?} not {cond}: {}\n{}",
+                out.stderr,
+                self.run(&get).stdout
+            );
+        }
+    }
+
+    /// `curl -s` of `url` from inside pod `ns/pod`, giving up after 3 s:
+    /// the trimmed body, or curl's complaint.
+    pub fn curl_from(&self, ns: &str, pod: &str, url: &str) -> Result<String, String> {
+        let out = self.exec(ns, pod, &["curl", "-s", "--max-time", "3", url]);
+        if out.ok {
+            Ok(out.stdout.trim().to_string())
+        } else {
+            Err(out.stderr)
+        }
+    }
+
+    /// Whether pod `ns/pod` gets an answer to two pings of `ip` (1 s each).
+    pub fn ping_from(&self, ns: &str, pod: &str, ip: &str) -> bool {
+        self.exec(ns, pod, &["ping", "-c", "2", "-W", "1", ip]).ok
+    }
+
     /// `kubectl exec -n ns pod -- cmd...`.
     pub fn exec(&self, ns: &str, pod: &str, cmd: &[&str]) -> Output {
         let mut args = vec!["exec", "-n", ns, pod, "--"];

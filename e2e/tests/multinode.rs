@@ -50,17 +50,7 @@ fn pod_on(k: &Kubectl, ns: &str, pod: &str, ip: &str, node: &str) {
 
 /// `curl` from a pod to `ip:8080`; the testapp's answer line.
 fn http(k: &Kubectl, ns: &str, pod: &str, ip: &str) -> Result<String, String> {
-    let url = format!("http://{ip}:8080/");
-    let out = k.exec(ns, pod, &["curl", "-s", "--max-time", "3", &url]);
-    if out.ok {
-        Ok(out.stdout.trim().to_string())
-    } else {
-        Err(out.stderr)
-    }
-}
-
-fn ping(k: &Kubectl, ns: &str, pod: &str, ip: &str) -> bool {
-    k.exec(ns, pod, &["ping", "-c", "2", "-W", "1", ip]).ok
+    k.curl_from(ns, pod, &format!("http://{ip}:8080/"))
 }
 
 /// The shell line that downloads TRANSFER bytes from `url` and prints the
@@ -132,7 +122,7 @@ fn pods_of_a_vpc_on_two_nodes_talk_and_same_cidr_vpcs_stay_apart() {
 
     // ICMP and TCP across the nodes, with the real source address.
     assert!(
-        ping(&k, "e2e-mna", "a1", "10.0.1.11"),
+        k.ping_from("e2e-mna", "a1", "10.0.1.11"),
         "a1 pings a2 on {n2}"
     );
     let answer = http(&k, "e2e-mna", "a1", "10.0.1.11").expect("a1 reaches a2 over TCP");
@@ -162,7 +152,7 @@ fn pods_of_a_vpc_on_two_nodes_talk_and_same_cidr_vpcs_stay_apart() {
 
     // Across VPCs nothing passes, on either node.
     assert!(
-        !ping(&k, "e2e-mna", "a1", "10.0.1.20"),
+        !k.ping_from("e2e-mna", "a1", "10.0.1.20"),
         "a1 must not reach b3 (tenant B only, on {n2})"
     );
     assert!(
@@ -216,18 +206,7 @@ fn a_gateway_on_one_node_serves_snat_dnat_and_fip_for_pods_on_another() {
         ("dnat", Some(t), "dnat01"),
         ("fip", Some(t), "fip01"),
     ] {
-        let mut args = vec![
-            "wait".to_string(),
-            format!("--for=condition={}", condition::READY),
-            format!("--timeout={}s", READY.as_secs()),
-            format!("{kind}/{name}"),
-        ];
-        if let Some(ns) = ns {
-            args.extend(["-n".into(), ns.into()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = k.run(&args);
-        assert!(out.ok, "{kind}/{name} not Ready: {}", out.stderr);
+        k.wait_condition(kind, ns, &[name], condition::READY, READY);
     }
     let gw_node = node::of_pod(&k, GW_NS, &naming::natgw_pod(t));
     assert_eq!(gw_node, n2, "the selector put the gateway on {n2}");

@@ -38,40 +38,6 @@ fn tenant_with_gateway(k: &Kubectl, c: &mut Cleanup, t: &str, cidr: &str, lan_ip
     c.add("namespace", None, t);
 }
 
-fn wait_condition(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str, cond: &str) {
-    let mut args = vec![
-        "wait".to_string(),
-        format!("--for=condition={cond}"),
-        format!("--timeout={}s", READY.as_secs()),
-        format!("{kind}/{name}"),
-    ];
-    if let Some(ns) = ns {
-        args.extend(["-n".into(), ns.into()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&args);
-    if !out.ok {
-        let mut get = vec!["get", kind, name, "-o", "yaml"];
-        if let Some(ns) = ns {
-            get.extend(["-n", ns]);
-        }
-        panic!(
-            "{kind}/{name} not {cond}: {}\n{}",
-            out.stderr,
-            k.run(&get).stdout
-        );
-    }
-}
-
-fn from_pod(k: &Kubectl, ns: &str, pod: &str, url: &str) -> Result<String, String> {
-    let out = k.exec(ns, pod, &["curl", "-s", "--max-time", "3", url]);
-    if out.ok {
-        Ok(out.stdout.trim().to_string())
-    } else {
-        Err(out.stderr)
-    }
-}
-
 fn eip(k: &Kubectl, ns: &str, name: &str, gw: &str, v4ip: Option<&str>) {
     let ip = v4ip.map(|i| format!(", v4ip: {i}")).unwrap_or_default();
     k.must_apply(&format!("apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{natGwDp: {gw}{ip}}}\n"));
@@ -97,7 +63,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
          apiVersion: vpcnet.io/v1\nkind: IptablesFIPRule\nmetadata: {{name: fip01, namespace: {t}}}\nspec: {{eip: eipf01, internalIp: 10.0.1.3}}\n"
     ));
     k.wait_ready(t, &["web", "db"], READY);
-    wait_condition(&k, "vpc-nat-gw", None, t, condition::READY);
+    k.wait_condition("vpc-nat-gw", None, &[t], condition::READY, READY);
     for (kind, name) in [
         ("eip", "eips01"),
         ("eip", "eipd01"),
@@ -108,15 +74,19 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
         ("dnat", "shared-b"),
         ("fip", "fip01"),
     ] {
-        wait_condition(&k, kind, Some(t), name, condition::READY);
+        k.wait_condition(kind, Some(t), &[name], condition::READY, READY);
     }
     let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
 
     // Egress: the external host sees the SNAT EIP (the FIP pod its FIP).
     let outside = external::host_url();
-    let seen = from_pod(&k, t, "web", &outside).expect("web reaches the external host");
+    let seen = k
+        .curl_from(t, "web", &outside)
+        .expect("web reaches the external host");
     assert!(seen.contains("client=172.16.3.218:"), "SNAT source: {seen}");
-    let seen = from_pod(&k, t, "db", &outside).expect("db reaches the external host");
+    let seen = k
+        .curl_from(t, "db", &outside)
+        .expect("db reaches the external host");
     assert!(
         seen.contains(&format!("client={fip}:")),
         "FIP egress source: {seen}"
@@ -132,9 +102,13 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     assert!(got.contains("server=db"), "{got}");
 
     // Hairpin: from inside the VPC to another pod's FIP and DNAT.
-    let got = from_pod(&k, t, "web", &format!("http://{fip}:8080/")).expect("hairpin to the FIP");
+    let got = k
+        .curl_from(t, "web", &format!("http://{fip}:8080/"))
+        .expect("hairpin to the FIP");
     assert!(got.contains("server=db"), "{got}");
-    let got = from_pod(&k, t, "db", "http://172.16.3.213:8888/").expect("hairpin to the DNAT");
+    let got = k
+        .curl_from(t, "db", "http://172.16.3.213:8888/")
+        .expect("hairpin to the DNAT");
     assert!(got.contains("server=web"), "{got}");
 
     // Shared DNAT spreads new connections over both backends.
@@ -221,7 +195,7 @@ fn a_tenant_cannot_use_another_tenants_gateway() {
         "",
         "no address handed out"
     );
-    wait_condition(&k, "vpc-nat-gw", None, "e2e-own-a", condition::READY);
+    k.wait_condition("vpc-nat-gw", None, &["e2e-own-a"], condition::READY, READY);
     assert!(
         !nat_table(&k, "e2e-own-a").stdout.contains("sneaky"),
         "nothing programmed"
@@ -245,8 +219,10 @@ fn two_tenants_with_the_same_cidr_leave_through_their_own_eips() {
     }
     for (t, eip_ip, _) in tenants {
         k.wait_ready(t, &["app"], READY);
-        wait_condition(&k, "snat", Some(t), "out", condition::READY);
-        let seen = from_pod(&k, t, "app", &external::host_url()).expect("egress works");
+        k.wait_condition("snat", Some(t), &["out"], condition::READY, READY);
+        let seen = k
+            .curl_from(t, "app", &external::host_url())
+            .expect("egress works");
         assert!(
             seen.contains(&format!("client={eip_ip}:")),
             "{t} leaves with its own EIP {eip_ip}: {seen}"

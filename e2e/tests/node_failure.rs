@@ -49,21 +49,6 @@ impl Drop for Restore {
     }
 }
 
-fn wait_ready(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str) {
-    let mut args = vec![
-        "wait".to_string(),
-        format!("--for=condition={}", condition::READY),
-        format!("--timeout={}s", READY.as_secs()),
-        format!("{kind}/{name}"),
-    ];
-    if let Some(ns) = ns {
-        args.extend(["-n".into(), ns.into()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&args);
-    assert!(out.ok, "{kind}/{name} not Ready: {}", out.stderr);
-}
-
 fn gw_pod_uid(k: &Kubectl) -> Option<(String, String)> {
     let out = k.run(&[
         "-n",
@@ -208,14 +193,14 @@ fn a_gateway_comes_back_on_a_live_node_when_its_node_dies() {
     // The tenant's pod stays on node-1 (bound past the cordon).
     k.must_apply(&on_node(&testapp_pod(T, "web", Some("10.0.1.2")), &n1));
     k.wait_ready(T, &["web"], READY);
-    wait_ready(&k, "vpc-nat-gw", None, T);
+    k.wait_condition("vpc-nat-gw", None, &[T], condition::READY, READY);
     for (kind, name) in [
         ("eip", "eipd"),
         ("eip", "eips"),
         ("dnat", "web"),
         ("snat", "out"),
     ] {
-        wait_ready(&k, kind, Some(T), name);
+        k.wait_condition(kind, Some(T), &[name], condition::READY, READY);
     }
     let (old_uid, old_node) = gw_pod_uid(&k).expect("the gateway pod");
     assert_eq!(old_node, n2, "the gateway runs on {n2}");

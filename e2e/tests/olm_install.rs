@@ -97,21 +97,6 @@ fn apply_list(k: &Kubectl, objects: &[serde_json::Value]) {
     assert!(out.ok, "applying the converted bundle: {}", out.stderr);
 }
 
-fn wait_ready(k: &Kubectl, kind: &str, ns: Option<&str>, name: &str) {
-    let mut args = vec![
-        "wait".to_string(),
-        format!("--for=condition={}", condition::READY),
-        format!("--timeout={}s", READY.as_secs()),
-        format!("{kind}/{name}"),
-    ];
-    if let Some(ns) = ns {
-        args.extend(["-n".into(), ns.into()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&args);
-    assert!(out.ok, "{kind}/{name} not Ready: {}", out.stderr);
-}
-
 #[test]
 fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
     let k = Kubectl::for_box();
@@ -266,7 +251,7 @@ fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
     k.must_apply(&testapp_pod(t, "web", Some("10.0.1.2")));
     k.must_apply(&testapp_pod(t, "db", Some("10.0.1.3")));
     k.wait_ready(t, &["web", "db"], READY);
-    wait_ready(&k, "vpc-nat-gw", None, t);
+    k.wait_condition("vpc-nat-gw", None, &[t], condition::READY, READY);
     let gw_ns = k.ok(&[
         "get",
         "pods",
@@ -289,7 +274,7 @@ fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
         ("dnat", "dnat01"),
         ("fip", "fip01"),
     ] {
-        wait_ready(&k, kind, Some(t), name);
+        k.wait_condition(kind, Some(t), &[name], condition::READY, READY);
     }
     let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
     let out = k.exec(

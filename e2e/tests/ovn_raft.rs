@@ -76,24 +76,8 @@ fn setup(k: &Kubectl, c: &mut Cleanup) {
     c.add("vpc-nat-gw", None, NS);
     c.add("namespace", None, NS);
     for (kind, ns, name) in [("vpc-nat-gw", None, NS), ("eip", Some(NS), "eipd")] {
-        wait_ready(k, kind, ns, &[name.to_string()]);
+        k.wait_condition(kind, ns, &[name], condition::READY, READY);
     }
-}
-
-/// `kubectl wait --for=condition=Ready` on `names` of `kind`.
-fn wait_ready(k: &Kubectl, kind: &str, ns: Option<&str>, names: &[String]) {
-    let mut args = vec![
-        "wait".to_string(),
-        format!("--for=condition={}", condition::READY),
-        format!("--timeout={}s", READY.as_secs()),
-    ];
-    if let Some(ns) = ns {
-        args.extend(["-n".into(), ns.into()]);
-    }
-    args.extend(names.iter().map(|n| format!("{kind}/{n}")));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&args);
-    assert!(out.ok, "{kind} not Ready: {}", out.stderr);
 }
 
 fn pods_yaml() -> String {
@@ -198,7 +182,8 @@ fn killing_the_nb_leader_mid_churn_loses_no_write_and_programs_everything_once()
             && ovn_rows::pod_port_rows(NS).len() >= PODS
     });
     let rule_names: Vec<String> = (0..RULES).map(|i| format!("r{i:03}")).collect();
-    wait_ready(&k, "dnat", Some(NS), &rule_names);
+    let rules: Vec<&str> = rule_names.iter().map(String::as_str).collect();
+    k.wait_condition("dnat", Some(NS), &rules, condition::READY, READY);
     eprintln!(
         "{PODS} pods allocated and {RULES} DNAT rules Ready {:.1} s after the churn began",
         t0.elapsed().as_secs_f64()

@@ -25,17 +25,7 @@ fn tenant(k: &Kubectl, c: &mut Cleanup, ns: &str, vpc: &str, subnet: &str, cidr:
 
 /// `curl` from a pod to `ip:8080`; the testapp's answer line.
 fn http(k: &Kubectl, ns: &str, pod: &str, ip: &str) -> Result<String, String> {
-    let url = format!("http://{ip}:8080/");
-    let out = k.exec(ns, pod, &["curl", "-s", "--max-time", "3", &url]);
-    if out.ok {
-        Ok(out.stdout.trim().to_string())
-    } else {
-        Err(out.stderr)
-    }
-}
-
-fn ping(k: &Kubectl, ns: &str, pod: &str, ip: &str) -> bool {
-    k.exec(ns, pod, &["ping", "-c", "2", "-W", "1", ip]).ok
+    k.curl_from(ns, pod, &format!("http://{ip}:8080/"))
 }
 
 #[test]
@@ -63,7 +53,7 @@ fn two_tenants_with_the_same_cidr_are_isolated() {
     );
 
     // Inside a VPC: ICMP and TCP reach the neighbour, with the real source.
-    assert!(ping(&k, "e2e-ta", "a1", "10.0.1.11"), "a1 pings a2");
+    assert!(k.ping_from("e2e-ta", "a1", "10.0.1.11"), "a1 pings a2");
     let answer = http(&k, "e2e-ta", "a1", "10.0.1.11").expect("a1 reaches a2 over TCP");
     assert!(
         answer.contains("server=a2") && answer.contains("client=10.0.1.10:"),
@@ -77,7 +67,7 @@ fn two_tenants_with_the_same_cidr_are_isolated() {
 
     // Across VPCs: an address that exists only in tenant B is unreachable from A.
     assert!(
-        !ping(&k, "e2e-ta", "a1", "10.0.1.20"),
+        !k.ping_from("e2e-ta", "a1", "10.0.1.20"),
         "a1 must not reach b3 (tenant B only)"
     );
     assert!(
@@ -111,7 +101,7 @@ fn a_second_subnet_reaches_the_first_through_the_vpc_router() {
         left.starts_with("10.0.1.") && right.starts_with("10.0.2."),
         "{left} {right}"
     );
-    assert!(ping(&k, "e2e-r2", "right", &left));
+    assert!(k.ping_from("e2e-r2", "right", &left));
     let answer = http(&k, "e2e-r2", "right", &left).expect("TCP across the router");
     assert!(
         answer.contains("server=left") && answer.contains(&format!("client={right}:")),

@@ -147,6 +147,42 @@ impl Kubectl {
         )
     }
 
+    /// The operator's `/metrics` (classic text format), through the API
+    /// server's proxy to its pod.
+    pub fn operator_metrics(&self) -> String {
+        let pod = self.ok(&[
+            "-n",
+            OPERATOR_NS,
+            "get",
+            "pods",
+            "-l",
+            &operator_selector(),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ]);
+        self.ok(&[
+            "get",
+            "--raw",
+            &format!(
+                "/api/v1/namespaces/{OPERATOR_NS}/pods/{}:{OPERATOR_METRICS_PORT}/proxy/metrics",
+                pod.trim()
+            ),
+        ])
+    }
+
+    /// The value of the sample `series` (name and labels, as exported) in
+    /// the exposition `text`, if there is one.
+    pub fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+
     /// Polls `f` until it returns true or `timeout` passes.
     pub fn eventually(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
@@ -162,6 +198,10 @@ impl Kubectl {
 
 /// The namespace the box deploys the operator in (`config/base`).
 pub const OPERATOR_NS: &str = DEFAULT_NAMESPACE;
+
+/// The port of the operator's `/metrics` on the box
+/// (`config/box/operator-box.yaml`).
+pub const OPERATOR_METRICS_PORT: u16 = 8380;
 
 /// Label selector of the operator's pods (`config/base`).
 pub fn operator_selector() -> String {

@@ -77,6 +77,36 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
         k.wait_condition(kind, Some(t), &[name], condition::READY, READY);
     }
     let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
+    // The operator counts the gateway's rules, and its work queues.
+    let rules = |kind: &str, state: &str| {
+        Kubectl::sample(
+            &k.operator_metrics(),
+            &format!(r#"vpcnet_nat_gateway_rules{{gateway="{t}",kind="{kind}",state="{state}"}}"#),
+        )
+    };
+    for (kind, n) in [("snat", 1.0), ("dnat", 3.0), ("fip", 1.0)] {
+        assert_eq!(rules(kind, "accepted"), Some(n), "{kind} accepted");
+        assert_eq!(rules(kind, "programmed"), Some(n), "{kind} programmed");
+    }
+    let metrics = k.operator_metrics();
+    let queue = r#"{name="dnat",controller="dnat"}"#;
+    assert!(
+        Kubectl::sample(&metrics, &format!("workqueue_adds_total{queue}")).unwrap_or(0.0) >= 4.0,
+        "four DNAT rules were added: {metrics}"
+    );
+    assert!(
+        Kubectl::sample(
+            &metrics,
+            &format!("workqueue_queue_duration_seconds_count{queue}")
+        )
+        .unwrap_or(0.0)
+            >= 4.0,
+        "{metrics}"
+    );
+    assert!(
+        Kubectl::sample(&metrics, &format!("workqueue_depth{queue}")).is_some(),
+        "{metrics}"
+    );
 
     // Egress: the external host sees the SNAT EIP (the FIP pod its FIP).
     let outside = external::host_url();
@@ -134,6 +164,11 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     k.eventually(Duration::from_secs(20), "dnat01's lines gone", || {
         !nat_table(&k, t).stdout.contains(&dnat01)
     });
+    assert_eq!(
+        rules("dnat", "accepted"),
+        Some(2.0),
+        "a deleted rule is not counted"
+    );
     let after = nat_table(&k, t).stdout;
     let strip = |s: &str| -> BTreeSet<String> {
         s.lines()

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +22,7 @@ use vpcnet_api::contract::FINALIZER;
 use crate::kinds::ScopeApi;
 use crate::metrics::{Metrics, Outcome};
 use crate::runtime::Driven;
+use crate::workqueue::WorkQueue;
 use crate::{Error, Result};
 
 /// How one kind is reconciled.
@@ -147,6 +149,32 @@ impl Drop for ReconcileTimer {
     }
 }
 
+/// The work queue of `R`'s controller: wrap its triggers with it
+/// ([`WorkQueue::objects`], [`WorkQueue::mapper`], [`WorkQueue::refs`]).
+pub fn queue_of<R: Reconcile>(ctx: &R::Context) -> WorkQueue {
+    ctx.metrics().queues.queue(R::KIND)
+}
+
+/// A reconcile in its kind's [`WorkQueue`]: started when made, finished
+/// when dropped, however the reconcile ended.
+struct Running<K: Resource> {
+    queue: WorkQueue,
+    object: ObjectRef<K>,
+}
+
+impl<K: Resource> Running<K> {
+    fn start(queue: WorkQueue, object: ObjectRef<K>) -> Self {
+        queue.started(&object);
+        Self { queue, object }
+    }
+}
+
+impl<K: Resource> Drop for Running<K> {
+    fn drop(&mut self) {
+        self.queue.finished(&self.object);
+    }
+}
+
 /// The retry delay after `err`: things another object will soon provide
 /// are retried sooner.
 pub fn retry_after(err: &Error) -> Duration {
@@ -164,6 +192,10 @@ async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> R
         &obj.name_any(),
     );
     let mut timer = ReconcileTimer::start(R::KIND, ctx.metrics().clone()).traced(&span);
+    let _running = Running::start(
+        ctx.metrics().queues.queue(R::KIND),
+        ObjectRef::from_obj(obj.as_ref()),
+    );
     let result = async {
         let _permit = R::admit(&obj, &ctx).await;
         if !R::CLEANS_UP {
@@ -190,6 +222,7 @@ async fn reconcile<R: Reconcile>(obj: Arc<R::Object>, ctx: Arc<R::Context>) -> R
 fn error_policy<R: Reconcile>(obj: Arc<R::Object>, err: &Error, ctx: Arc<R::Context>) -> Action {
     tracing::warn!(kind = R::KIND, namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %err, "reconcile failed; retrying");
     ctx.metrics().failed(R::KIND, err);
+    ctx.metrics().queues.queue(R::KIND).retried();
     Action::requeue(retry_after(err))
 }
 
@@ -197,6 +230,8 @@ fn error_policy<R: Reconcile>(obj: Arc<R::Object>, err: &Error, ctx: Arc<R::Cont
 /// flight then finish before this returns.
 pub async fn drive<R: Reconcile>(controller: Controller<R::Object>, ctx: Arc<R::Context>) {
     let shutdown = ctx.shutting_down();
+    let queue = ctx.metrics().queues.queue(R::KIND);
+    let queue = &queue;
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<R>, error_policy::<R>, ctx)
@@ -209,6 +244,7 @@ pub async fn drive<R: Reconcile>(controller: Controller<R::Object>, ctx: Arc<R::
                 Err(ControllerError::ReconcilerFailed(..)) => {}
                 // Deleted between the trigger and the run: nothing to do.
                 Err(ControllerError::ObjectNotFound(obj)) => {
+                    queue.forget(&obj);
                     tracing::debug!(kind = R::KIND, object = %obj, "gone before its reconcile")
                 }
                 Err(e) => tracing::warn!(kind = R::KIND, error = %e, "controller error"),

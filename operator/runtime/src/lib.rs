@@ -26,6 +26,7 @@ pub mod seal_key;
 pub mod service;
 pub mod status;
 pub mod telemetry;
+pub mod workqueue;
 
 pub use error::{Error, Result};
 pub use runtime::Runtime;

@@ -1,9 +1,10 @@
 //! Prometheus metrics of the operator.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
@@ -12,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use vpcnet_ipam::Ipam;
+
+use crate::workqueue::WorkQueues;
 
 /// Labels of a per-controller metric (`controller` is the reconciled kind).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,8 +119,11 @@ pub struct Metrics {
     pub ovn_transactions: Family<TransactLabel, Histogram>,
     /// Subnets with `vpcnet_ipam_addresses` series (removed with the pool).
     pools: Mutex<BTreeSet<String>>,
-    /// The registry they live in.
-    pub registry: Registry,
+    /// controller-runtime's `workqueue_*` metrics, one queue per kind.
+    pub queues: Arc<WorkQueues>,
+    /// The registry they live in; services add collectors of their own
+    /// ([`Metrics::register_collector`]).
+    registry: Mutex<Registry>,
 }
 
 /// NB transaction buckets: a local commit takes a millisecond, a loaded
@@ -194,6 +200,8 @@ impl Default for Metrics {
             "Length of time per OVN Northbound transaction, by result",
             ovn_transactions.clone(),
         );
+        let queues = Arc::new(WorkQueues::default());
+        registry.register_collector(Box::new(queues.clone()));
         Self {
             reconciles,
             errors,
@@ -204,12 +212,23 @@ impl Default for Metrics {
             ipam,
             ovn_transactions,
             pools: Mutex::default(),
-            registry,
+            queues,
+            registry: Mutex::new(registry),
         }
     }
 }
 
 impl Metrics {
+    /// Adds `collector`, asked for its samples at every scrape: how a
+    /// service exports what it can read off its caches (counts of objects,
+    /// say) without keeping gauges in step.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        self.registry
+            .lock()
+            .expect("registry")
+            .register_collector(collector);
+    }
+
     fn controller(kind: &str) -> ControllerLabel {
         ControllerLabel {
             controller: kind.into(),
@@ -315,8 +334,11 @@ impl Metrics {
     /// reconciles).
     pub fn render_openmetrics(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String");
+        prometheus_client::encoding::text::encode(
+            &mut out,
+            &self.registry.lock().expect("registry"),
+        )
+        .expect("writing to a String");
         out
     }
 
@@ -557,6 +579,13 @@ mod tests {
         m.transaction(Duration::from_millis(3), ovn::TransactOutcome::Committed);
         m.pools(&pools());
         m.failed("Vpc", &crate::Error::Dependency("x".into()));
+        let q = m.queues.queue("Vpc");
+        let vpc =
+            kube::runtime::reflector::ObjectRef::<k8s_openapi::api::core::v1::ConfigMap>::new("v");
+        q.add(&vpc);
+        q.started(&vpc);
+        q.finished(&vpc);
+        q.retried();
         let exported: std::collections::BTreeSet<String> = m
             .render()
             .lines()

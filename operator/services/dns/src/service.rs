@@ -13,7 +13,7 @@ use kube::runtime::controller::Controller;
 use ovn::Table;
 use ovn::nb::LoadBalancer;
 use vpcnet_api::{Subnet, Vpc, VpcDns};
-use vpcnet_runtime::driver::drive;
+use vpcnet_runtime::driver::{drive, queue_of};
 use vpcnet_runtime::kinds::Shared;
 use vpcnet_runtime::rebuild::Found;
 use vpcnet_runtime::service::{Ids, Service};
@@ -124,27 +124,37 @@ impl Service for Dns {
             self.subnets.store(),
             ctx.settings.default_subnet.clone(),
         );
-        let ctl = Controller::for_shared_stream(self.dnses.objects(), self.dnses.store())
-            .watches_shared_stream(self.dnses.objects(), watches::every(self.dnses.store()))
-            .watches_shared_stream(self.subnets.objects(), watches::every(self.dnses.store()))
-            .watches_shared_stream(
-                self.namespaces.objects(),
-                watches::every(self.dnses.store()),
-            )
-            .watches_shared_stream(
-                self.services.objects(),
-                watches::by_namespace::<KubeService>(
-                    dnses.clone(),
-                    subnets.clone(),
-                    default.clone(),
-                ),
-            )
-            .watches_shared_stream(
-                self.slices.objects(),
-                watches::by_namespace::<EndpointSlice>(dnses, subnets, default),
-            )
-            .watches_shared_stream(self.pods.objects(), watches::by_label)
-            .watches_shared_stream(self.deployments.objects(), watches::by_label);
+        let q = queue_of::<DnsReconciler>(&ctx);
+        let ctl =
+            Controller::for_shared_stream(q.objects(self.dnses.objects()), self.dnses.store())
+                .watches_shared_stream(
+                    self.dnses.objects(),
+                    q.mapper(watches::every(self.dnses.store())),
+                )
+                .watches_shared_stream(
+                    self.subnets.objects(),
+                    q.mapper(watches::every(self.dnses.store())),
+                )
+                .watches_shared_stream(
+                    self.namespaces.objects(),
+                    q.mapper(watches::every(self.dnses.store())),
+                )
+                .watches_shared_stream(
+                    self.services.objects(),
+                    q.mapper(watches::by_namespace::<KubeService>(
+                        dnses.clone(),
+                        subnets.clone(),
+                        default.clone(),
+                    )),
+                )
+                .watches_shared_stream(
+                    self.slices.objects(),
+                    q.mapper(watches::by_namespace::<EndpointSlice>(
+                        dnses, subnets, default,
+                    )),
+                )
+                .watches_shared_stream(self.pods.objects(), q.mapper(watches::by_label))
+                .watches_shared_stream(self.deployments.objects(), q.mapper(watches::by_label));
         drive::<DnsReconciler>(ctl, ctx).await;
     }
 }

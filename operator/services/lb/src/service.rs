@@ -16,7 +16,7 @@ use ovn::nb::LoadBalancer;
 use vpcnet_api::contract::naming::LB_GROUP_PREFIX;
 use vpcnet_api::{Subnet, SwitchLBRule, Vip, Vpc};
 use vpcnet_ipam::Holder;
-use vpcnet_runtime::driver::drive;
+use vpcnet_runtime::driver::{drive, queue_of};
 use vpcnet_runtime::kinds::{Change, Shared};
 use vpcnet_runtime::rebuild::{Claim, Found, Source};
 use vpcnet_runtime::service::{Ids, Service};
@@ -240,33 +240,49 @@ impl Service for Lb {
 
     async fn run(self: Arc<Self>, _rt: Arc<Runtime>) {
         let ctx = self.ctx.clone();
-        let svc_ctl = Controller::for_shared_stream(self.services.objects(), self.services.store())
-            .watches_shared_stream(self.slices.objects(), watches::service_of_slice)
-            .watches_shared_stream(
-                self.subnets.objects(),
-                watches::services_on_subnet(self.services.store()),
-            );
-        let group_ctl = Controller::for_shared_stream(self.vpcs.objects(), self.vpcs.store())
-            .watches_shared_stream(self.subnets.objects(), watches::vpc_of_subnet);
-        let vip_ctl = Controller::for_shared_stream(self.vips.objects(), self.vips.store())
-            .watches_shared_stream(
-                self.subnets.objects(),
-                watches::vips_on_subnet(self.vips.store()),
-            );
-        let rule_ctl = Controller::for_shared_stream(self.rules.objects(), self.rules.store())
-            .watches_shared_stream(self.slices.objects(), watches::rule_of_slice)
-            .watches_shared_stream(
-                self.vips.objects(),
-                watches::rules_of_vip(self.rules.store()),
-            )
-            .watches_shared_stream(
-                self.subnets.objects(),
-                watches::rules_on_subnet(self.rules.store()),
-            )
-            .watches_shared_stream(
-                self.rules.objects(),
-                watches::rules_on_same_vip(self.rules.store()),
-            );
+        let q_svc = queue_of::<ServiceReconciler>(&ctx);
+        let q_group = queue_of::<GroupReconciler>(&ctx);
+        let q_vip = queue_of::<VipReconciler>(&ctx);
+        let q_rule = queue_of::<SlrReconciler>(&ctx);
+        let svc_ctl = Controller::for_shared_stream(
+            q_svc.objects(self.services.objects()),
+            self.services.store(),
+        )
+        .watches_shared_stream(
+            self.slices.objects(),
+            q_svc.mapper(watches::service_of_slice),
+        )
+        .watches_shared_stream(
+            self.subnets.objects(),
+            q_svc.mapper(watches::services_on_subnet(self.services.store())),
+        );
+        let group_ctl =
+            Controller::for_shared_stream(q_group.objects(self.vpcs.objects()), self.vpcs.store())
+                .watches_shared_stream(
+                    self.subnets.objects(),
+                    q_group.mapper(watches::vpc_of_subnet),
+                );
+        let vip_ctl =
+            Controller::for_shared_stream(q_vip.objects(self.vips.objects()), self.vips.store())
+                .watches_shared_stream(
+                    self.subnets.objects(),
+                    q_vip.mapper(watches::vips_on_subnet(self.vips.store())),
+                );
+        let rule_ctl =
+            Controller::for_shared_stream(q_rule.objects(self.rules.objects()), self.rules.store())
+                .watches_shared_stream(self.slices.objects(), q_rule.mapper(watches::rule_of_slice))
+                .watches_shared_stream(
+                    self.vips.objects(),
+                    q_rule.mapper(watches::rules_of_vip(self.rules.store())),
+                )
+                .watches_shared_stream(
+                    self.subnets.objects(),
+                    q_rule.mapper(watches::rules_on_subnet(self.rules.store())),
+                )
+                .watches_shared_stream(
+                    self.rules.objects(),
+                    q_rule.mapper(watches::rules_on_same_vip(self.rules.store())),
+                );
         tokio::join!(
             drive::<ServiceReconciler>(svc_ctl, ctx.clone()),
             drive::<SlrReconciler>(rule_ctl, ctx.clone()),

@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod reasons;
 pub mod rebuild;
 pub mod route;
+pub mod rule_counts;
 pub mod rules;
 pub mod sealed;
 pub mod service;

@@ -15,7 +15,7 @@ use vpcnet_api::{
     IptablesDnatRule, IptablesEIP, IptablesFIPRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
 };
 use vpcnet_ipam::Holder;
-use vpcnet_runtime::driver::drive;
+use vpcnet_runtime::driver::{drive, queue_of};
 use vpcnet_runtime::kinds::Shared;
 use vpcnet_runtime::rebuild::Found;
 use vpcnet_runtime::service::{Ids, Service};
@@ -63,6 +63,13 @@ impl Nat {
             image_pull_policy: settings.image_pull_policy,
             external_subnet: settings.external_subnet,
         });
+        rt.metrics
+            .register_collector(Box::new(crate::rule_counts::RuleCounts {
+                gateways: gateways.store(),
+                snats: snats.store(),
+                dnats: dnats.store(),
+                fips: fips.store(),
+            }));
         Self {
             ctx,
             vpcs,
@@ -80,8 +87,12 @@ impl Nat {
 
     /// A controller for one rule kind, re-run when its EIP changes.
     fn rule_controller<K: NatRule>(&self, rules: &Shared<K>) -> Controller<K> {
-        Controller::for_shared_stream(rules.objects(), rules.store())
-            .watches_shared_stream(self.eips.objects(), watches::rules_of_eip(rules.store()))
+        let q = queue_of::<RuleReconciler<K>>(&self.ctx);
+        Controller::for_shared_stream(q.objects(rules.objects()), rules.store())
+            .watches_shared_stream(
+                self.eips.objects(),
+                q.mapper(watches::rules_of_eip(rules.store())),
+            )
     }
 }
 
@@ -153,25 +164,46 @@ impl Service for Nat {
 
     async fn run(self: Arc<Self>, rt: Arc<Runtime>) {
         let ctx = self.ctx.clone();
-        let gw_ctl = Controller::for_shared_stream(self.gateways.objects(), self.gateways.store())
-            .watches_shared_stream(self.statefulsets.objects(), watches::gateway_of_workload)
-            .watches_shared_stream(
-                self.pods.objects(),
-                watches::gateway_of_pod(rt.namespace.clone()),
-            )
-            .watches_shared_stream(
-                self.subnets.objects(),
-                watches::on_subnet(self.gateways.store()),
-            )
-            .watches_shared_stream(self.vpcs.objects(), watches::of_vpc(self.gateways.store()))
-            .watches_shared_stream(
-                self.gateways.objects(),
-                watches::same_vpc(self.gateways.store()),
-            );
-        let eip_ctl = Controller::for_shared_stream(self.eips.objects(), self.eips.store())
-            .watches_shared_stream(self.snats.objects(), watches::eip_of::<IptablesSnatRule>)
-            .watches_shared_stream(self.dnats.objects(), watches::eip_of::<IptablesDnatRule>)
-            .watches_shared_stream(self.fips.objects(), watches::eip_of::<IptablesFIPRule>);
+        let q_gw = queue_of::<GatewayReconciler>(&ctx);
+        let q_eip = queue_of::<EipReconciler>(&ctx);
+        let gw_ctl = Controller::for_shared_stream(
+            q_gw.objects(self.gateways.objects()),
+            self.gateways.store(),
+        )
+        .watches_shared_stream(
+            self.statefulsets.objects(),
+            q_gw.mapper(watches::gateway_of_workload),
+        )
+        .watches_shared_stream(
+            self.pods.objects(),
+            q_gw.mapper(watches::gateway_of_pod(rt.namespace.clone())),
+        )
+        .watches_shared_stream(
+            self.subnets.objects(),
+            q_gw.mapper(watches::on_subnet(self.gateways.store())),
+        )
+        .watches_shared_stream(
+            self.vpcs.objects(),
+            q_gw.mapper(watches::of_vpc(self.gateways.store())),
+        )
+        .watches_shared_stream(
+            self.gateways.objects(),
+            q_gw.mapper(watches::same_vpc(self.gateways.store())),
+        );
+        let eip_ctl =
+            Controller::for_shared_stream(q_eip.objects(self.eips.objects()), self.eips.store())
+                .watches_shared_stream(
+                    self.snats.objects(),
+                    q_eip.mapper(watches::eip_of::<IptablesSnatRule>),
+                )
+                .watches_shared_stream(
+                    self.dnats.objects(),
+                    q_eip.mapper(watches::eip_of::<IptablesDnatRule>),
+                )
+                .watches_shared_stream(
+                    self.fips.objects(),
+                    q_eip.mapper(watches::eip_of::<IptablesFIPRule>),
+                );
         tokio::join!(
             drive::<GatewayReconciler>(gw_ctl, ctx.clone()),
             drive::<EipReconciler>(eip_ctl, ctx.clone()),

@@ -17,7 +17,7 @@ use ovn::nb::{
     LogicalSwitchPort,
 };
 use vpcnet_api::{Subnet, Vpc};
-use vpcnet_runtime::driver::drive;
+use vpcnet_runtime::driver::{drive, queue_of};
 use vpcnet_runtime::rebuild::Found;
 use vpcnet_runtime::service::{Ids, Service};
 use vpcnet_runtime::{Runtime, gc};
@@ -118,13 +118,22 @@ impl Service for Network {
 
     async fn run(self: Arc<Self>, _rt: Arc<Runtime>) {
         let ctx = self.ctx.clone();
-        let vpc_ctl = Controller::for_shared_stream(ctx.vpcs.objects(), ctx.vpcs.store())
-            .watches_shared_stream(ctx.subnets.objects(), |s: Arc<Subnet>| {
-                Some(ObjectRef::<Vpc>::new(s.vpc_name()))
-            });
+        let q_vpc = queue_of::<VpcReconciler>(&ctx);
+        let q_subnet = queue_of::<SubnetReconciler>(&ctx);
+        let vpc_ctl =
+            Controller::for_shared_stream(q_vpc.objects(ctx.vpcs.objects()), ctx.vpcs.store())
+                .watches_shared_stream(
+                    ctx.subnets.objects(),
+                    q_vpc.mapper(|s: Arc<Subnet>| Some(ObjectRef::<Vpc>::new(s.vpc_name()))),
+                );
         let subnets = ctx.subnets.store();
-        let subnet_ctl = Controller::for_shared_stream(ctx.subnets.objects(), ctx.subnets.store())
-            .watches_shared_stream(ctx.vpcs.objects(), move |v: Arc<Vpc>| {
+        let subnet_ctl = Controller::for_shared_stream(
+            q_subnet.objects(ctx.subnets.objects()),
+            ctx.subnets.store(),
+        )
+        .watches_shared_stream(
+            ctx.vpcs.objects(),
+            q_subnet.mapper(move |v: Arc<Vpc>| {
                 let name = v.name_any();
                 subnets
                     .state()
@@ -132,15 +141,18 @@ impl Service for Network {
                     .filter(|s| s.vpc_name() == name)
                     .map(|s| ObjectRef::from(s.as_ref()))
                     .collect::<Vec<_>>()
-            })
-            .reconcile_on(subnet::usage::changes(ctx.clone(), Duration::from_secs(1)));
+            }),
+        )
+        .reconcile_on(q_subnet.refs(subnet::usage::changes(ctx.clone(), Duration::from_secs(1))));
         let pods = {
             let ctx = ctx.clone();
             async move {
                 // Pods are placed by namespace binding: never before every
                 // Subnet is known.
                 ctx.subnets.ready().await;
-                let pod_ctl = Controller::for_shared_stream(ctx.pods.objects(), ctx.pods.store());
+                let q = queue_of::<PodReconciler>(&ctx);
+                let pod_ctl =
+                    Controller::for_shared_stream(q.objects(ctx.pods.objects()), ctx.pods.store());
                 tokio::join!(
                     drive::<PodReconciler>(pod_ctl, ctx.clone()),
                     pod::deletion::run(ctx.clone())

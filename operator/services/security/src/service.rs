@@ -13,7 +13,7 @@ use ovn::Table;
 use ovn::nb::{Acl, PortGroup};
 use tokio::sync::mpsc;
 use vpcnet_api::{SecurityGroup, Subnet};
-use vpcnet_runtime::driver::drive;
+use vpcnet_runtime::driver::{drive, queue_of};
 use vpcnet_runtime::kinds::{Change, Shared};
 use vpcnet_runtime::rebuild::Found;
 use vpcnet_runtime::service::{Ids, Service};
@@ -150,19 +150,29 @@ impl Service for Security {
 
     async fn run(self: Arc<Self>, _rt: Arc<Runtime>) {
         let ctx = self.ctx.clone();
-        let group_ctl = Controller::for_shared_stream(self.groups.objects(), self.groups.store())
-            .watches_shared_stream(
-                self.groups.objects(),
-                watches::groups_naming(self.groups.store()),
-            )
-            .reconcile_on(receiver(&self.group_nudges));
-        let member_ctl = Controller::for_shared_stream(self.pods.objects(), self.pods.store())
-            .watches_shared_stream(
-                self.groups.objects(),
-                watches::pods_of_group(self.pods.store()),
-            )
-            .reconcile_on(receiver(&self.pod_nudges));
-        let base_ctl = Controller::for_shared_stream(self.subnets.objects(), self.subnets.store());
+        let q_group = queue_of::<GroupReconciler>(&ctx);
+        let q_member = queue_of::<MemberReconciler>(&ctx);
+        let q_base = queue_of::<BaseReconciler>(&ctx);
+        let group_ctl = Controller::for_shared_stream(
+            q_group.objects(self.groups.objects()),
+            self.groups.store(),
+        )
+        .watches_shared_stream(
+            self.groups.objects(),
+            q_group.mapper(watches::groups_naming(self.groups.store())),
+        )
+        .reconcile_on(q_group.refs(receiver(&self.group_nudges)));
+        let member_ctl =
+            Controller::for_shared_stream(q_member.objects(self.pods.objects()), self.pods.store())
+                .watches_shared_stream(
+                    self.groups.objects(),
+                    q_member.mapper(watches::pods_of_group(self.pods.store())),
+                )
+                .reconcile_on(q_member.refs(receiver(&self.pod_nudges)));
+        let base_ctl = Controller::for_shared_stream(
+            q_base.objects(self.subnets.objects()),
+            self.subnets.store(),
+        );
         tokio::join!(
             drive::<GroupReconciler>(group_ctl, ctx.clone()),
             drive::<MemberReconciler>(member_ctl, ctx.clone()),

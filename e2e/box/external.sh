@@ -148,28 +148,9 @@ ext_dns_up() {
   log "external host answers DNS for *.$EXT_DNS_DOMAIN on $EXT_HOST_IP:53"
 }
 
-# ext_daemon_down NAME: stops one of the external host's daemons by its
-# recorded PID and forgets it.
-ext_daemon_down() {
-  local name=$1 pid i
-  if pid=$(daemon_pid "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      proc_alive "$pid" || break
-      sleep 0.1
-    done
-    if proc_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  fi
-  rm -f "$BOX/pids/$name.pid" "$BOX/pids/$name.exe"
-  if [[ -f "$BOX/pids/order" ]]; then
-    grep -vxF "$name" "$BOX/pids/order" >"$BOX/pids/order.tmp" || true
-    mv -f "$BOX/pids/order.tmp" "$BOX/pids/order"
-  fi
-}
-
 external_down() {
-  ext_daemon_down "$EXT_DNS_DAEMON"
-  ext_daemon_down "$EXT_DAEMON"
+  daemon_down "$EXT_DNS_DAEMON"
+  daemon_down "$EXT_DAEMON"
   # Deleting a netns with ip netns del only unmounts it: the veth goes once no
   # process is left in it. Delete the nodes' ends explicitly too.
   local n

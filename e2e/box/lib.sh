@@ -172,6 +172,25 @@ start_daemon() {
   die "$name did not start (see $BOX/logs/$name.log)"
 }
 
+# daemon_down NAME: stops one daemon by its recorded PID (TERM, KILL after
+# 5 s) and forgets it; down.sh stops the rest.
+daemon_down() {
+  local name=$1 pid i
+  if pid=$(daemon_pid "$name"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      proc_alive "$pid" || break
+      sleep 0.1
+    done
+    if proc_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$BOX/pids/$name.pid" "$BOX/pids/$name.exe"
+  if [[ -f "$BOX/pids/order" ]]; then
+    grep -vxF "$name" "$BOX/pids/order" >"$BOX/pids/order.tmp" || true
+    mv -f "$BOX/pids/order.tmp" "$BOX/pids/order"
+  fi
+}
+
 # wait_for WHAT TIMEOUT_S DAEMON CMD...: polls CMD every 0.1 s; fails early if
 # DAEMON exited.
 wait_for() {

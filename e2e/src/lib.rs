@@ -9,6 +9,7 @@ pub mod kubectl;
 pub mod natgw;
 pub mod node;
 pub mod olm;
+pub mod other_install;
 pub mod ovn_rows;
 pub mod tenant;
 pub mod web;

@@ -140,19 +140,7 @@ pub fn convert(manifests: &[Value], namespace: &str, env: &[(String, String)]) -
         annotations["olm.targetNamespaces"] = json!("");
         spec["template"]["metadata"]["annotations"] = annotations;
         spec["revisionHistoryLimit"] = json!(1);
-        for c in spec["template"]["spec"]["containers"]
-            .as_array_mut()
-            .into_iter()
-            .flatten()
-        {
-            let list = c["env"]
-                .as_array_mut()
-                .expect("the operator container has env");
-            for (name, value) in env {
-                list.retain(|e| e["name"] != name.as_str());
-                list.push(json!({"name": name, "value": value}));
-            }
-        }
+        set_env(&mut spec, env);
         out.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
                         "metadata": {"name": d["name"], "namespace": namespace, "labels": d["label"]},
                         "spec": spec}));
@@ -168,6 +156,37 @@ pub fn convert(manifests: &[Value], namespace: &str, env: &[(String, String)]) -
         out.push(m);
     }
     out
+}
+
+/// Sets `env` on every container of the Deployment `spec` (each name
+/// replaced, else added).
+fn set_env(spec: &mut Value, env: &[(String, String)]) {
+    for c in spec["template"]["spec"]["containers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        let list = c["env"]
+            .as_array_mut()
+            .expect("the operator container has env");
+        for (name, value) in env {
+            list.retain(|e| e["name"] != name.as_str());
+            list.push(json!({"name": name, "value": value}));
+        }
+    }
+}
+
+/// The CSV `csv` with `env` set on every container of its Deployments: a
+/// cluster's own build of the bundle, for an installer that cannot give
+/// the operator settings (OLM v1's ClusterExtension).
+pub fn csv_with_env(csv: &mut Value, env: &[(String, String)]) {
+    for d in csv["spec"]["install"]["spec"]["deployments"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        set_env(&mut d["spec"], env);
+    }
 }
 
 /// `(kind, name)` of the cluster-scoped objects of `objects` that are not

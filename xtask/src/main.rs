@@ -7,6 +7,7 @@
 //! - `argocd`          regenerate `config/argocd/argocd-cm-patch.yaml` from `config/argocd/health.lua`
 //! - `bundle`          regenerate the OLM bundle `bundle/` from `crds/`, `config/base/`, `config/olm/`, `config/samples/`
 //! - `bundle validate` check `bundle/` with the operator-framework validators and `opm` (built once, cached)
+//! - `olm-e2e`         install with the real OLM v1 (catalogd + operator-controller, built once) from a local catalog on the box, and run the seed walk-through (not in CI)
 //! - `nb-model`        regenerate `ovn/src/nb_model.rs` from the OVN Northbound schema
 
 mod argocd;
@@ -33,10 +34,11 @@ fn main() -> ExitCode {
         ["box", "down"] => shell::box_script("down.sh", &[]),
         ["box", "env"] => shell::box_script("env.sh", &[]),
         ["demo"] => demo(),
+        ["olm-e2e"] => olm_e2e(),
         ["test"] => test::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | test | box up|down|env | crds | argocd | bundle [validate] | nb-model>"
+                "usage: cargo xtask <demo | test | box up|down|env | crds | argocd | bundle [validate] | olm-e2e | nb-model>"
             );
             return ExitCode::from(2);
         }
@@ -79,6 +81,34 @@ fn write_nb_model() -> Result<(), String> {
 /// The walk-through of the reference scenario: VPC, subnet, external
 /// network, NAT gateway, EIPs, SNAT, DNAT and a web server, then traffic in
 /// both directions through the EIPs. The box keeps running afterwards.
+/// OLM v1 on the box (started unless it is up), the bundle installed
+/// through it (`e2e/tests/olm_v1.rs`); OLM v1 is stopped again, the box is
+/// left up.
+fn olm_e2e() -> Result<(), String> {
+    println!("olm-e2e: building OLM v1, the registry and opm (once; ~15 min cold)");
+    shell::box_script("build-olmv1.sh", &[])?;
+    shell::box_script("build-opm.sh", &[])?;
+    if !shell::box_dir().join("kubeconfig").exists() {
+        println!("olm-e2e: starting the box");
+        shell::box_up()?;
+    }
+    println!("olm-e2e: starting OLM v1 on the box");
+    shell::box_script("olmv1.sh", &["up"])?;
+    let test = shell::cargo(&[
+        "test",
+        "-p",
+        "vpcnet-e2e",
+        "--locked",
+        "--test",
+        "olm_v1",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]);
+    let down = shell::box_script("olmv1.sh", &["down"]);
+    test.and(down)
+}
+
 fn demo() -> Result<(), String> {
     shell::box_up()?;
     let root = shell::repo_root();

@@ -1,0 +1,262 @@
+//! Installing vpcnet another way than the box does (from the OLM bundle):
+//! the box's own install (`config/box`, namespace `vpcnet-system`) is set
+//! aside first and put back when the test ends, also on failure; and the
+//! seed walk-through that proves the other install works.
+
+use std::time::{Duration, Instant};
+
+use vpcnet_api::condition;
+
+use crate::cluster::{Cleanup, OPERATOR_NS, testapp_pod};
+use crate::external::{self, from_outside};
+use crate::kubectl::Kubectl;
+
+const READY: Duration = Duration::from_secs(180);
+const CURL: Duration = Duration::from_secs(3);
+
+/// How the box's install was set aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aside {
+    /// Its operator scaled to zero and its CNI DaemonSet deleted; CRDs,
+    /// RBAC and objects stay (an install that shares them, applied with
+    /// server-side apply, merges into them).
+    Stopped,
+    /// Removed whole, CRDs (and every vpcnet object) included: for an
+    /// installer that refuses objects it did not create (OLM v1's Helm
+    /// releases).
+    Removed,
+}
+
+/// The box's install, set aside; put back when dropped.
+pub struct BoxInstallAside {
+    k: Kubectl,
+    aside: Aside,
+    /// The namespace of the other install, deleted before the box's comes
+    /// back.
+    other_namespace: String,
+    /// Cluster-scoped objects the other install added, deleted with it.
+    cluster_scoped: Vec<(String, String)>,
+}
+
+impl BoxInstallAside {
+    /// Stops the box's operator and deletes its CNI DaemonSet (one operator
+    /// leads per namespace, and the node's CNI configuration names one
+    /// namespace whose pods get host egress). `cluster_scoped` are what the
+    /// other install will add (removed with it).
+    pub fn stop(k: &Kubectl, other_namespace: &str, cluster_scoped: Vec<(String, String)>) -> Self {
+        let aside = Self {
+            k: k.clone(),
+            aside: Aside::Stopped,
+            other_namespace: other_namespace.into(),
+            cluster_scoped,
+        };
+        k.ok(&[
+            "-n",
+            OPERATOR_NS,
+            "scale",
+            "deployment/vpcnet-operator",
+            "--replicas=0",
+        ]);
+        k.ok(&[
+            "-n",
+            OPERATOR_NS,
+            "wait",
+            "--for=delete",
+            "pod",
+            "-l",
+            "app.kubernetes.io/name=vpcnet-operator",
+            "--timeout=60s",
+        ]);
+        k.ok(&[
+            "-n",
+            OPERATOR_NS,
+            "delete",
+            "daemonset",
+            "vpcnet-cni",
+            "--wait=true",
+        ]);
+        aside
+    }
+
+    /// Removes the box's install whole: its CRDs first, while its operator
+    /// still runs to take its finalizers off the objects going with them,
+    /// then everything `config/box` applied.
+    pub fn remove(k: &Kubectl, other_namespace: &str) -> Self {
+        let aside = Self {
+            k: k.clone(),
+            aside: Aside::Removed,
+            other_namespace: other_namespace.into(),
+            cluster_scoped: Vec::new(),
+        };
+        let root = crate::repo_root();
+        let crds = root.join("crds");
+        k.ok(&[
+            "delete",
+            "-f",
+            &crds.to_string_lossy(),
+            "--wait=true",
+            "--timeout=180s",
+        ]);
+        let config = root.join("config/box");
+        k.ok(&[
+            "delete",
+            "-k",
+            &config.to_string_lossy(),
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=180s",
+        ]);
+        aside
+    }
+}
+
+impl Drop for BoxInstallAside {
+    fn drop(&mut self) {
+        let k = &self.k;
+        let _ = k.run(&[
+            "delete",
+            "namespace",
+            &self.other_namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=180s",
+        ]);
+        for (kind, name) in &self.cluster_scoped {
+            let _ = k.run(&["delete", kind, name, "--ignore-not-found"]);
+        }
+        let root = crate::repo_root();
+        if self.aside == Aside::Removed {
+            // As the box applied them (e2e/box/up.sh and config.sh).
+            let crds = root.join("crds");
+            let _ = k.run(&[
+                "apply",
+                "--server-side",
+                "--field-manager=vpcnet-box",
+                "-f",
+                &crds.to_string_lossy(),
+            ]);
+            let _ = k.run(&[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ]);
+            let config = root.join("config/box");
+            let _ = k.run(&[
+                "apply",
+                "--server-side",
+                "--field-manager=vpcnet-box",
+                "-k",
+                &config.to_string_lossy(),
+            ]);
+        } else {
+            let _ = k.run(&[
+                "-n",
+                OPERATOR_NS,
+                "scale",
+                "deployment/vpcnet-operator",
+                "--replicas=1",
+            ]);
+        }
+        let ok = k
+            .run(&[
+                "-n",
+                OPERATOR_NS,
+                "rollout",
+                "status",
+                "deployment/vpcnet-operator",
+                "--timeout=120s",
+            ])
+            .ok;
+        // The operator recreates its CNI DaemonSet (and with it the node's
+        // CNI configuration naming its namespace).
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !k
+            .run(&["-n", OPERATOR_NS, "get", "daemonset", "vpcnet-cni"])
+            .ok
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let ds = k
+            .run(&[
+                "-n",
+                OPERATOR_NS,
+                "rollout",
+                "status",
+                "daemonset/vpcnet-cni",
+                "--timeout=120s",
+            ])
+            .ok;
+        if !(ok && ds) {
+            eprintln!("restoring the box's install failed: operator {ok}, DaemonSet {ds}");
+        }
+    }
+}
+
+/// The seed walk-through (SNAT, DNAT and a floating IP through a NAT
+/// gateway) in tenant namespace `t`, against the install in namespace
+/// `install_ns` (where the gateway's pod must run); its objects are deleted
+/// again before it returns.
+pub fn seed_walkthrough(k: &Kubectl, install_ns: &str, t: &str) {
+    let mut c = Cleanup::new(k);
+    let ext = crate::repo_root().join("config/samples/03-external-subnet.yaml");
+    assert!(k.apply(&ext).ok);
+    k.must_apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {t}}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: Subnet\nmetadata: {{name: {t}}}\nspec: {{vpc: {t}, cidrBlock: 10.0.1.0/24, namespaces: [{t}]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: VpcNatGateway\nmetadata: {{name: {t}}}\nspec: {{vpc: {t}, subnet: {t}, lanIp: 10.0.1.254, externalSubnets: [ovn-vpc-external-network]}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: eips01, namespace: {t}}}\nspec: {{natGwDp: {t}, v4ip: 172.16.3.218}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: eipd01, namespace: {t}}}\nspec: {{natGwDp: {t}, v4ip: 172.16.3.213}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesEIP\nmetadata: {{name: eipf01, namespace: {t}}}\nspec: {{natGwDp: {t}}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesSnatRule\nmetadata: {{name: snat01, namespace: {t}}}\nspec: {{eip: eips01, internalCIDR: 10.0.1.0/24}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesDnatRule\nmetadata: {{name: dnat01, namespace: {t}}}\nspec: {{eip: eipd01, externalPort: '8888', internalIp: 10.0.1.2, internalPort: '8080', protocol: tcp}}\n---\n\
+         apiVersion: vpcnet.io/v1\nkind: IptablesFIPRule\nmetadata: {{name: fip01, namespace: {t}}}\nspec: {{eip: eipf01, internalIp: 10.0.1.3}}\n"
+    ));
+    c.add("vpc", None, t);
+    c.add("subnet", None, t);
+    c.add("vpc-nat-gw", None, t);
+    c.add("namespace", None, t);
+    k.must_apply(&testapp_pod(t, "web", Some("10.0.1.2")));
+    k.must_apply(&testapp_pod(t, "db", Some("10.0.1.3")));
+    k.wait_ready(t, &["web", "db"], READY);
+    k.wait_condition("vpc-nat-gw", None, &[t], condition::READY, READY);
+    let gw_ns = k.ok(&[
+        "get",
+        "pods",
+        "-A",
+        "-l",
+        &format!("vpcnet.io/nat-gateway={t}"),
+        "-o",
+        "jsonpath={.items[*].metadata.namespace}",
+    ]);
+    assert_eq!(
+        gw_ns.trim(),
+        install_ns,
+        "the gateway runs in the operator's namespace"
+    );
+    for (kind, name) in [
+        ("eip", "eips01"),
+        ("eip", "eipd01"),
+        ("eip", "eipf01"),
+        ("snat", "snat01"),
+        ("dnat", "dnat01"),
+        ("fip", "fip01"),
+    ] {
+        k.wait_condition(kind, Some(t), &[name], condition::READY, READY);
+    }
+    let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
+    let out = k.exec(
+        t,
+        "web",
+        &["curl", "-s", "--max-time", "3", &external::host_url()],
+    );
+    assert!(out.stdout.contains("client=172.16.3.218:"), "SNAT: {out:?}");
+    let got = from_outside("http://172.16.3.213:8888/", CURL).expect("DNAT from outside");
+    assert!(got.contains("server=web"), "DNAT: {got}");
+    let got = from_outside(&format!("http://{fip}:8080/"), CURL).expect("FIP from outside");
+    assert!(got.contains("server=db"), "FIP: {got}");
+    c.run_now();
+}

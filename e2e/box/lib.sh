@@ -138,12 +138,14 @@ record_created_dir() {
 
 # ---------------------------------------------------------------- daemons
 
-# start_daemon NAME EXE [--wrap node|netns --] ARGS...: runs EXE in its own
-# session, detached from this shell, logging to $BOX/logs/NAME.log; records its
-# PID and binary for down.sh. With --wrap node it runs inside the node's network
-# and mount namespaces, with --wrap netns in a new private mount namespace in
-# the node's network namespace (the holder); nsenter/unshare exec EXE, so the
-# recorded PID is EXE's.
+# start_daemon NAME EXE [--wrap node|netns|bind SRC:DST --] ARGS...: runs EXE
+# in its own session, detached from this shell, logging to $BOX/logs/NAME.log;
+# records its PID and binary for down.sh. With --wrap node it runs inside the
+# node's network and mount namespaces, with --wrap netns in a new private mount
+# namespace in the node's network namespace (the holder), with --wrap bind
+# SRC:DST in a new private mount namespace of the host where directory SRC is
+# bind-mounted over DST (configuration of its own, the host's left alone);
+# nsenter/unshare/bash exec EXE, so the recorded PID is EXE's.
 start_daemon() {
   local name=$1 exe wrap=()
   exe=$(readlink -f "$2")
@@ -152,6 +154,11 @@ start_daemon() {
     case "$2" in
       node) wrap=(nsenter -t "$(holder_pid)" -m -n --) ;;
       netns) wrap=(nsenter "--net=/run/netns/$NODE_NETNS" -- unshare -m --propagation private --) ;;
+      bind)
+        # shellcheck disable=SC2016 # expanded by the inner bash
+        wrap=(unshare -m --propagation private -- bash -c 'mount --bind "$1" "$2" && shift 2 && exec "$@"' bind "${3%%:*}" "${3#*:}")
+        shift
+        ;;
       --) ;;
       *) die "start_daemon: unknown wrap $2" ;;
     esac

@@ -7,7 +7,8 @@
 #                   catalogd serves catalogs over TLS on 127.0.0.1 with a
 #                   certificate of a CA of its own, which operator-controller
 #                   trusts; both pull from the registry over plain HTTP
-#                   (a registries.conf of their own marks it insecure).
+#                   (a registries.conf of their own marks it insecure,
+#                   mounted over /etc/containers in their mount namespace).
 #   olmv1.sh down   stops the three daemons (by their recorded PIDs), removes
 #                   the CRDs (and with them every ClusterCatalog and
 #                   ClusterExtension) and the namespace. down.sh stops the
@@ -42,12 +43,17 @@ olmv1_up() {
   sign catalogd "/CN=catalogd" "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature" olmv1-ca
   sign operator-controller "/CN=operator-controller" "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature" olmv1-ca
   cp "$PKI/olmv1-ca.crt" "$PKI/cas/olmv1-ca.crt"
-  cat >"$DIR/registries.conf" <<CONF
+  # containers/image (both daemons pull with it) reads /etc/containers and
+  # nothing else: they run with this directory mounted there instead.
+  mkdir -p "$DIR/containers"
+  cat >"$DIR/containers/registries.conf" <<CONF
 [[registry]]
 location = "127.0.0.1:$OLMV1_REGISTRY_PORT"
 insecure = true
 CONF
-  export KUBECONFIG="$BOX/kubeconfig" CONTAINERS_REGISTRIES_CONF="$DIR/registries.conf"
+  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$DIR/containers/policy.json"
+  local etc="$DIR/containers:/etc/containers"
+  export KUBECONFIG="$BOX/kubeconfig"
 
   log "OLM v1: registry on 127.0.0.1:$OLMV1_REGISTRY_PORT"
   # The trailing argument is ignored by the registry; it names the box dir
@@ -62,7 +68,7 @@ CONF
   "${KUBECTL[@]}" create namespace "$OLMV1_NAMESPACE" --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
 
   log "OLM v1: catalogd (catalogs on https://127.0.0.1:$OLMV1_CATALOG_PORT)"
-  start_daemon olmv1-catalogd "$bin/catalogd" \
+  start_daemon olmv1-catalogd "$bin/catalogd" --wrap bind "$etc" -- \
     --system-namespace "$OLMV1_NAMESPACE" \
     --catalogs-server-addr "127.0.0.1:$OLMV1_CATALOG_PORT" \
     --external-address "127.0.0.1:$OLMV1_CATALOG_PORT" \
@@ -74,7 +80,7 @@ CONF
   wait_for "catalogd" 60 olmv1-catalogd curl -fsS "http://127.0.0.1:$OLMV1_CATALOGD_PROBE_PORT/readyz"
 
   log "OLM v1: operator-controller"
-  start_daemon olmv1-operator-controller "$bin/operator-controller" \
+  start_daemon olmv1-operator-controller "$bin/operator-controller" --wrap bind "$etc" -- \
     --system-namespace "$OLMV1_NAMESPACE" \
     --catalogd-cas-dir "$PKI/cas" --pull-cas-dir "$PKI/cas" \
     --tls-cert "$PKI/operator-controller.crt" --tls-key "$PKI/operator-controller.key" \

@@ -126,6 +126,7 @@ impl Drop for BoxInstallAside {
         }
         let root = crate::repo_root();
         if self.aside == Aside::Removed {
+            release_terminating_crds(k);
             // As the box applied them (e2e/box/up.sh and config.sh).
             let crds = root.join("crds");
             let _ = k.run(&[
@@ -149,6 +150,15 @@ impl Drop for BoxInstallAside {
                 "--field-manager=vpcnet-box",
                 "-k",
                 &config.to_string_lossy(),
+            ]);
+            // Went with the namespace (e2e/box/external.sh applies it).
+            let nad = root.join("config/box/external-nad.yaml");
+            let _ = k.run(&[
+                "apply",
+                "--server-side",
+                "--field-manager=vpcnet-box",
+                "-f",
+                &nad.to_string_lossy(),
             ]);
         } else {
             let _ = k.run(&[
@@ -195,14 +205,105 @@ impl Drop for BoxInstallAside {
     }
 }
 
+/// The names of vpcnet's CRDs (`crds/<name>.yaml`).
+fn vpcnet_crds() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(crate::repo_root().join("crds"))
+        .expect("crds/")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".yaml").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until no vpcnet CRD is left from the other install. An installer
+/// that removes the operator and the CRDs together (OLM v1 uninstalling a
+/// ClusterExtension) leaves the objects that still existed (the default
+/// network's) with the operator's finalizer, which nobody removes any more,
+/// and their CRDs terminating; the finalizers are taken off here, as the
+/// README's uninstall section tells users to.
+fn release_terminating_crds(k: &Kubectl) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: Vec<String> = vpcnet_crds()
+            .into_iter()
+            .filter(|crd| k.run(&["get", "crd", crd]).ok)
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("vpcnet CRDs still there: {left:?}");
+            return;
+        }
+        for crd in &left {
+            let plural = crd.split('.').next().unwrap_or_default();
+            let objects = k.run(&[
+                "get",
+                plural,
+                "-A",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+            ]);
+            for line in objects.stdout.lines() {
+                let (ns, name) = line.split_once('/').unwrap_or(("", line));
+                let mut args = vec![
+                    "patch",
+                    plural,
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ];
+                if !ns.is_empty() {
+                    args.extend(["-n", ns]);
+                }
+                let _ = k.run(&args);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// The seed walk-through (SNAT, DNAT and a floating IP through a NAT
 /// gateway) in tenant namespace `t`, against the install in namespace
 /// `install_ns` (where the gateway's pod must run); its objects are deleted
 /// again before it returns.
 pub fn seed_walkthrough(k: &Kubectl, install_ns: &str, t: &str) {
     let mut c = Cleanup::new(k);
-    let ext = crate::repo_root().join("config/samples/03-external-subnet.yaml");
-    assert!(k.apply(&ext).ok);
+    let root = crate::repo_root();
+    // The external network's NAD (config/box/external-nad.yaml) lives in
+    // the box install's namespace; with that install removed, the gateway
+    // gets one in its own namespace, and the external Subnet names it (and
+    // goes again afterwards).
+    let nad = "ovn-vpc-external-network";
+    let ext = std::fs::read_to_string(root.join("config/samples/03-external-subnet.yaml"))
+        .expect("the external subnet sample");
+    if k.run(&[
+        "-n",
+        OPERATOR_NS,
+        "get",
+        "network-attachment-definitions",
+        nad,
+    ])
+    .ok
+    {
+        k.must_apply(&ext);
+    } else {
+        let yaml = std::fs::read_to_string(root.join("config/box/external-nad.yaml"))
+            .expect("the box's external NAD");
+        k.must_apply(&yaml.replace(
+            &format!("namespace: {OPERATOR_NS}"),
+            &format!("namespace: {install_ns}"),
+        ));
+        k.must_apply(&ext.replace(
+            &format!("provider: {nad}.{OPERATOR_NS}"),
+            &format!("provider: {nad}.{install_ns}"),
+        ));
+        c.add("subnet", None, nad);
+    }
     k.must_apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {t}}}\n---\n\
          apiVersion: vpcnet.io/v1\nkind: Vpc\nmetadata: {{name: {t}}}\nspec: {{namespaces: [{t}]}}\n---\n\

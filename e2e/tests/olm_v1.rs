@@ -328,6 +328,19 @@ fn olm_v1_installs_vpcnet_from_a_catalog_and_the_seed_walkthrough_runs() {
         "uninstalling the ClusterExtension removes the operator"
     );
     println!("uninstalled in {:.1} s", t.elapsed().as_secs_f64());
+    let terminating: Vec<String> = k
+        .run(&[
+            "get",
+            "crd",
+            "-o",
+            "jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name} {end}",
+        ])
+        .stdout
+        .split_whitespace()
+        .filter(|n| n.ends_with(".vpcnet.io"))
+        .map(str::to_string)
+        .collect();
+    println!("CRDs left terminating (objects with the operator's finalizer): {terminating:?}");
     drop(aside);
     assert!(
         k.run(&["-n", "vpcnet-system", "get", "daemonset", "vpcnet-cni"])

@@ -50,8 +50,8 @@ struct Args {
     #[arg(long, default_value_t = server::DEFAULT_MAX_UDP_PAYLOAD)]
     max_udp_payload: u16,
     /// Milliseconds to keep answering after SIGTERM, not ready, while the
-    /// load balancer stops sending queries here.
-    #[arg(long, default_value_t = 3000)]
+    /// load balancer stops sending queries here (the Deployment gives 10 s).
+    #[arg(long, default_value_t = 5000)]
     lameduck_ms: u64,
     /// Milliseconds between checks of --zone-file.
     #[arg(long, default_value_t = 200)]

@@ -162,10 +162,31 @@ impl Reconcile for DnsReconciler {
             Ok(v) => v,
             Err(r) => return refuse(ctx, dns, r).await,
         };
+        let default_vpc = v.vpc == DEFAULT_VPC;
+        // The servers first: a server that goes (a rollout, a node lost)
+        // leaves the load balancer on the next pod event, not after the
+        // fifteen API calls of the children below.
+        let pods = ctx.pods.state();
+        let servers = backends::addresses(&pods, &ctx.rt.namespace, &name);
+        if !default_vpc {
+            let switches: Vec<String> = subnets
+                .iter()
+                .filter(|s| s.spec.provider.is_none() && s.vpc_name() == v.vpc)
+                .filter(|s| s.metadata.deletion_timestamp.is_none())
+                .map(|s| naming::switch(&s.name_any()))
+                .collect();
+            rows::converge(
+                ctx,
+                &name,
+                &v.vpc,
+                backends::rows(&name, v.vip, &servers),
+                &switches,
+            )
+            .await?;
+        }
         let api_endpoint = vpcnet_runtime::api_server::endpoint(&ctx.client)
             .await?
             .ok_or_else(|| Error::Dependency("the endpoints of default/kubernetes".into()))?;
-        let default_vpc = v.vpc == DEFAULT_VPC;
         let plan = DnsPlan {
             name: name.clone(),
             namespace: ctx.rt.namespace.clone(),
@@ -213,24 +234,6 @@ impl Reconcile for DnsReconciler {
         applier.apply(objs.disruption_budget).await?;
         prune(ctx, &applier).await?;
 
-        let pods = ctx.pods.state();
-        let servers = backends::addresses(&pods, &ctx.rt.namespace, &name);
-        if !default_vpc {
-            let switches: Vec<String> = subnets
-                .iter()
-                .filter(|s| s.spec.provider.is_none() && s.vpc_name() == v.vpc)
-                .filter(|s| s.metadata.deletion_timestamp.is_none())
-                .map(|s| naming::switch(&s.name_any()))
-                .collect();
-            rows::converge(
-                ctx,
-                &name,
-                &v.vpc,
-                backends::rows(&name, v.vip, &servers),
-                &switches,
-            )
-            .await?;
-        }
         let ready_replicas = ctx
             .deployments
             .state()

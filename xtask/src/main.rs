@@ -2,6 +2,7 @@
 //!
 //! - `demo`            bring up the cluster-in-a-box and run the walk-through
 //! - `test`            everything: fmt, clippy, CRD drift, unit/integration, e2e on the box
+//! - `e2e`             the e2e suites on the running box, as `test` runs them (two lanes)
 //! - `box up|down|env` start / stop the cluster-in-a-box, print how to use it
 //! - `crds`            regenerate `crds/` from the Rust types
 //! - `argocd`          regenerate `config/argocd/argocd-cm-patch.yaml` from `config/argocd/health.lua`
@@ -12,6 +13,7 @@
 
 mod argocd;
 mod bundle;
+mod e2e;
 mod shell;
 mod test;
 
@@ -36,9 +38,10 @@ fn main() -> ExitCode {
         ["demo"] => demo(),
         ["olm-e2e"] => olm_e2e(),
         ["test"] => test::run(),
+        ["e2e"] => e2e::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo | test | box up|down|env | crds | argocd | bundle [validate] | olm-e2e | nb-model>"
+                "usage: cargo xtask <demo | test | e2e | box up|down|env | crds | argocd | bundle [validate] | olm-e2e | nb-model>"
             );
             return ExitCode::from(2);
         }

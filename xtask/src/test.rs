@@ -83,18 +83,7 @@ pub fn run() -> Result<(), String> {
                 shell::start_box_from("debug")
             })
         })
-        .and_then(|()| {
-            timed("e2e tests on the box", &|| {
-                shell::cargo(&[
-                    "test",
-                    "-p",
-                    "vpcnet-e2e",
-                    "--locked",
-                    "--",
-                    "--test-threads=1",
-                ])
-            })
-        });
+        .and_then(|()| timed("e2e tests on the box", &crate::e2e::run));
     let down = timed("box down", &|| shell::box_script("down.sh", &[]));
 
     println!("\n{:<34} {:>9}", "phase", "seconds");

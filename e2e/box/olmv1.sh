@@ -22,7 +22,7 @@ nodes_recorded
 DIR="$BOX/olmv1"
 KUBECTL=("$K8S_BIN/kubectl" --kubeconfig "$BOX/kubeconfig")
 
-listening() { [[ -n "$(ss -Hltn "sport = :$1")" ]]; }
+listening() { ! port_free "$1"; }
 
 olmv1_up() {
   local olm bin

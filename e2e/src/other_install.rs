@@ -127,15 +127,19 @@ impl Drop for BoxInstallAside {
         let root = crate::repo_root();
         if self.aside == Aside::Removed {
             release_terminating_crds(k);
-            // As the box applied them (e2e/box/up.sh and config.sh).
-            let crds = root.join("crds");
-            let _ = k.run(&[
-                "apply",
-                "--server-side",
-                "--field-manager=vpcnet-box",
-                "-f",
-                &crds.to_string_lossy(),
-            ]);
+            // As the box applied them (e2e/box/up.sh, config.sh and, for the
+            // external NAD that went with the namespace, external.sh).
+            let apply = |how: &str, what: &str| {
+                let path = root.join(what);
+                let _ = k.run(&[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=vpcnet-box",
+                    how,
+                    &path.to_string_lossy(),
+                ]);
+            };
+            apply("-f", "crds");
             let _ = k.run(&[
                 "wait",
                 "--for=condition=Established",
@@ -143,23 +147,8 @@ impl Drop for BoxInstallAside {
                 "--all",
                 "--timeout=60s",
             ]);
-            let config = root.join("config/box");
-            let _ = k.run(&[
-                "apply",
-                "--server-side",
-                "--field-manager=vpcnet-box",
-                "-k",
-                &config.to_string_lossy(),
-            ]);
-            // Went with the namespace (e2e/box/external.sh applies it).
-            let nad = root.join("config/box/external-nad.yaml");
-            let _ = k.run(&[
-                "apply",
-                "--server-side",
-                "--field-manager=vpcnet-box",
-                "-f",
-                &nad.to_string_lossy(),
-            ]);
+            apply("-k", "config/box");
+            apply("-f", "config/box/external-nad.yaml");
         } else {
             let _ = k.run(&[
                 "-n",
@@ -169,40 +158,52 @@ impl Drop for BoxInstallAside {
                 "--replicas=1",
             ]);
         }
-        let ok = k
-            .run(&[
-                "-n",
-                OPERATOR_NS,
-                "rollout",
-                "status",
-                "deployment/vpcnet-operator",
-                "--timeout=120s",
-            ])
-            .ok;
-        // The operator recreates its CNI DaemonSet (and with it the node's
-        // CNI configuration naming its namespace).
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !k
-            .run(&["-n", OPERATOR_NS, "get", "daemonset", "vpcnet-cni"])
-            .ok
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let ds = k
-            .run(&[
-                "-n",
-                OPERATOR_NS,
-                "rollout",
-                "status",
-                "daemonset/vpcnet-cni",
-                "--timeout=120s",
-            ])
-            .ok;
-        if !(ok && ds) {
-            eprintln!("restoring the box's install failed: operator {ok}, DaemonSet {ds}");
+        if let Err(e) = operator_and_cni_ready(
+            k,
+            OPERATOR_NS,
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+        ) {
+            eprintln!("restoring the box's install failed: {e}");
         }
     }
+}
+
+/// Waits for the operator's Deployment in `ns` to roll out (within
+/// `operator`), for the CNI DaemonSet it creates there (within 90 s) and for
+/// that to roll out (within `cni`); says which did not.
+pub fn operator_and_cni_ready(
+    k: &Kubectl,
+    ns: &str,
+    operator: Duration,
+    cni: Duration,
+) -> Result<(), String> {
+    let rollout = |what: &str, within: Duration| {
+        let out = k.run(&[
+            "-n",
+            ns,
+            "rollout",
+            "status",
+            what,
+            &format!("--timeout={}s", within.as_secs()),
+        ]);
+        if out.ok {
+            Ok(())
+        } else {
+            Err(format!("{what} in {ns} did not roll out: {}", out.stderr))
+        }
+    };
+    rollout("deployment/vpcnet-operator", operator)?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !k.run(&["-n", ns, "get", "daemonset", "vpcnet-cni"]).ok {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the operator created no CNI DaemonSet in {ns} within 90 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    rollout("daemonset/vpcnet-cni", cni)
 }
 
 /// The names of vpcnet's CRDs (`crds/<name>.yaml`).

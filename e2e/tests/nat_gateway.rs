@@ -78,17 +78,25 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
     }
     let fip = k.field("eip", Some(t), "eipf01", "{.status.ip}");
     // The operator counts the gateway's rules, and its work queues.
-    let rules = |kind: &str, state: &str| {
+    let rules = |metrics: &str, kind: &str, state: &str| {
         Kubectl::sample(
-            &k.operator_metrics(),
+            metrics,
             &format!(r#"vpcnet_nat_gateway_rules{{gateway="{t}",kind="{kind}",state="{state}"}}"#),
         )
     };
-    for (kind, n) in [("snat", 1.0), ("dnat", 3.0), ("fip", 1.0)] {
-        assert_eq!(rules(kind, "accepted"), Some(n), "{kind} accepted");
-        assert_eq!(rules(kind, "programmed"), Some(n), "{kind} programmed");
-    }
     let metrics = k.operator_metrics();
+    for (kind, n) in [("snat", 1.0), ("dnat", 3.0), ("fip", 1.0)] {
+        assert_eq!(
+            rules(&metrics, kind, "accepted"),
+            Some(n),
+            "{kind} accepted"
+        );
+        assert_eq!(
+            rules(&metrics, kind, "programmed"),
+            Some(n),
+            "{kind} programmed"
+        );
+    }
     let queue = r#"{name="dnat",controller="dnat"}"#;
     assert!(
         Kubectl::sample(&metrics, &format!("workqueue_adds_total{queue}")).unwrap_or(0.0) >= 4.0,
@@ -165,7 +173,7 @@ fn seed_walkthrough_snat_dnat_fip_hairpin_and_shared_dnat() {
         !nat_table(&k, t).stdout.contains(&dnat01)
     });
     assert_eq!(
-        rules("dnat", "accepted"),
+        rules(&k.operator_metrics(), "dnat", "accepted"),
         Some(2.0),
         "a deleted rule is not counted"
     );

@@ -11,7 +11,7 @@ use std::time::Duration;
 use vpcnet_e2e::cluster::OPERATOR_NS;
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::olm;
-use vpcnet_e2e::other_install::{BoxInstallAside, seed_walkthrough};
+use vpcnet_e2e::other_install::{BoxInstallAside, operator_and_cni_ready, seed_walkthrough};
 
 const NS: &str = "operators";
 
@@ -96,27 +96,8 @@ fn the_bundle_installs_into_operators_and_runs_the_seed_walkthrough() {
         "-l",
         "app.kubernetes.io/name=vpcnet-operator",
     ]);
-    k.ok(&[
-        "-n",
-        NS,
-        "rollout",
-        "status",
-        "deployment/vpcnet-operator",
-        "--timeout=180s",
-    ]);
-    k.eventually(
-        Duration::from_secs(90),
-        "the operator creates its CNI DaemonSet in operators",
-        || k.run(&["-n", NS, "get", "daemonset", "vpcnet-cni"]).ok,
-    );
-    k.ok(&[
-        "-n",
-        NS,
-        "rollout",
-        "status",
-        "daemonset/vpcnet-cni",
-        "--timeout=120s",
-    ]);
+    operator_and_cni_ready(&k, NS, Duration::from_secs(180), Duration::from_secs(120))
+        .expect("the operator and its CNI DaemonSet in operators");
     let lease = k.ok(&[
         "-n",
         NS,

@@ -27,23 +27,13 @@ use serde_json::Value;
 use vpcnet_e2e::box_env;
 use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::olm;
-use vpcnet_e2e::other_install::{BoxInstallAside, seed_walkthrough};
+use vpcnet_e2e::other_install::{BoxInstallAside, operator_and_cni_ready, seed_walkthrough};
+use vpcnet_test_support::run;
 
 const NS: &str = "operators";
 const CATALOG: &str = "vpcnet-box";
 const EXTENSION: &str = "vpcnet";
 const INSTALLER: &str = "vpcnet-installer";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The path a box build script prints with `--check` (it fails if the tool
 /// is not built).
@@ -274,27 +264,8 @@ fn olm_v1_installs_vpcnet_from_a_catalog_and_the_seed_walkthrough_runs() {
 
     // 4. The operator, its CNI DaemonSet, and the walk-through.
     let t = Instant::now();
-    k.ok(&[
-        "-n",
-        NS,
-        "rollout",
-        "status",
-        "deployment/vpcnet-operator",
-        "--timeout=180s",
-    ]);
-    k.eventually(
-        Duration::from_secs(90),
-        "the operator creates its CNI DaemonSet in operators",
-        || k.run(&["-n", NS, "get", "daemonset", "vpcnet-cni"]).ok,
-    );
-    k.ok(&[
-        "-n",
-        NS,
-        "rollout",
-        "status",
-        "daemonset/vpcnet-cni",
-        "--timeout=180s",
-    ]);
+    operator_and_cni_ready(&k, NS, Duration::from_secs(180), Duration::from_secs(180))
+        .expect("the operator and its CNI DaemonSet in operators");
     println!(
         "operator and CNI DaemonSet ready {:.1} s after Installed",
         t.elapsed().as_secs_f64()

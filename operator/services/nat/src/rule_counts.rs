@@ -19,8 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use vpcnet_api::condition;
 use vpcnet_api::{IptablesDnatRule, IptablesFIPRule, IptablesSnatRule, VpcNatGateway};
 
-use crate::rules::NatRule;
-use crate::{ACCEPTED, PROGRAMMED};
+use crate::PROGRAMMED;
+use crate::rules::{NatRule, is_accepted};
 
 /// Labels of `vpcnet_nat_gateway_rules`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
@@ -33,15 +33,10 @@ pub struct GatewayRulesLabel {
     pub state: String,
 }
 
-/// Whether condition `type_` of `conds` is true for `generation`.
-fn holds(
-    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    type_: &str,
-    generation: Option<i64>,
-) -> bool {
-    condition::find(conds, type_).is_some_and(|c| {
-        c.status == "True" && (generation.is_none() || c.observed_generation == generation)
-    })
+/// Whether the agent reports `rule` programmed for its current generation.
+fn programmed<R: NatRule>(rule: &R) -> bool {
+    condition::find(rule.conditions(), PROGRAMMED)
+        .is_some_and(|c| c.status == "True" && c.observed_generation == rule.meta().generation)
 }
 
 /// Adds `rules`' counts to `out` (pure).
@@ -50,9 +45,7 @@ fn count<R: NatRule>(rules: &[&R], out: &mut BTreeMap<GatewayRulesLabel, i64>) {
         let Some(gateway) = rule.rule_status().and_then(|s| s.nat_gw_dp.clone()) else {
             continue;
         };
-        let generation = rule.meta().generation;
-        let conds = rule.conditions();
-        if !holds(conds, ACCEPTED, None) {
+        if !is_accepted(*rule) {
             continue;
         }
         let label = |state: &str| GatewayRulesLabel {
@@ -61,7 +54,7 @@ fn count<R: NatRule>(rules: &[&R], out: &mut BTreeMap<GatewayRulesLabel, i64>) {
             state: state.into(),
         };
         *out.entry(label("accepted")).or_default() += 1;
-        if holds(conds, PROGRAMMED, generation) {
+        if programmed(*rule) {
             *out.entry(label("programmed")).or_default() += 1;
         }
     }
@@ -142,6 +135,8 @@ impl Collector for RuleCounts {
 #[cfg(test)]
 mod tests {
     use vpcnet_api::condition::new;
+
+    use crate::ACCEPTED;
     use vpcnet_api::nat_rule_status::NatRuleStatus;
 
     use super::*;

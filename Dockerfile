@@ -25,10 +25,11 @@ COPY target/release/vpcnet-node /opt/vpcnet/bin/vpcnet-node
 COPY config/cni/install-cni.sh /opt/vpcnet/bin/install-cni.sh
 ENTRYPOINT ["/opt/vpcnet/bin/install-cni.sh"]
 
-# NAT gateway agent: iptables (nft and legacy), conntrack, arping, ip.
+# NAT gateway agent: iptables (nft and legacy), conntrack, conntrackd (two
+# replicas sync connection state), arping, ip.
 FROM ${BASE} AS natgw
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends iptables conntrack arping iproute2 >/dev/null \
+ && apt-get install -y -qq --no-install-recommends iptables conntrack conntrackd arping iproute2 >/dev/null \
  && rm -rf /var/lib/apt/lists/*
 COPY target/release/vpcnet-natgw /usr/local/bin/vpcnet-natgw
 ENTRYPOINT ["/usr/local/bin/vpcnet-natgw"]

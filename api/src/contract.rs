@@ -5,6 +5,11 @@
 
 /// Pod annotations the operator writes and the CNI reads.
 pub mod annotations {
+    /// On a two-replica gateway's Lease, written by the agent that took it:
+    /// why (`LeaseExpired`, `Released`, `Initial`).
+    pub const FAILOVER_CAUSE: &str = "vpcnet.io/failover-cause";
+    /// On that Lease: the pod that held it before.
+    pub const PREVIOUS_HOLDER: &str = "vpcnet.io/previous-holder";
     /// The pod's address (also: a user-requested fixed address before allocation).
     pub const IP_ADDRESS: &str = "vpcnet.io/ip_address";
     /// The pod's MAC address.
@@ -122,6 +127,15 @@ pub mod agent_env {
     pub const POD_NAME: &str = "POD_NAME";
     /// The pod's namespace (downward API).
     pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+    /// Two replicas: the shared LAN address (`lanIp/prefix`) the active holds.
+    pub const LAN_VIP: &str = "VPCNET_LAN_VIP";
+    /// Two replicas: the Lease (in the pod's namespace) that says which is active.
+    pub const LEASE: &str = "VPCNET_LEASE";
+    /// Two replicas: the Lease's duration in milliseconds.
+    pub const LEASE_DURATION_MS: &str = "VPCNET_LEASE_DURATION_MS";
+    /// Two replicas: the other replica's pod name (connection state is
+    /// synchronised with it).
+    pub const PEER_POD: &str = "VPCNET_PEER_POD";
 }
 
 /// The tenant DNS server (`vpcnet-dns`) and the zone ConfigMap the operator
@@ -185,9 +199,20 @@ pub mod naming {
         format!("vpcnet-dns:{name}:{protocol}")
     }
 
-    /// The one pod of NAT gateway `gw`'s StatefulSet.
+    /// The first (with one replica the only) pod of NAT gateway `gw`'s StatefulSet.
     pub fn natgw_pod(gw: &str) -> String {
-        format!("{}-0", natgw_workload(gw))
+        natgw_replica(gw, 0)
+    }
+
+    /// Pod `ordinal` of NAT gateway `gw`'s StatefulSet.
+    pub fn natgw_replica(gw: &str, ordinal: u32) -> String {
+        format!("{}-{ordinal}", natgw_workload(gw))
+    }
+
+    /// The Lease the replicas of two-replica gateway `gw` hold to be active
+    /// (also the name of its PodDisruptionBudget).
+    pub fn natgw_lease(gw: &str) -> String {
+        format!("{}-active", natgw_workload(gw))
     }
 
     /// The ConfigMap in which gateway `gw`'s agent keeps its last applied state.

@@ -29,7 +29,9 @@ pub mod vpc_dns;
 pub use dnat::{IptablesDnatRule, IptablesDnatRuleSpec, IptablesDnatRuleStatus};
 pub use eip::{IptablesEIP, IptablesEIPSpec, IptablesEIPStatus};
 pub use fip::{IptablesFIPRule, IptablesFIPRuleSpec, IptablesFIPRuleStatus};
-pub use nat_gateway::{VpcNatGateway, VpcNatGatewaySpec, VpcNatGatewayStatus};
+pub use nat_gateway::{
+    ActiveReplica, Failover, VpcNatGateway, VpcNatGatewaySpec, VpcNatGatewayStatus,
+};
 pub use security_group::{SecurityGroup, SecurityGroupSpec, SecurityGroupStatus};
 pub use snat::{IptablesSnatRule, IptablesSnatRuleSpec, IptablesSnatRuleStatus};
 pub use subnet::{Subnet, SubnetSpec, SubnetStatus};

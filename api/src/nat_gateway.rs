@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A NAT gateway for one VPC. The operator runs it as a StatefulSet whose pod
 /// has `eth0` at `lanIp` in `subnet` and `net1` on the external network, and
 /// points the VPC's default route at `lanIp`.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "vpcnet.io",
     doc = "A VPC's NAT gateway: a pod with a leg in the VPC and one on an external network, carrying EIPs.",
@@ -74,6 +74,47 @@ pub struct VpcNatGatewaySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub tolerations: Vec<Toleration>,
+
+    /// Gateway pods: 1, or 2 for an active and a standby on different nodes.
+    /// With 2, `lanIp` is a virtual address held by whichever is active; the
+    /// pods' own LAN addresses come from the subnet's pool.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self == 1 || self == 2").message("replicas must be 1 or 2"))]
+    pub replicas: i32,
+
+    /// With 2 replicas: how long the active may go without renewing its
+    /// Lease before the standby takes over, in milliseconds. Failover takes
+    /// about this long after the active dies; shorter reacts faster but an
+    /// API server slower than two thirds of it makes the active step down.
+    #[serde(default = "default_lease_duration_ms")]
+    #[schemars(range(min = 500, max = 60000))]
+    pub lease_duration_ms: i32,
+}
+
+/// One gateway pod unless asked for two.
+pub fn default_replicas() -> i32 {
+    1
+}
+
+/// 1.5 s: failover well under 2 s, and a margin of 0.5 s for the old active
+/// to take its addresses down before the standby may add them.
+pub fn default_lease_duration_ms() -> i32 {
+    1500
+}
+
+impl Default for VpcNatGatewaySpec {
+    fn default() -> Self {
+        VpcNatGatewaySpec {
+            vpc: String::new(),
+            subnet: String::new(),
+            lan_ip: String::new(),
+            selector: Vec::new(),
+            external_subnets: Vec::new(),
+            tolerations: Vec::new(),
+            replicas: default_replicas(),
+            lease_duration_ms: default_lease_duration_ms(),
+        }
+    }
 }
 
 /// Observed state of a NAT gateway.
@@ -97,4 +138,41 @@ pub struct VpcNatGatewayStatus {
     /// The gateway's own address on the external network (`net1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_ip: Option<String>,
+    /// With 2 replicas: which pod is active, as its Lease says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveReplica>,
+    /// With 2 replicas: the last time the active role changed pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<Failover>,
+}
+
+/// The active replica of a two-replica gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveReplica {
+    /// The active pod (namespace/name).
+    pub pod: String,
+    /// Its node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// When it took the Lease (RFC 3339, microseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// A change of the active replica.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// When the new active took the Lease.
+    pub time: String,
+    /// The pod that held it before (namespace/name), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The pod that holds it now.
+    pub to: String,
+    /// Why: `LeaseExpired` (the active stopped renewing: it, its node or
+    /// its link died), `Released` (it stepped down: shutdown, handover, lost
+    /// API) or `Initial`.
+    pub cause: String,
 }

@@ -143,6 +143,11 @@ serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s
 nodeLeaseDurationSeconds: ${VPCNET_BOX_NODE_LEASE_SECONDS:-40}
 syncFrequency: 10s
+# A crashed container restarts within a second every time (by default the
+# wait doubles up to 5 minutes): the NAT gateway failover suite kills the
+# active agent again and again.
+featureGates: {KubeletCrashLoopBackOffMax: true}
+crashLoopBackOff: {maxContainerRestartPeriod: 1s}
 fileCheckFrequency: 10s
 EOF
 }

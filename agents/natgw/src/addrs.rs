@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::Handle;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, CacheInfo,
+};
 use rtnetlink::packet_route::link::LinkAttribute;
 
 /// Errors from netlink.
@@ -136,6 +138,27 @@ pub async fn reconcile(
     iface: &str,
     want: &BTreeSet<Ipv4Addr>,
 ) -> Result<AddrChanges, AddrError> {
+    reconcile_with(h, iface, want, None).await
+}
+
+/// The kernel's lifetime attribute: the address goes by itself `secs`
+/// after it was last added or refreshed.
+fn lifetime_attr(secs: u32) -> AddressAttribute {
+    let mut c = CacheInfo::default();
+    c.ifa_preferred = secs;
+    c.ifa_valid = secs;
+    AddressAttribute::CacheInfo(c)
+}
+
+/// As [`reconcile`]; with `lifetime`, added addresses expire after that
+/// many seconds unless [`refresh`]ed (an active gateway replica's addresses
+/// die with its agent).
+pub async fn reconcile_with(
+    h: &Handle,
+    iface: &str,
+    want: &BTreeSet<Ipv4Addr>,
+    lifetime: Option<u32>,
+) -> Result<AddrChanges, AddrError> {
     let info = link_info(h, iface).await?;
     let prefix = info
         .primary()
@@ -158,8 +181,35 @@ pub async fn reconcile(
         req.message_mut()
             .attributes
             .push(AddressAttribute::Label(label.clone()));
+        if let Some(l) = lifetime {
+            req.message_mut().attributes.push(lifetime_attr(l));
+        }
         req.execute().await?;
         ch.added.push(*ip);
     }
     Ok(ch)
+}
+
+/// Restarts the lifetime of every address the agent owns on `iface`;
+/// how many.
+pub async fn refresh(h: &Handle, iface: &str, lifetime: u32) -> Result<usize, AddrError> {
+    let info = link_info(h, iface).await?;
+    let label = owned_label(iface);
+    let mut n = 0;
+    for a in info
+        .addrs
+        .iter()
+        .filter(|a| a.label == label && a.secondary)
+    {
+        let mut req = h
+            .address()
+            .add(info.index, IpAddr::V4(a.ip), a.prefix)
+            .replace();
+        let attrs = &mut req.message_mut().attributes;
+        attrs.push(AddressAttribute::Label(label.clone()));
+        attrs.push(lifetime_attr(lifetime));
+        req.execute().await?;
+        n += 1;
+    }
+    Ok(n)
 }

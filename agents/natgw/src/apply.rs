@@ -33,6 +33,11 @@ pub struct ApplyConfig {
     pub vpc_cidrs: Vec<Ipv4Net>,
     /// Set `net.ipv4.ip_forward=1` on start.
     pub ip_forward: bool,
+    /// Two replicas: the shared LAN address the active adds to `lan_iface`.
+    pub lan_vip: Option<Ipv4Addr>,
+    /// Two replicas: seconds after which the active's addresses expire
+    /// unless refreshed (they must not outlive its agent).
+    pub addr_lifetime: Option<u32>,
 }
 
 impl Default for ApplyConfig {
@@ -44,6 +49,8 @@ impl Default for ApplyConfig {
             random_fully: "auto".into(),
             vpc_cidrs: Vec::new(),
             ip_forward: true,
+            lan_vip: None,
+            addr_lifetime: None,
         }
     }
 }
@@ -109,6 +116,20 @@ pub struct Applier {
     pub(crate) acct: Option<AcctApplied>,
     /// Counters of accounting rules gone, kept in their EIP's totals.
     retired: acct::Retired,
+    /// Whether this replica holds the EIPs (and the shared LAN address):
+    /// always with one replica; only the active one of two.
+    pub(crate) holds_addresses: bool,
+}
+
+/// What a change of role did.
+#[derive(Clone, Debug, Default)]
+pub struct RoleReport {
+    /// Addresses added (and announced).
+    pub added: Vec<Ipv4Addr>,
+    /// Addresses removed.
+    pub removed: Vec<Ipv4Addr>,
+    /// Non-fatal problems.
+    pub warnings: Vec<String>,
 }
 
 impl Applier {
@@ -128,6 +149,7 @@ impl Applier {
                 .map_err(|e| format!("ip_forward: {e}"))?;
         }
         Ok(Applier {
+            holds_addresses: cfg_holds(&cfg),
             ipt: Iptables::new(cfg.iptables.clone()),
             cfg,
             rt,
@@ -296,19 +318,20 @@ impl Applier {
         }
 
         // Addresses, announcements.
-        let want: BTreeSet<Ipv4Addr> = state.eips.keys().copied().collect();
-        let addr_err =
-            match self
-                .rt
-                .block_on(addrs::reconcile(&self.nl, &self.cfg.ext_iface, &want))
-            {
-                Ok(ch) => {
-                    self.announce(&ch.added, &mut rep.warnings);
-                    rep.added_addrs = ch.added;
-                    None
-                }
-                Err(e) => Some(e.to_string()),
-            };
+        let want = self.wanted_eips(state);
+        let addr_err = match self.rt.block_on(addrs::reconcile_with(
+            &self.nl,
+            &self.cfg.ext_iface,
+            &want,
+            self.cfg.addr_lifetime,
+        )) {
+            Ok(ch) => {
+                self.announce(&ch.added, &mut rep.warnings);
+                rep.added_addrs = ch.added;
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
 
         // Conntrack of mappings that went away.
         if let Some(last) = &self.last {
@@ -557,14 +580,120 @@ impl Applier {
         let Some(last) = &self.last else {
             return Ok(Vec::new());
         };
-        let want: BTreeSet<Ipv4Addr> = last.state.eips.keys().copied().collect();
+        let want = self.wanted_eips(&last.state);
         let ch = self
             .rt
-            .block_on(addrs::reconcile(&self.nl, &self.cfg.ext_iface, &want))
+            .block_on(addrs::reconcile_with(
+                &self.nl,
+                &self.cfg.ext_iface,
+                &want,
+                self.cfg.addr_lifetime,
+            ))
             .map_err(|e| e.to_string())?;
         let mut w = Vec::new();
         self.announce(&ch.added, &mut w);
-        Ok(ch.added)
+        let mut added = ch.added;
+        added.extend(self.reconcile_lan_vip(&mut w));
+        Ok(added)
+    }
+
+    /// The EIPs this replica should hold now: all of `state`'s, or none
+    /// while it is the standby.
+    fn wanted_eips(&self, state: &NatState) -> BTreeSet<Ipv4Addr> {
+        if self.holds_addresses {
+            state.eips.keys().copied().collect()
+        } else {
+            BTreeSet::new()
+        }
+    }
+
+    /// Two replicas: the shared LAN address on `lan_iface` exactly while
+    /// this one holds addresses; announced when added. What it added.
+    fn reconcile_lan_vip(&self, warnings: &mut Vec<String>) -> Vec<Ipv4Addr> {
+        let Some(vip) = self.cfg.lan_vip else {
+            return Vec::new();
+        };
+        let want: BTreeSet<Ipv4Addr> = if self.holds_addresses {
+            BTreeSet::from([vip])
+        } else {
+            BTreeSet::new()
+        };
+        let lan = &self.cfg.lan_iface;
+        match self.rt.block_on(addrs::reconcile_with(
+            &self.nl,
+            lan,
+            &want,
+            self.cfg.addr_lifetime,
+        )) {
+            Ok(ch) => {
+                if !ch.added.is_empty() {
+                    match self.rt.block_on(addrs::link_info(&self.nl, lan)) {
+                        Ok(link) => {
+                            if let Err(e) = garp::announce(lan, link.index, link.mac, vip) {
+                                warnings.push(format!("gratuitous ARP for {vip} on {lan}: {e}"));
+                            }
+                        }
+                        Err(e) => warnings.push(format!("gratuitous ARP on {lan}: {e}")),
+                    }
+                }
+                ch.added
+            }
+            Err(e) => {
+                warnings.push(format!("shared LAN address {vip} on {lan}: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Two replicas: becomes the one that holds the addresses (`true`:
+    /// adds the EIPs and the shared LAN address and announces them) or
+    /// gives them up (`false`: removes them). The rules stay as they are.
+    pub fn set_role(&mut self, active: bool) -> RoleReport {
+        self.holds_addresses = active;
+        let mut rep = RoleReport::default();
+        let want = self
+            .last
+            .as_ref()
+            .map(|l| self.wanted_eips(&l.state))
+            .unwrap_or_default();
+        match self.rt.block_on(addrs::reconcile_with(
+            &self.nl,
+            &self.cfg.ext_iface,
+            &want,
+            self.cfg.addr_lifetime,
+        )) {
+            Ok(ch) => {
+                self.announce(&ch.added, &mut rep.warnings);
+                rep.added = ch.added;
+                rep.removed = ch.removed;
+            }
+            Err(e) => rep
+                .warnings
+                .push(format!("EIPs on {}: {e}", self.cfg.ext_iface)),
+        }
+        let mut w = Vec::new();
+        rep.added.extend(self.reconcile_lan_vip(&mut w));
+        rep.warnings.extend(w);
+        if !active && let Some(vip) = self.cfg.lan_vip {
+            rep.removed.push(vip);
+        }
+        rep
+    }
+
+    /// Restarts the lifetime of the addresses this replica holds (see
+    /// [`ApplyConfig::addr_lifetime`]); how many.
+    pub fn refresh_addresses(&self) -> Result<usize, String> {
+        let (Some(l), true) = (self.cfg.addr_lifetime, self.holds_addresses) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for iface in [&self.cfg.ext_iface, &self.cfg.lan_iface] {
+            n += self
+                .rt
+                .block_on(addrs::refresh(&self.nl, iface, l))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(n)
     }
 
     /// The iptables flavour in use.
@@ -576,6 +705,12 @@ impl Applier {
     pub fn netlink<R>(&self, f: impl AsyncFnOnce(&Handle) -> R) -> R {
         self.rt.block_on(f(&self.nl))
     }
+}
+
+/// One replica holds its addresses from the start; of two, none until its
+/// agent takes the Lease.
+fn cfg_holds(cfg: &ApplyConfig) -> bool {
+    cfg.lan_vip.is_none()
 }
 
 type Job = Box<dyn FnOnce(&mut Applier) + Send>;

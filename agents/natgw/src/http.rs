@@ -110,6 +110,10 @@ pub struct Metrics {
     pub counter_read_errors: Counter,
     /// Per-rule and per-EIP traffic.
     pub traffic: TrafficMetrics,
+    /// Two replicas: 1 while this one is active.
+    pub active: Gauge,
+    /// Two replicas: times this one took over.
+    pub takeovers: Counter,
 }
 
 impl Default for Metrics {
@@ -123,8 +127,20 @@ impl Default for Metrics {
             drift_repairs: Counter::default(),
             counter_read_errors: Counter::default(),
             traffic: TrafficMetrics::default(),
+            active: Gauge::default(),
+            takeovers: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "active",
+            "1 while this replica holds the gateway's Lease and addresses",
+            m.active.clone(),
+        );
+        registry.register(
+            "takeovers",
+            "Times this replica took the gateway's Lease",
+            m.takeovers.clone(),
+        );
         registry.register("applies", "NAT state applies", m.applies.clone());
         registry.register(
             "apply_errors",
@@ -184,6 +200,10 @@ pub struct Shared {
     pub worker: OnceLock<Arc<Worker>>,
     /// One scrape at a time refills the traffic series.
     scrape: tokio::sync::Mutex<()>,
+    /// Two replicas: `/handover` asks the active to hand over.
+    pub handover: tokio::sync::Notify,
+    /// Two replicas: "active", "standby" (unset with one replica).
+    pub role: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl Shared {
@@ -223,6 +243,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "not applied yet")
                 }
+            }),
+        )
+        // Two replicas: the role, and a planned handover (the active gives
+        // up its addresses and the Lease; the other takes them).
+        .route(
+            "/role",
+            get(|State(s): State<Arc<Shared>>| async move {
+                s.role.lock().ok().and_then(|r| *r).unwrap_or("single")
+            }),
+        )
+        .route(
+            "/handover",
+            get(|State(s): State<Arc<Shared>>| async move {
+                s.handover.notify_one();
+                "handing over if active"
             }),
         )
         .route(

@@ -11,6 +11,7 @@ pub mod conntrack;
 pub mod desired;
 pub mod drift;
 pub mod garp;
+pub mod ha;
 pub mod http;
 pub mod iptables;
 pub mod k8s;

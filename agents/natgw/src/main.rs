@@ -82,6 +82,18 @@ struct Args {
     /// Skip setting net.ipv4.ip_forward=1.
     #[arg(long)]
     no_ip_forward: bool,
+    /// Two replicas: the shared LAN address (`ip/prefix`) the active holds.
+    #[arg(long, env = agent_env::LAN_VIP)]
+    lan_vip: Option<ipnet::Ipv4Net>,
+    /// Two replicas: the Lease (in --namespace) that decides which is active.
+    #[arg(long, env = agent_env::LEASE, requires = "lan_vip")]
+    lease: Option<String>,
+    /// Two replicas: the Lease duration in milliseconds.
+    #[arg(long, env = agent_env::LEASE_DURATION_MS, default_value_t = 1500)]
+    lease_duration_ms: u64,
+    /// This pod's name (the Lease holder identity).
+    #[arg(long, env = agent_env::POD_NAME)]
+    pod_name: Option<String>,
 }
 
 /// An address, or nothing for an empty value (the operator passes "" when
@@ -143,6 +155,10 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     let seal_key = vpcnet_api::seal::SealKey::new(args.seal_key.as_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {e}", agent_env::SEAL_KEY))?;
+    let ha_timing = vpcnet_natgw::ha::elector::Timing::from_duration(Duration::from_millis(
+        args.lease_duration_ms.max(100),
+    ));
+    let ha = args.lan_vip.is_some() && args.lease.is_some();
     let cfg = ApplyConfig {
         iptables: args.iptables.clone(),
         lan_iface: args.lan_iface.clone(),
@@ -150,8 +166,16 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         random_fully: args.random_fully.clone(),
         vpc_cidrs: args.vpc_cidrs.clone(),
         ip_forward: !args.no_ip_forward,
+        lan_vip: args.lan_vip.filter(|_| ha).map(|v| v.addr()),
+        addr_lifetime: ha.then(|| ha_timing.addr_lifetime_secs()),
     };
     let worker = Arc::new(Worker::spawn(args.netns.clone(), cfg).map_err(anyhow::Error::msg)?);
+    if ha {
+        // Addresses an agent of this pod left before it died: this one
+        // starts as the standby.
+        let rep = worker.call_blocking(|a| a.set_role(false));
+        tracing::info!(removed = ?rep.removed, "two replicas: starting as the standby");
+    }
     let gw = args.gateway.clone();
     let facts = worker
         .call_blocking(move |a| a.facts(&gw))
@@ -208,6 +232,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     }
 
     let rt = tokio::runtime::Runtime::new()?;
+    let ha_slot: Arc<std::sync::OnceLock<(kube::Client, vpcnet_natgw::ha::HaConfig)>> =
+        Arc::default();
+    let on_term = (ha_slot.clone(), worker.clone());
     let agent = async move {
         let shared = Arc::new(Shared::default());
         let _ = shared.worker.set(worker.clone());
@@ -250,6 +277,24 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             std::future::pending::<()>().await;
         }
         let client = kube::Client::try_default().await?;
+        if ha {
+            let cfg = vpcnet_natgw::ha::HaConfig {
+                namespace: args.namespace.clone().unwrap_or_default(),
+                lease: args.lease.clone().unwrap_or_default(),
+                me: args.pod_name.clone().unwrap_or_default(),
+                peer: args.pod_name.as_deref().and_then(vpcnet_natgw::ha::peer_of),
+                duration: ha_timing.duration,
+                lan_iface: args.lan_iface.clone(),
+                lan_ip: facts.lan_ip,
+            };
+            let _ = ha_slot.set((client.clone(), cfg.clone()));
+            tokio::spawn(vpcnet_natgw::ha::run(
+                client.clone(),
+                cfg,
+                worker.clone(),
+                shared.clone(),
+            ));
+        }
         let snapshots = match (&args.snapshot_configmap, &args.namespace) {
             (Some(name), Some(ns)) if !name.is_empty() => {
                 Some(vpcnet_natgw::snapshot_store::SnapshotStore::new(
@@ -284,6 +329,9 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             r = agent => r,
             _ = term.recv() => {
                 tracing::info!("SIGTERM: exiting");
+                if let Some((client, cfg)) = on_term.0.get() {
+                    vpcnet_natgw::ha::shut_down(client.clone(), cfg, &on_term.1).await;
+                }
                 Ok(())
             }
         }

@@ -32,6 +32,18 @@ pub fn claims(
                 ip,
             });
         }
+        // Two replicas: the shared LAN address is the gateway's own.
+        if gw.spec.replicas == 2
+            && crate::gateway::accepted(gw)
+            && let Ok(ip) = gw.spec.lan_ip.parse()
+        {
+            out.push(Claim {
+                source: Source::Status,
+                subnet: gw.spec.subnet.clone(),
+                holder: crate::gateway::external_holder(&gw.name_any()),
+                ip,
+            });
+        }
     }
     for eip in eips {
         if eip.status.as_ref().and_then(|s| s.ip.as_ref()).is_none() {

@@ -39,6 +39,7 @@ pub struct Nat {
     fips: Shared<IptablesFIPRule>,
     pods: Shared<Pod>,
     statefulsets: Shared<StatefulSet>,
+    leases: Shared<k8s_openapi::api::coordination::v1::Lease>,
 }
 
 impl Nat {
@@ -82,6 +83,7 @@ impl Nat {
             // Shared with the network service: one watch of pods.
             pods: k.all(),
             statefulsets: k.namespaced(&rt.namespace),
+            leases: k.namespaced(&rt.namespace),
         }
     }
 
@@ -177,6 +179,10 @@ impl Service for Nat {
         .watches_shared_stream(
             self.pods.objects(),
             q_gw.mapper(watches::gateway_of_pod(rt.namespace.clone())),
+        )
+        .watches_shared_stream(
+            self.leases.objects(),
+            q_gw.mapper(watches::gateway_of_lease()),
         )
         .watches_shared_stream(
             self.subnets.objects(),

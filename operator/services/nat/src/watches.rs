@@ -140,6 +140,30 @@ pub fn gateway_of_pod(
     }
 }
 
+/// The gateway whose replicas hold a Lease, when its holder changed since
+/// the last time it was seen: a renewal (several a second) re-runs nothing.
+pub fn gateway_of_lease()
+-> impl Fn(Arc<k8s_openapi::api::coordination::v1::Lease>) -> Option<ObjectRef<VpcNatGateway>>
++ Send
++ Sync
++ 'static {
+    use vpcnet_api::contract::labels;
+    let seen: Mutex<HashMap<String, Option<String>>> = Mutex::default();
+    move |l| {
+        let lb = l.metadata.labels.as_ref()?;
+        if lb.get(labels::APP_NAME).map(String::as_str) != Some(labels::NATGW_APP) {
+            return None;
+        }
+        let gw = lb.get(labels::NAT_GATEWAY)?;
+        let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+        let changed = seen
+            .lock()
+            .map(|mut m| m.insert(gw.clone(), holder.clone()) != Some(holder))
+            .unwrap_or(true);
+        changed.then(|| ObjectRef::new(gw))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,19 +11,42 @@ use vpcnet_runtime::refusal::{Halt, Refusal};
 use super::validate::{GatewayReason, Validated};
 
 /// net1's address with prefix, or why not; a failure if a pool is missing
-/// (its Subnet has not been reconciled yet: retried).
+/// (its Subnet has not been reconciled yet: retried). With two replicas
+/// the gateway itself holds `lanIp` (the active's shared address; no pod
+/// may get it from the pool), once its first pod of one replica let go.
 pub fn allocate(
     ipam: &mut Ipam,
     name: &str,
     operator_namespace: &str,
     v: &Validated,
+    replicas: i32,
 ) -> Result<Ipv4Net, Halt<GatewayReason>> {
     let pod = Holder::pod(operator_namespace, &naming::natgw_pod(name));
-    if let Some(h) = ipam
+    let own = super::external_holder(name);
+    let holder = ipam
         .pool(&v.subnet)
         .and_then(|p| p.holder_of(v.lan_ip))
-        .filter(|h| **h != pod)
+        .cloned();
+    if replicas == 2 && holder.is_none() {
+        let pool = ipam
+            .pool_mut(&v.subnet)
+            .map_err(|_| Error::Dependency(format!("address pool of subnet {}", v.subnet)))?;
+        if let Err(e) = pool.allocate_fixed(&own, v.lan_ip) {
+            return Err(Refusal::new(
+                GatewayReason::InvalidLanIp,
+                format!("lanIp {} in subnet {}: {e}", v.lan_ip, v.subnet),
+            )
+            .into());
+        }
+    }
+    // Back to one replica: its pod takes lanIp as its own address.
+    if replicas != 2
+        && holder.as_ref() == Some(&own)
+        && let Ok(pool) = ipam.pool_mut(&v.subnet)
     {
+        pool.release(&own);
+    }
+    if let Some(h) = holder.filter(|h| *h != pod && *h != own) {
         tracing::info!(lan_ip = %v.lan_ip, holder = %h, "gateway lanIp is held");
         return Err(Refusal::new(
             GatewayReason::LanIpInUse,
@@ -60,6 +83,7 @@ mod tests {
         Validated {
             subnet: "lan".into(),
             lan_ip: "10.0.1.254".parse().unwrap(),
+            lan_prefix: 24,
             lan_gateway: "10.0.1.1".parse().unwrap(),
             vpc_cidrs: vec![],
             external_subnet: "ext".into(),
@@ -81,27 +105,53 @@ mod tests {
             Err(Halt::Refused(r)) => Some(r.reason),
             _ => None,
         };
-        let first = allocate(&mut ipam, "g", "sys", &v).unwrap();
+        let first = allocate(&mut ipam, "g", "sys", &v, 1).unwrap();
         assert_eq!(first.to_string(), "172.16.3.1/30");
-        assert_eq!(allocate(&mut ipam, "g", "sys", &v).unwrap(), first, "kept");
+        assert_eq!(
+            allocate(&mut ipam, "g", "sys", &v, 1).unwrap(),
+            first,
+            "kept"
+        );
         // The only other address is the gateway: exhausted for a second one.
         assert_eq!(
-            refused(allocate(&mut ipam, "h", "sys", &v)),
+            refused(allocate(&mut ipam, "h", "sys", &v, 1)),
             Some(GatewayReason::ExternalIpUnavailable)
         );
         // Its own pod may hold its lanIp; anyone else may not.
         let pool = ipam.pool_mut("lan").unwrap();
         pool.allocate_fixed(&Holder::pod("sys", "vpc-nat-gw-g-0"), v.lan_ip)
             .unwrap();
-        assert!(allocate(&mut ipam, "g", "sys", &v).is_ok());
+        assert!(allocate(&mut ipam, "g", "sys", &v, 1).is_ok());
         assert_eq!(
-            refused(allocate(&mut ipam, "other", "sys", &v)),
+            refused(allocate(&mut ipam, "other", "sys", &v, 1)),
+            Some(GatewayReason::LanIpInUse)
+        );
+        // Two replicas: the gateway holds its lanIp, so no pod gets it.
+        let ha = Validated {
+            lan_ip: "10.0.1.250".parse().unwrap(),
+            ..validated()
+        };
+        assert!(allocate(&mut ipam, "g", "sys", &ha, 2).is_ok());
+        assert_eq!(
+            ipam.pool("lan").unwrap().holder_of(ha.lan_ip),
+            Some(&crate::gateway::external_holder("g"))
+        );
+        assert!(allocate(&mut ipam, "g", "sys", &ha, 2).is_ok(), "kept");
+        assert!(allocate(&mut ipam, "g", "sys", &ha, 1).is_ok());
+        assert_eq!(
+            ipam.pool("lan").unwrap().holder_of(ha.lan_ip),
+            None,
+            "one replica again: its pod takes lanIp"
+        );
+        assert!(allocate(&mut ipam, "g", "sys", &ha, 2).is_ok());
+        assert_eq!(
+            refused(allocate(&mut ipam, "other", "sys", &ha, 2)),
             Some(GatewayReason::LanIpInUse)
         );
         let mut no_pool = validated();
         no_pool.external_subnet = "gone".into();
         assert!(matches!(
-            allocate(&mut ipam, "g", "sys", &no_pool),
+            allocate(&mut ipam, "g", "sys", &no_pool, 1),
             Err(Halt::Failed(Error::Dependency(_)))
         ));
     }

@@ -8,6 +8,7 @@ pub mod allocate;
 pub mod facts;
 pub mod node_lost;
 pub mod objects;
+pub mod replicas;
 pub mod status;
 pub mod validate;
 
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
@@ -90,7 +93,13 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<GatewayPlan, Halt<Gat
     let v = validate::validate(gw, &facts)?;
     let external_ip = {
         let mut ipam = ctx.ipam.lock().await;
-        allocate::allocate(&mut ipam, &gw.name_any(), &ctx.namespace, &v)?
+        allocate::allocate(
+            &mut ipam,
+            &gw.name_any(),
+            &ctx.namespace,
+            &v,
+            gw.spec.replicas,
+        )?
     };
     Ok(GatewayPlan {
         name: gw.name_any(),
@@ -109,6 +118,9 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<GatewayPlan, Halt<Gat
         owner: owner_reference(gw),
         api_endpoint: facts.api_endpoint,
         seal_key_id: ctx.seal.id(),
+        replicas: gw.spec.replicas,
+        lan_prefix: v.lan_prefix,
+        lease_duration_ms: gw.spec.lease_duration_ms,
     })
 }
 
@@ -152,6 +164,12 @@ async fn run(
     applier.apply(objs.snapshot_role).await?;
     applier.apply(objs.snapshot_binding).await?;
     applier.apply(objs.statefulset).await?;
+    if let Some(l) = objs.lease {
+        applier.apply(l).await?;
+    }
+    if let Some(b) = objs.disruption_budget {
+        applier.apply(b).await?;
+    }
     let ns = Some(plan.namespace.as_str());
     applier.prune::<ServiceAccount>(ns).await?;
     applier.prune::<ClusterRoleBinding>(None).await?;
@@ -159,20 +177,50 @@ async fn run(
     applier.prune::<Role>(ns).await?;
     applier.prune::<RoleBinding>(ns).await?;
     applier.prune::<StatefulSet>(ns).await?;
+    applier.prune::<Lease>(ns).await?;
+    applier.prune::<PodDisruptionBudget>(ns).await?;
 
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &plan.namespace);
-    let mut pod = pods.get_opt(&naming::natgw_pod(&plan.name)).await?;
-    if let Some(p) = &pod
-        && release_from_lost_node(gw, ctx, &pods, p).await?
-    {
-        pod = None;
+    let mut replicas = Vec::new();
+    for i in 0..plan.replicas.max(1) as u32 {
+        if let Some(p) = pods.get_opt(&naming::natgw_replica(&plan.name, i)).await?
+            && !release_from_lost_node(gw, ctx, &pods, &p).await?
+        {
+            replicas.push(p);
+        }
     }
+    let (pod, active, failover) = if plan.is_ha() {
+        let lease = Api::<Lease>::namespaced(ctx.client.clone(), &plan.namespace)
+            .get_opt(&naming::natgw_lease(&plan.name))
+            .await?;
+        let active = replicas::active(&plan.namespace, lease.as_ref(), &replicas);
+        let failover = active.as_ref().and_then(|a| {
+            replicas::failover(&plan.namespace, gw.status.as_ref(), lease.as_ref(), a)
+        });
+        if let Some(f) = &failover {
+            announce_failover(gw, ctx, f).await;
+        }
+        let pod = active.as_ref().and_then(|a| {
+            replicas
+                .iter()
+                .find(|p| format!("{}/{}", plan.namespace, p.name_any()) == a.pod)
+                .cloned()
+        });
+        (pod, active, failover)
+    } else {
+        (replicas.into_iter().next(), None, None)
+    };
     let vpc = ctx
         .vpcs
         .state()
         .into_iter()
         .find(|v| v.name_any() == gw.spec.vpc);
-    let st = status::running(gw, plan, pod.as_ref(), vpc.as_deref());
+    let mut st = status::running(gw, plan, pod.as_ref(), vpc.as_deref());
+    if plan.is_ha() {
+        st.active = active;
+        st.last_failover =
+            failover.or_else(|| gw.status.as_ref().and_then(|s| s.last_failover.clone()));
+    }
     let pod_ready = status::pod_ready(pod.as_ref());
     status::report(api, gw, st).await?;
     crate::route::converge(ctx, gw, true).await?;
@@ -181,6 +229,22 @@ async fn run(
     } else {
         3
     })))
+}
+
+/// An Event per change of the active replica: a warning when the active
+/// died or was cut off, normal when it handed over or took it first.
+async fn announce_failover(gw: &VpcNatGateway, ctx: &Context, f: &vpcnet_api::Failover) {
+    let warning = f.cause == "LeaseExpired";
+    let from = f.from.as_deref().unwrap_or("none");
+    ctx.rt
+        .event(
+            gw,
+            warning,
+            "Failover",
+            "Failover",
+            format!("{} is active (was {from}): {}", f.to, f.cause),
+        )
+        .await;
 }
 
 /// Deletes the gateway's pod without its kubelet if its node is lost (see

@@ -9,16 +9,19 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, SecurityContext,
-    ServiceAccount, Toleration,
+    Affinity, ConfigMap, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecretKeySelector, SecurityContext, ServiceAccount, Toleration,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
     ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 use vpcnet_api::contract::{agent_env, annotations as ann, labels, naming};
 
@@ -61,6 +64,19 @@ pub struct GatewayPlan {
     pub api_endpoint: Option<(String, i32)>,
     /// Names the seal key the agent gets: a new key rolls the pod.
     pub seal_key_id: String,
+    /// 1, or 2 (active and standby).
+    pub replicas: i32,
+    /// The LAN subnet's prefix length (of the shared address with 2 replicas).
+    pub lan_prefix: u8,
+    /// With 2 replicas: the Lease duration in milliseconds.
+    pub lease_duration_ms: i32,
+}
+
+impl GatewayPlan {
+    /// Whether an active and a standby run.
+    pub fn is_ha(&self) -> bool {
+        self.replicas == 2
+    }
 }
 
 /// The objects that run one gateway.
@@ -75,8 +91,13 @@ pub struct GatewayObjects {
     pub snapshot_role: Role,
     /// Binds the ServiceAccount to that Role.
     pub snapshot_binding: RoleBinding,
-    /// The one-pod StatefulSet.
+    /// The StatefulSet (one pod, or an active and a standby).
     pub statefulset: StatefulSet,
+    /// With 2 replicas: the Lease the agents hold to be active (created
+    /// empty; the agents fill its spec) ...
+    pub lease: Option<Lease>,
+    /// ... and a disruption budget that lets a drain take one at a time.
+    pub disruption_budget: Option<PodDisruptionBudget>,
 }
 
 /// The labels of every object and pod of gateway `name`.
@@ -176,10 +197,48 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
         envs.push(env("KUBERNETES_SERVICE_HOST", host));
         envs.push(env("KUBERNETES_SERVICE_PORT", port.to_string()));
     }
+    let lease = naming::natgw_lease(&plan.name);
+    let mut annotations = BTreeMap::from([
+        (ann::MULTUS_NETWORKS.to_string(), networks.to_string()),
+        (ann::SUBNET.to_string(), plan.subnet.clone()),
+        (ann::ROUTER.to_string(), "true".to_string()),
+        (ann::SEAL_KEY_ID.to_string(), plan.seal_key_id.clone()),
+    ]);
+    let mut affinity = None;
+    if plan.is_ha() {
+        // Each replica's own LAN address comes from the pool; `lanIp` is
+        // the active's, added by its agent (the VPC routes to it).
+        envs.push(env(
+            agent_env::LAN_VIP,
+            format!("{}/{}", plan.lan_ip, plan.lan_prefix),
+        ));
+        envs.push(env(agent_env::LEASE, &lease));
+        envs.push(env(
+            agent_env::LEASE_DURATION_MS,
+            plan.lease_duration_ms.to_string(),
+        ));
+        // Never both on one node: a node's death must leave one.
+        affinity = Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(labels.clone()),
+                        ..Default::default()
+                    }),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    } else {
+        annotations.insert(ann::IP_ADDRESS.to_string(), plan.lan_ip.to_string());
+    }
     let statefulset = StatefulSet {
         metadata: meta(&wl, ns),
         spec: Some(StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(plan.replicas),
             service_name: Some(wl.clone()),
             selector: LabelSelector {
                 match_labels: Some(labels.clone()),
@@ -188,13 +247,7 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels.clone()),
-                    annotations: Some(BTreeMap::from([
-                        (ann::MULTUS_NETWORKS.to_string(), networks.to_string()),
-                        (ann::SUBNET.to_string(), plan.subnet.clone()),
-                        (ann::IP_ADDRESS.to_string(), plan.lan_ip.to_string()),
-                        (ann::ROUTER.to_string(), "true".to_string()),
-                        (ann::SEAL_KEY_ID.to_string(), plan.seal_key_id.clone()),
-                    ])),
+                    annotations: Some(annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -202,6 +255,7 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
                     termination_grace_period_seconds: Some(5),
                     node_selector: Some(plan.node_selector.clone()),
                     tolerations: Some(plan.tolerations.clone()),
+                    affinity,
                     containers: vec![Container {
                         name: "natgw".into(),
                         image: Some(plan.image.clone()),
@@ -252,13 +306,7 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
         },
         snapshot_role: Role {
             metadata: meta(&wl, ns),
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["configmaps".into()]),
-                resource_names: Some(vec![snap.clone()]),
-                verbs: vec!["get".into(), "patch".into()],
-                ..Default::default()
-            }]),
+            rules: Some(agent_rules(plan, &snap, &lease)),
         },
         snapshot_binding: RoleBinding {
             metadata: meta(&wl, ns),
@@ -270,7 +318,59 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             subjects,
         },
         statefulset,
+        lease: plan.is_ha().then(|| Lease {
+            metadata: meta(&lease, ns),
+            spec: None,
+        }),
+        disruption_budget: plan.is_ha().then(|| PodDisruptionBudget {
+            metadata: meta(&lease, ns),
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
     }
+}
+
+/// What the agent may do in the gateway's namespace: get and patch its
+/// snapshot; with 2 replicas also hold its Lease and read the two pods
+/// (each syncs connection state with the other's LAN address).
+fn agent_rules(plan: &GatewayPlan, snapshot: &str, lease: &str) -> Vec<PolicyRule> {
+    let rule = |group: &str, resource: &str, names: Vec<String>, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.to_string()]),
+        resources: Some(vec![resource.to_string()]),
+        resource_names: Some(names),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut rules = vec![rule(
+        "",
+        "configmaps",
+        vec![snapshot.to_string()],
+        &["get", "patch"],
+    )];
+    if plan.is_ha() {
+        rules.push(rule(
+            "coordination.k8s.io",
+            "leases",
+            vec![lease.to_string()],
+            &["get", "update"],
+        ));
+        rules.push(rule(
+            "",
+            "pods",
+            (0..2)
+                .map(|i| naming::natgw_replica(&plan.name, i))
+                .collect(),
+            &["get"],
+        ));
+    }
+    rules
 }
 
 /// `key: value` selector strings as a map.
@@ -326,7 +426,68 @@ mod tests {
             },
             api_endpoint: Some(("10.255.0.1".into(), 36443)),
             seal_key_id: "k1".into(),
+            replicas: 1,
+            lan_prefix: 24,
+            lease_duration_ms: 1500,
         }
+    }
+
+    #[test]
+    fn two_replicas_share_the_lan_address_through_a_lease() {
+        let one = build(&plan());
+        assert!(one.lease.is_none() && one.disruption_budget.is_none());
+        let ha = build(&GatewayPlan {
+            replicas: 2,
+            ..plan()
+        });
+        let sts = value(&ha.statefulset);
+        assert_eq!(sts["spec"]["replicas"], 2);
+        let tpl = &sts["spec"]["template"];
+        assert!(
+            tpl["metadata"]["annotations"]
+                .get(ann::IP_ADDRESS)
+                .is_none(),
+            "each replica's own address comes from the pool"
+        );
+        let env = tpl["spec"]["containers"][0]["env"].as_array().unwrap();
+        let get = |n: &str| {
+            env.iter()
+                .find(|e| e["name"] == n)
+                .map(|e| e["value"].clone())
+        };
+        assert_eq!(get(agent_env::LAN_VIP), Some(json!("10.0.1.254/24")));
+        assert_eq!(
+            get(agent_env::LEASE),
+            Some(json!("vpc-nat-gw-natgw-active"))
+        );
+        assert_eq!(get(agent_env::LEASE_DURATION_MS), Some(json!("1500")));
+        let anti = &tpl["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(
+            anti["labelSelector"]["matchLabels"][labels::NAT_GATEWAY],
+            "natgw"
+        );
+        let lease = value(ha.lease.as_ref().unwrap());
+        assert_eq!(lease["metadata"]["name"], "vpc-nat-gw-natgw-active");
+        assert!(lease.get("spec").is_none(), "the agents own the spec");
+        let pdb = value(ha.disruption_budget.as_ref().unwrap());
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        let rules = value(&ha.snapshot_role)["rules"].clone();
+        assert_eq!(rules[1]["resources"], json!(["leases"]));
+        assert_eq!(
+            rules[1]["resourceNames"],
+            json!(["vpc-nat-gw-natgw-active"])
+        );
+        assert_eq!(rules[1]["verbs"], json!(["get", "update"]));
+        assert_eq!(
+            rules[2]["resourceNames"],
+            json!(["vpc-nat-gw-natgw-0", "vpc-nat-gw-natgw-1"])
+        );
+        assert_eq!(
+            value(&one.snapshot_role)["rules"].as_array().unwrap().len(),
+            1
+        );
     }
 
     #[test]

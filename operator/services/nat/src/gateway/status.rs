@@ -79,7 +79,13 @@ pub fn running(
 ) -> VpcNatGatewayStatus {
     let generation = gw.meta().generation;
     let previous = gw.conditions();
-    let pod_name = format!("{}/{}", plan.namespace, naming::natgw_pod(&plan.name));
+    // With 2 replicas `pod` is the active one.
+    let pod_name = format!(
+        "{}/{}",
+        plan.namespace,
+        pod.map(|p| p.name_any())
+            .unwrap_or_else(|| naming::natgw_pod(&plan.name))
+    );
     let ready = if pod_ready(pod) {
         condition(
             previous,
@@ -87,6 +93,19 @@ pub fn running(
             true,
             "Running",
             format!("gateway pod {pod_name} is ready"),
+            generation,
+        )
+    } else if plan.is_ha() && pod.is_none() {
+        condition(
+            previous,
+            READY,
+            false,
+            "NoActiveReplica",
+            format!(
+                "no replica holds the Lease {}/{} yet",
+                plan.namespace,
+                naming::natgw_lease(&plan.name)
+            ),
             generation,
         )
     } else {
@@ -122,6 +141,8 @@ pub fn running(
             .and_then(|p| p.spec.as_ref())
             .and_then(|s| s.node_name.clone()),
         external_ip: Some(plan.external_ip.addr().to_string()),
+        active: None,
+        last_failover: None,
     }
 }
 

@@ -46,8 +46,10 @@ pub type GatewayRefusal = Refusal<GatewayReason>;
 pub struct Validated {
     /// eth0's subnet.
     pub subnet: String,
-    /// eth0's address.
+    /// eth0's address (with 2 replicas: the active's shared address).
     pub lan_ip: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub lan_prefix: u8,
     /// The VPC router's address on that subnet.
     pub lan_gateway: Ipv4Addr,
     /// The VPC's CIDRs (its accepted subnets').
@@ -163,6 +165,7 @@ pub fn validate(gw: &VpcNatGateway, facts: &Facts) -> Result<Validated, GatewayR
     Ok(Validated {
         subnet: gw.spec.subnet.clone(),
         lan_ip,
+        lan_prefix: cidr.prefix_len(),
         lan_gateway,
         vpc_cidrs: ownership::vpc_cidrs(&gw.spec.vpc, &facts.subnets),
         external_subnet: ext_name.clone(),

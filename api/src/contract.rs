@@ -129,13 +129,13 @@ pub mod agent_env {
     pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
     /// Two replicas: the shared LAN address (`lanIp/prefix`) the active holds.
     pub const LAN_VIP: &str = "VPCNET_LAN_VIP";
+    /// Two replicas: each replica's own external address (`ip/prefix`), by
+    /// ordinal, comma-separated: the agent puts its own on `net1`.
+    pub const EXTERNAL_IPS: &str = "VPCNET_EXTERNAL_IPS";
     /// Two replicas: the Lease (in the pod's namespace) that says which is active.
     pub const LEASE: &str = "VPCNET_LEASE";
     /// Two replicas: the Lease's duration in milliseconds.
     pub const LEASE_DURATION_MS: &str = "VPCNET_LEASE_DURATION_MS";
-    /// Two replicas: the other replica's pod name (connection state is
-    /// synchronised with it).
-    pub const PEER_POD: &str = "VPCNET_PEER_POD";
 }
 
 /// The tenant DNS server (`vpcnet-dns`) and the zone ConfigMap the operator
@@ -207,6 +207,12 @@ pub mod naming {
     /// Pod `ordinal` of NAT gateway `gw`'s StatefulSet.
     pub fn natgw_replica(gw: &str, ordinal: u32) -> String {
         format!("{}-{ordinal}", natgw_workload(gw))
+    }
+
+    /// The copy of the external NetworkAttachmentDefinition (without IPAM)
+    /// that two-replica gateway `gw`'s pods attach `net1` with.
+    pub fn natgw_attachment(gw: &str) -> String {
+        format!("{}-ext", natgw_workload(gw))
     }
 
     /// The Lease the replicas of two-replica gateway `gw` hold to be active

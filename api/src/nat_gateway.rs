@@ -138,6 +138,10 @@ pub struct VpcNatGatewayStatus {
     /// The gateway's own address on the external network (`net1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_ip: Option<String>,
+    /// Each replica's own external address, by ordinal (with one replica,
+    /// `externalIp` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<String>,
     /// With 2 replicas: which pod is active, as its Lease says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<ActiveReplica>,

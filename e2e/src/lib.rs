@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod corpus;
 pub mod external;
+pub mod ha;
 pub mod kubectl;
 pub mod natgw;
 pub mod node;

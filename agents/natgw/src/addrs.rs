@@ -190,6 +190,21 @@ pub async fn reconcile_with(
     Ok(ch)
 }
 
+/// Gives `iface` the address `net` as its primary if it has no IPv4
+/// address (a replica of two gets none from its network attachment); true
+/// if it added it.
+pub async fn ensure_primary(h: &Handle, iface: &str, net: ipnet::Ipv4Net) -> Result<bool, AddrError> {
+    let info = link_info(h, iface).await?;
+    if info.primary().is_some() {
+        return Ok(false);
+    }
+    h.address()
+        .add(info.index, IpAddr::V4(net.addr()), net.prefix_len())
+        .execute()
+        .await?;
+    Ok(true)
+}
+
 /// Restarts the lifetime of every address the agent owns on `iface`;
 /// how many.
 pub async fn refresh(h: &Handle, iface: &str, lifetime: u32) -> Result<usize, AddrError> {

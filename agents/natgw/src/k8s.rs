@@ -393,6 +393,8 @@ pub async fn run(
         }
         if let Some(g) = stores.gw.state().first()
             && g.spec.lan_ip != facts.lan_ip.to_string()
+            // With two replicas lanIp is the shared address, not eth0's own.
+            && g.spec.replicas != 2
             && !warned_lan
         {
             tracing::warn!(lan_ip = %g.spec.lan_ip, eth0 = %facts.lan_ip, "gateway lanIp differs from the LAN interface's address");

@@ -91,6 +91,9 @@ struct Args {
     /// Two replicas: the Lease duration in milliseconds.
     #[arg(long, env = agent_env::LEASE_DURATION_MS, default_value_t = 1500)]
     lease_duration_ms: u64,
+    /// Two replicas: each replica's own external address, by ordinal.
+    #[arg(long, env = agent_env::EXTERNAL_IPS, value_delimiter = ',')]
+    external_ips: Vec<ipnet::Ipv4Net>,
     /// This pod's name (the Lease holder identity).
     #[arg(long, env = agent_env::POD_NAME)]
     pod_name: Option<String>,
@@ -107,7 +110,8 @@ fn parse_optional_ip(s: &str) -> Result<Option<std::net::Ipv4Addr>, String> {
 }
 
 /// `vpcnet-natgw probe <path>`: asks the agent in this pod for `<path>` on
-/// its own HTTP port and exits 0 on 200. The kubelet runs it as an exec
+/// its own HTTP port, prints the answer and exits 0 on 200 (also how
+/// `/role` and `/handover` are reached from outside the pod). The kubelet runs it as an exec
 /// probe, since it cannot reach addresses inside a tenant VPC.
 fn probe(path: &str, port: u16) -> std::process::ExitCode {
     use std::io::{Read, Write};
@@ -124,6 +128,10 @@ fn probe(path: &str, port: u16) -> std::process::ExitCode {
     })();
     match answer {
         Ok(a) if a.starts_with("HTTP/1.0 200") || a.starts_with("HTTP/1.1 200") => {
+            // The body, for paths that answer something (`/role`).
+            if let Some((_, body)) = a.split_once("\r\n\r\n") {
+                println!("{}", body.trim());
+            }
             std::process::ExitCode::SUCCESS
         }
         Ok(a) => {
@@ -171,6 +179,24 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     };
     let worker = Arc::new(Worker::spawn(args.netns.clone(), cfg).map_err(anyhow::Error::msg)?);
     if ha {
+        // Its own external address: one pod template serves both replicas,
+        // so net1 comes without one.
+        let ordinal = args
+            .pod_name
+            .as_deref()
+            .and_then(|p| p.rsplit_once('-'))
+            .and_then(|(_, o)| o.parse::<usize>().ok());
+        if let Some(own) = ordinal.and_then(|o| args.external_ips.get(o).copied()) {
+            let ext = args.ext_iface.clone();
+            let added = worker
+                .call_blocking(move |a| {
+                    a.netlink(async |h| vpcnet_natgw::addrs::ensure_primary(h, &ext, own).await)
+                })
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.ext_iface))?;
+            if added {
+                tracing::info!(%own, "own external address added");
+            }
+        }
         // Addresses an agent of this pod left before it died: this one
         // starts as the standby.
         let rep = worker.call_blocking(|a| a.set_role(false));

@@ -9,6 +9,14 @@
  * `testapp bytes N` prints to stdout: a transfer is intact when both hash the
  * same.
  *
+ * A connection that starts with "ECHO" gets everything it sends echoed back
+ * until it closes: a long-lived stream. `testapp tcp-ping IP PORT INTERVAL_MS
+ * SECONDS` is its client: one connection, a line every INTERVAL_MS; prints
+ *   <unix ms> ok <bytes echoed so far>   or   <unix ms> wait
+ * per line, `<unix ms> reset` (exit 3) if the connection breaks, and at the
+ * end `done sent=N received=M` once every byte came back (exit 0; 4 if not
+ * within 15 s).
+ *
  * `testapp udp-ping IP PORT INTERVAL_MS SECONDS` is the matching client: one
  * socket, so one source port (one conntrack entry) for the whole run, a
  * datagram every INTERVAL_MS; prints per datagram
@@ -96,6 +104,25 @@ static void serve(int c, int port) {
   ssize_t n = recv(c, req, sizeof req - 1, 0);
   int http = n > 0 && (strncmp(req, "GET ", 4) == 0 || strncmp(req, "HEAD ", 5) == 0 || strncmp(req, "POST ", 5) == 0);
   long long want;
+  if (n >= 4 && strncmp(req, "ECHO", 4) == 0) {
+    struct timeval none = {0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    while (n > 0) {
+      for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(c, req + off, (size_t)(n - off));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          close(c);
+          return;
+        }
+        off += w;
+      }
+      do n = recv(c, req, sizeof req, 0);
+      while (n < 0 && errno == EINTR);
+    }
+    close(c);
+    return;
+  }
   if (n > 0 && sscanf(req, "GET /bytes/%lld ", &want) == 1 && want >= 0) {
     int hlen = snprintf(out, sizeof out,
                         "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %lld\r\n"
@@ -199,11 +226,61 @@ static int udp_ping(const char *ip, int port, int interval_ms, int seconds) {
   return 0;
 }
 
+static int tcp_ping(const char *ip, int port, int interval_ms, int seconds) {
+  struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port)};
+  if (inet_pton(AF_INET, ip, &a4.sin_addr) != 1) {
+    fprintf(stderr, "tcp-ping: not an IPv4 address: %s\n", ip);
+    return 2;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a4, sizeof a4) != 0) {
+    perror("tcp-ping");
+    return 1;
+  }
+  struct timeval tv = {.tv_sec = interval_ms / 1000, .tv_usec = (interval_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  long long sent = 0, got = 0, end = now_ms() + (long long)seconds * 1000;
+  char line[64], buf[4096];
+  for (long long i = 0; now_ms() < end; i++) {
+    long long t = now_ms();
+    int len = snprintf(line, sizeof line, i == 0 ? "ECHO %lld\n" : "tick %lld\n", i);
+    if (write(fd, line, len) != len) {
+      printf("%lld reset\n", t);
+      return 3;
+    }
+    sent += len;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      printf("%lld reset\n", t);
+      return 3;
+    }
+    if (n > 0) got += n;
+    printf(n > 0 ? "%lld ok %lld\n" : "%lld wait\n", t, got);
+    long long left = t + interval_ms - now_ms();
+    if (left > 0) usleep(left * 1000);
+  }
+  long long drain = now_ms() + 15000;
+  while (got < sent && now_ms() < drain) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      printf("%lld reset\n", now_ms());
+      return 3;
+    }
+    if (n > 0) got += n;
+  }
+  printf("done sent=%lld received=%lld\n", sent, got);
+  close(fd);
+  return got == sent ? 0 : 4;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "bytes") == 0) {
     write_stream(1, atoll(argv[2]));
     return 0;
   }
+  if (argc == 6 && strcmp(argv[1], "tcp-ping") == 0)
+    return tcp_ping(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   if (argc == 6 && strcmp(argv[1], "udp-ping") == 0)
     return udp_ping(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   const char *p = argc > 1 ? argv[1] : getenv("PORT");

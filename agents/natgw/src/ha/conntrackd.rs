@@ -172,6 +172,9 @@ impl Conntrackd {
     /// On takeover: the active's connections into this kernel, then this
     /// replica's caches start over from the kernel and the peer gets them.
     pub fn take_over(&self) -> Vec<String> {
+        if self.child.is_none() {
+            return vec!["no connection state to commit: conntrackd is not running (no peer yet)".into()];
+        }
         ["-c", "-f", "-R", "-B"]
             .iter()
             .filter_map(|f| self.control(f).err())
@@ -180,6 +183,9 @@ impl Conntrackd {
 
     /// On becoming the standby: ask the active for its connections.
     pub fn stand_by(&self) -> Vec<String> {
+        if self.child.is_none() {
+            return Vec::new();
+        }
         self.control("-n").err().into_iter().collect()
     }
 }

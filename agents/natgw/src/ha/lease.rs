@@ -74,7 +74,7 @@ impl Leases {
                 None
             }
             Err(e) => {
-                tracing::debug!(lease = %self.name, "reading the Lease: {e}");
+                tracing::warn!(lease = %self.name, "reading the Lease: {e}");
                 None
             }
         }

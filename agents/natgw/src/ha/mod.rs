@@ -58,6 +58,7 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
     let mut sync = conntrackd::Conntrackd::default();
     let mut next_peer_check = Instant::now();
     set_role(&shared, false);
+    let mut suspended = false;
     let mut tick = tokio::time::interval(timing.retry);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,18 +71,24 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
             tracing::info!("handover: giving up the addresses and the Lease");
             stand_by(&worker, &shared, &sync, "handover").await;
             el.step_down(now, true);
+            suspended = false;
             if let Err(e) = leases.release(&cfg.me, timing.retry * 4).await {
                 tracing::warn!("releasing the Lease: {e}");
             }
             continue;
         }
-        if el.overdue(now) {
+        // Not renewed in time: the addresses go now (the standby may take
+        // over once the Lease expires), the claim on the Lease stays; a
+        // renewal that gets through brings them back.
+        if el.overdue(now) && !suspended {
             tracing::warn!(
                 deadline_ms = timing.renew_deadline.as_millis() as u64,
-                "no renewal within the deadline: stepping down"
+                "no renewal within the deadline: addresses down until one gets through"
             );
-            stand_by(&worker, &shared, &sync, "renewal overdue").await;
-            el.step_down(now, false);
+            let rep = worker.call(|a| a.set_role(false)).await;
+            set_role(&shared, false);
+            tracing::info!(removed = ?rep.removed, "addresses down");
+            suspended = true;
         }
         if now >= next_peer_check {
             next_peer_check = now + Duration::from_secs(3);
@@ -96,11 +103,26 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
                 match leases.renew(l, timing.renew_deadline).await {
                     Ok(()) => {
                         el.confirmed(sent);
-                        if let Err(e) = worker.call(|a| a.refresh_addresses()).await {
+                        // Only right after the renewal: a lifetime started
+                        // later could outlast the Lease (see `elector`).
+                        if sent.elapsed() > timing.renew_deadline / 2 {
+                            tracing::warn!(
+                                took_ms = sent.elapsed().as_millis() as u64,
+                                "renewal too slow to refresh the addresses on"
+                            );
+                        } else if suspended {
+                            let rep = worker.call(|a| a.set_role(true)).await;
+                            set_role(&shared, true);
+                            suspended = false;
+                            tracing::info!(added = ?rep.added, "renewed again: addresses back");
+                        } else if let Err(e) = worker.call(|a| a.refresh_addresses()).await {
                             tracing::warn!("refreshing address lifetimes: {e}");
                         }
                     }
-                    Err(e) => tracing::warn!("renewing the Lease: {e}"),
+                    Err(e) => tracing::warn!(
+                        took_ms = sent.elapsed().as_millis() as u64,
+                        "renewing the Lease: {e}"
+                    ),
                 }
             }
             Step::Acquire { cause, previous } => {
@@ -111,6 +133,7 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
                 {
                     Ok(()) => {
                         el.confirmed(sent);
+                        suspended = false;
                         take_over(&worker, &shared, &sync, cause, previous.as_deref()).await;
                     }
                     // Another was quicker, or the API is away.
@@ -120,6 +143,7 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
             Step::StepDown => {
                 tracing::warn!(holder = ?seen.holder, "another replica holds the Lease: stepping down");
                 stand_by(&worker, &shared, &sync, "lease taken").await;
+                suspended = false;
             }
             Step::Wait => {}
         }
@@ -175,10 +199,13 @@ async fn stand_by(worker: &Worker, shared: &Shared, sync: &conntrackd::Conntrack
 /// Keeps conntrackd syncing with the peer's current LAN address.
 async fn keep_sync(pods: &Api<Pod>, cfg: &HaConfig, sync: &mut conntrackd::Conntrackd) {
     let Some(peer) = &cfg.peer else { return };
+    // Its LAN address as the operator allocated it (`status.podIP` is the
+    // address the kubelet probes, not the LAN leg's).
     let ip = match tokio::time::timeout(Duration::from_secs(2), pods.get_opt(peer)).await {
         Ok(Ok(Some(p))) => p
-            .status
-            .and_then(|s| s.pod_ip)
+            .metadata
+            .annotations
+            .and_then(|a| a.get(vpcnet_api::contract::annotations::IP_ADDRESS).cloned())
             .and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
         _ => return,
     };

@@ -32,7 +32,22 @@ pub fn claims(
                 ip,
             });
         }
-        // Two replicas: the shared LAN address is the gateway's own.
+        // Two replicas: replica 1's external address ...
+        if gw.spec.replicas == 2
+            && let Some(ip) = gw
+                .status
+                .as_ref()
+                .and_then(|s| s.external_ips.get(1))
+                .and_then(|i| i.parse().ok())
+        {
+            out.push(Claim {
+                source: Source::Status,
+                subnet: crate::gateway::external_subnet(gw, external_subnet),
+                holder: crate::gateway::second_external_holder(&gw.name_any()),
+                ip,
+            });
+        }
+        // ... and the shared LAN address are the gateway's own.
         if gw.spec.replicas == 2
             && crate::gateway::accepted(gw)
             && let Ok(ip) = gw.spec.lan_ip.parse()

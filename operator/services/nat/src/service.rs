@@ -159,7 +159,12 @@ impl Service for Nat {
             .list(&ListParams::default())
             .await?
             .iter()
-            .map(|g| crate::gateway::external_holder(&g.name_any()))
+            .flat_map(|g| {
+                [
+                    crate::gateway::external_holder(&g.name_any()),
+                    crate::gateway::second_external_holder(&g.name_any()),
+                ]
+            })
             .collect();
         Ok(orphaned(holders, &eips, &gateways))
     }

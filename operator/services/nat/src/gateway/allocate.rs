@@ -75,6 +75,37 @@ pub fn allocate(
     }
 }
 
+/// With two replicas, replica 1's own external address (kept across
+/// reconciles); with one, none (and an earlier one is released).
+pub fn allocate_second(
+    ipam: &mut Ipam,
+    name: &str,
+    v: &Validated,
+    replicas: i32,
+) -> Result<Option<Ipv4Net>, Halt<GatewayReason>> {
+    let holder = super::second_external_holder(name);
+    let pool = ipam.pool_mut(&v.external_subnet).map_err(|_| {
+        Error::Dependency(format!(
+            "address pool of external subnet {}",
+            v.external_subnet
+        ))
+    })?;
+    if replicas != 2 {
+        pool.release(&holder);
+        return Ok(None);
+    }
+    match pool.allocate(&holder) {
+        Ok(ip) => Ok(Some(
+            Ipv4Net::new(ip, v.external_cidr.prefix_len()).expect("prefix of a parsed CIDR"),
+        )),
+        Err(e) => Err(Refusal::new(
+            GatewayReason::ExternalIpUnavailable,
+            format!("external subnet {} (second replica): {e}", v.external_subnet),
+        )
+        .into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +121,7 @@ mod tests {
             external_cidr: "172.16.3.0/30".parse().unwrap(),
             external_gateway: None,
             nad: Default::default(),
+            nad_without_ipam: None,
         }
     }
 
@@ -148,6 +180,14 @@ mod tests {
             refused(allocate(&mut ipam, "other", "sys", &ha, 2)),
             Some(GatewayReason::LanIpInUse)
         );
+        // The second replica's external address: kept, and released for one.
+        let mut big = Ipam::default();
+        big.upsert("ext", "172.16.3.0/24", Some("172.16.3.2"), &[])
+            .unwrap();
+        let two = allocate_second(&mut big, "g", &v, 2).unwrap().unwrap();
+        assert_eq!(allocate_second(&mut big, "g", &v, 2).unwrap(), Some(two));
+        assert_eq!(allocate_second(&mut big, "g", &v, 1).unwrap(), None);
+        assert_eq!(big.pool("ext").unwrap().holder_of(two.addr()), None);
         let mut no_pool = validated();
         no_pool.external_subnet = "gone".into();
         assert!(matches!(

@@ -24,6 +24,8 @@ pub struct Facts {
     /// Whether the NetworkAttachmentDefinition named by the external
     /// subnet's provider exists (`None`: the subnet or its provider is missing).
     pub nad_exists: Option<bool>,
+    /// Its CNI configuration, when it exists.
+    pub nad_config: Option<String>,
     /// The API server's real address and port.
     pub api_endpoint: Option<(String, i32)>,
 }
@@ -45,10 +47,18 @@ pub async fn dereference(gw: &VpcNatGateway, ctx: &Ctx) -> Result<Facts> {
         .iter()
         .find(|s| s.name_any() == external_subnet)
         .and_then(|s| s.spec.provider.clone());
-    let nad_exists = match provider {
-        Some(p) => Some(nad_exists(&ctx.client, &nad_of(&p)).await?),
+    let nad = match provider {
+        Some(p) => Some(nad_get(&ctx.client, &nad_of(&p)).await?),
         None => None,
     };
+    let nad_exists = nad.as_ref().map(Option::is_some);
+    let nad_config = nad.flatten().and_then(|n| {
+        n.data
+            .get("spec")
+            .and_then(|s| s.get("config"))
+            .and_then(|c| c.as_str())
+            .map(str::to_string)
+    });
     Ok(Facts {
         vpc: ctx
             .vpcs
@@ -58,11 +68,15 @@ pub async fn dereference(gw: &VpcNatGateway, ctx: &Ctx) -> Result<Facts> {
         subnets,
         external_subnet,
         nad_exists,
+        nad_config,
         api_endpoint: vpcnet_runtime::api_server::endpoint(&ctx.client).await?,
     })
 }
 
-async fn nad_exists(client: &kube::Client, (ns, name): &(String, String)) -> Result<bool> {
+async fn nad_get(
+    client: &kube::Client,
+    (ns, name): &(String, String),
+) -> Result<Option<DynamicObject>> {
     let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
     let nads: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -70,9 +84,9 @@ async fn nad_exists(client: &kube::Client, (ns, name): &(String, String)) -> Res
         &ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions"),
     );
     match nads.get_opt(name).await {
-        Ok(found) => Ok(found.is_some()),
+        Ok(found) => Ok(found),
         // No such CRD (Multus missing) reads as "no such attachment".
-        Err(kube::Error::Api(_)) => Ok(false),
+        Err(kube::Error::Api(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -5,6 +5,7 @@
 //! install or withdraw the VPC's default route -> status.
 
 pub mod allocate;
+pub mod attachment;
 pub mod facts;
 pub mod node_lost;
 pub mod objects;
@@ -46,9 +47,16 @@ pub fn external_subnet(gw: &VpcNatGateway, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-/// IPAM holder of the gateway's external (`net1`) address.
+/// IPAM holder of the gateway's external (`net1`) address (with two
+/// replicas: that of replica 0, and the shared LAN address).
 pub fn external_holder(name: &str) -> Holder {
     Holder::nat_gateway(name)
+}
+
+/// IPAM holder of replica 1's external address (`/` is in no object name,
+/// so no gateway holds this one by its own name).
+pub fn second_external_holder(name: &str) -> Holder {
+    Holder::nat_gateway(&format!("{name}/1"))
 }
 
 /// How a VpcNatGateway is reconciled.
@@ -93,14 +101,17 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<GatewayPlan, Halt<Gat
     let v = validate::validate(gw, &facts)?;
     let external_ip = {
         let mut ipam = ctx.ipam.lock().await;
-        allocate::allocate(
+        let first = allocate::allocate(
             &mut ipam,
             &gw.name_any(),
             &ctx.namespace,
             &v,
             gw.spec.replicas,
-        )?
+        )?;
+        let second = allocate::allocate_second(&mut ipam, &gw.name_any(), &v, gw.spec.replicas)?;
+        (first, second)
     };
+    let (external_ip, second_external_ip) = external_ip;
     Ok(GatewayPlan {
         name: gw.name_any(),
         namespace: ctx.namespace.clone(),
@@ -111,7 +122,9 @@ async fn plan(gw: &VpcNatGateway, ctx: &Context) -> Result<GatewayPlan, Halt<Gat
         lan_gateway: v.lan_gateway,
         vpc_cidrs: v.vpc_cidrs,
         nad: v.nad,
+        nad_without_ipam: v.nad_without_ipam,
         external_ip,
+        second_external_ip,
         external_gateway: v.external_gateway,
         node_selector: node_selector(&gw.spec.selector),
         tolerations: gw.spec.tolerations.clone(),
@@ -170,6 +183,9 @@ async fn run(
     if let Some(b) = objs.disruption_budget {
         applier.apply(b).await?;
     }
+    if let Some(n) = objs.attachment {
+        applier.apply(n).await?;
+    }
     let ns = Some(plan.namespace.as_str());
     applier.prune::<ServiceAccount>(ns).await?;
     applier.prune::<ClusterRoleBinding>(None).await?;
@@ -179,6 +195,9 @@ async fn run(
     applier.prune::<StatefulSet>(ns).await?;
     applier.prune::<Lease>(ns).await?;
     applier.prune::<PodDisruptionBudget>(ns).await?;
+    applier
+        .prune::<attachment::NetworkAttachmentDefinition>(ns)
+        .await?;
 
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &plan.namespace);
     let mut replicas = Vec::new();
@@ -338,6 +357,10 @@ async fn cleanup(gw: &VpcNatGateway, ctx: &Context, api: &Api<VpcNatGateway>) ->
         .lock()
         .await
         .release_everywhere(&external_holder(&name));
+    ctx.ipam
+        .lock()
+        .await
+        .release_everywhere(&second_external_holder(&name));
     // The StatefulSet, ServiceAccount, bindings and snapshot go with their owner.
     Ok(Action::await_change())
 }

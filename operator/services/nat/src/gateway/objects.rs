@@ -49,8 +49,12 @@ pub struct GatewayPlan {
     pub vpc_cidrs: Vec<Ipv4Net>,
     /// NetworkAttachmentDefinition `(namespace, name)` for net1.
     pub nad: (String, String),
-    /// net1 address with prefix.
+    /// With two replicas: its configuration without IPAM.
+    pub nad_without_ipam: Option<String>,
+    /// net1 address with prefix (with two replicas: replica 0's).
     pub external_ip: Ipv4Net,
+    /// With two replicas: replica 1's net1 address.
+    pub second_external_ip: Option<Ipv4Net>,
     /// External network's gateway (the gateway pod's default route).
     pub external_gateway: Option<Ipv4Addr>,
     /// Node selector.
@@ -96,8 +100,10 @@ pub struct GatewayObjects {
     /// With 2 replicas: the Lease the agents hold to be active (created
     /// empty; the agents fill its spec) ...
     pub lease: Option<Lease>,
-    /// ... and a disruption budget that lets a drain take one at a time.
+    /// ... a disruption budget that lets a drain take one at a time ...
     pub disruption_budget: Option<PodDisruptionBudget>,
+    /// ... and net1's attachment without IPAM (see `attachment`).
+    pub attachment: Option<super::attachment::NetworkAttachmentDefinition>,
 }
 
 /// The labels of every object and pod of gateway `name`.
@@ -163,9 +169,15 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
         namespace: Some(plan.namespace.clone()),
         ..Default::default()
     }]);
-    let networks = json!([{
-        "name": plan.nad.1, "namespace": plan.nad.0, "interface": "net1", "ips": [plan.external_ip.to_string()],
-    }]);
+    // One template for both replicas: with two, net1 comes without an
+    // address and each agent adds its own (VPCNET_EXTERNAL_IPS).
+    let networks = if plan.is_ha() {
+        json!([{"name": naming::natgw_attachment(&plan.name), "namespace": plan.namespace, "interface": "net1"}])
+    } else {
+        json!([{
+            "name": plan.nad.1, "namespace": plan.nad.0, "interface": "net1", "ips": [plan.external_ip.to_string()],
+        }])
+    };
     let cidrs: Vec<String> = plan.vpc_cidrs.iter().map(|c| c.to_string()).collect();
     let mut envs = vec![
         env(agent_env::GATEWAY, &plan.name),
@@ -213,6 +225,11 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             format!("{}/{}", plan.lan_ip, plan.lan_prefix),
         ));
         envs.push(env(agent_env::LEASE, &lease));
+        let own: Vec<String> = std::iter::once(plan.external_ip)
+            .chain(plan.second_external_ip)
+            .map(|n| n.to_string())
+            .collect();
+        envs.push(env(agent_env::EXTERNAL_IPS, own.join(",")));
         envs.push(env(
             agent_env::LEASE_DURATION_MS,
             plan.lease_duration_ms.to_string(),
@@ -322,6 +339,16 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             metadata: meta(&lease, ns),
             spec: None,
         }),
+        attachment: plan
+            .nad_without_ipam
+            .clone()
+            .filter(|_| plan.is_ha())
+            .map(|config| super::attachment::NetworkAttachmentDefinition {
+                metadata: meta(&naming::natgw_attachment(&plan.name), ns),
+                spec: super::attachment::NetworkAttachmentDefinitionSpec {
+                    config: Some(config),
+                },
+            }),
         disruption_budget: plan.is_ha().then(|| PodDisruptionBudget {
             metadata: meta(&lease, ns),
             spec: Some(PodDisruptionBudgetSpec {
@@ -414,7 +441,9 @@ mod tests {
             lan_gateway: "10.0.1.1".parse().unwrap(),
             vpc_cidrs: vec!["10.0.1.0/24".parse().unwrap()],
             nad: ("vpcnet-system".into(), "ovn-vpc-external-network".into()),
+            nad_without_ipam: None,
             external_ip: "172.16.3.101/24".parse().unwrap(),
+            second_external_ip: None,
             external_gateway: Some("172.16.3.2".parse().unwrap()),
             node_selector: node_selector(&["kubernetes.io/os: linux".into()]),
             tolerations: vec![],
@@ -438,6 +467,8 @@ mod tests {
         assert!(one.lease.is_none() && one.disruption_budget.is_none());
         let ha = build(&GatewayPlan {
             replicas: 2,
+            second_external_ip: Some("172.16.3.102/24".parse().unwrap()),
+            nad_without_ipam: Some(r#"{"type":"macvlan"}"#.into()),
             ..plan()
         });
         let sts = value(&ha.statefulset);
@@ -461,6 +492,22 @@ mod tests {
             Some(json!("vpc-nat-gw-natgw-active"))
         );
         assert_eq!(get(agent_env::LEASE_DURATION_MS), Some(json!("1500")));
+        assert_eq!(
+            get(agent_env::EXTERNAL_IPS),
+            Some(json!("172.16.3.101/24,172.16.3.102/24"))
+        );
+        let nets: Value = serde_json::from_str(
+            tpl["metadata"]["annotations"][ann::MULTUS_NETWORKS]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(nets[0].get("ips").is_none(), "each agent adds its own: {nets}");
+        assert_eq!(nets[0]["name"], "vpc-nat-gw-natgw-ext");
+        let nad = value(ha.attachment.as_ref().unwrap());
+        assert_eq!(nad["metadata"]["name"], "vpc-nat-gw-natgw-ext");
+        assert_eq!(nad["spec"]["config"], r#"{"type":"macvlan"}"#);
+        assert!(one.attachment.is_none());
         let anti = &tpl["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
             [0];
         assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");

@@ -141,6 +141,10 @@ pub fn running(
             .and_then(|p| p.spec.as_ref())
             .and_then(|s| s.node_name.clone()),
         external_ip: Some(plan.external_ip.addr().to_string()),
+        external_ips: match plan.second_external_ip {
+            Some(s) => vec![plan.external_ip.addr().to_string(), s.addr().to_string()],
+            None => Vec::new(),
+        },
         active: None,
         last_failover: None,
     }

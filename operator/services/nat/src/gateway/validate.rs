@@ -31,6 +31,9 @@ reasons! {
         ExternalSubnetNotFound,
         /// The external subnet's NetworkAttachmentDefinition is missing.
         NetworkAttachmentNotFound,
+        /// Two replicas, but the NetworkAttachmentDefinition's configuration
+        /// cannot be read (no JSON `spec.config`).
+        NetworkAttachmentUnusable,
         /// No external address is free.
         ExternalIpUnavailable,
         /// Deletion waits for the EIPs on the gateway.
@@ -62,6 +65,8 @@ pub struct Validated {
     pub external_gateway: Option<Ipv4Addr>,
     /// The NetworkAttachmentDefinition `(namespace, name)` of net1.
     pub nad: (String, String),
+    /// Its CNI configuration without IPAM (for two replicas' own copy).
+    pub nad_without_ipam: Option<String>,
 }
 
 fn refuse(reason: GatewayReason, message: String) -> GatewayRefusal {
@@ -171,6 +176,24 @@ pub fn validate(gw: &VpcNatGateway, facts: &Facts) -> Result<Validated, GatewayR
         external_subnet: ext_name.clone(),
         external_cidr,
         external_gateway: ext.spec.gateway.as_deref().and_then(|g| g.parse().ok()),
+        nad_without_ipam: match (gw.spec.replicas, facts.nad_config.as_deref()) {
+            (2, Some(c)) => Some(super::attachment::without_ipam(c).map_err(|e| {
+                refuse(
+                    NetworkAttachmentUnusable,
+                    format!("NetworkAttachmentDefinition {}/{}: {e}", nad.0, nad.1),
+                )
+            })?),
+            (2, None) => {
+                return Err(refuse(
+                    NetworkAttachmentUnusable,
+                    format!(
+                        "NetworkAttachmentDefinition {}/{} has no spec.config to run two replicas with",
+                        nad.0, nad.1
+                    ),
+                ));
+            }
+            _ => None,
+        },
         nad,
     })
 }

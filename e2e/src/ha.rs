@@ -274,3 +274,75 @@ pub fn setup(k: &Kubectl, c: &mut Cleanup, replicas: u32) {
     }
 }
 
+
+/// When the Lease was last taken (unix ms), from its `acquireTime`.
+pub fn acquired_ms(k: &Kubectl) -> Option<u64> {
+    let t = k.field(
+        "lease",
+        Some(GW_NS),
+        &naming::natgw_lease(T),
+        "{.spec.acquireTime}",
+    );
+    let ts: k8s_openapi::jiff::Timestamp = t.trim().parse().ok()?;
+    u64::try_from(ts.as_millisecond()).ok()
+}
+
+/// One failover as the probes saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Failover {
+    /// From the disruption to the first answer through the new active.
+    pub takeover_s: f64,
+    /// The longest time without an answer around it.
+    pub silence_s: f64,
+}
+
+/// Disrupts the active with `disrupt`, waits for the other replica to
+/// take the Lease, and times it with the UDP pings `pings`.
+pub fn fail_over(k: &Kubectl, pings: &Probe, disrupt: impl FnOnce(&str)) -> Failover {
+    let (active, standby) = settled(k, Duration::from_secs(60));
+    let before = acquired_ms(k);
+    let at = unix_ms();
+    disrupt(&active);
+    k.eventually(Duration::from_secs(30), "the other replica took the Lease", || {
+        holder(k) == standby && acquired_ms(k) != before
+    });
+    let took = acquired_ms(k).expect("acquireTime");
+    let first = first_answer_after(pings, took, Duration::from_secs(10))
+        .expect("an answer through the new active");
+    let oks: Vec<u64> = ok_times(&pings.lines())
+        .into_iter()
+        .filter(|t| *t + 200 >= at && *t <= first)
+        .collect();
+    let silence = oks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    Failover {
+        takeover_s: (first.saturating_sub(at)) as f64 / 1000.0,
+        silence_s: silence as f64 / 1000.0,
+    }
+}
+
+/// On a failing test: both agents' logs and the Lease, for the record.
+pub struct DumpOnPanic(pub Kubectl);
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for i in 0..2 {
+            let out = self
+                .0
+                .run(&["-n", GW_NS, "logs", &replica(i), "--tail=40"]);
+            eprintln!("--- {} ---\n{}{}", replica(i), out.stdout, out.stderr);
+        }
+        let l = self.0.run(&[
+            "-n",
+            GW_NS,
+            "get",
+            "lease",
+            &naming::natgw_lease(T),
+            "-o",
+            "yaml",
+        ]);
+        eprintln!("--- lease ---\n{}", l.stdout);
+    }
+}

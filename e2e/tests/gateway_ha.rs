@@ -22,6 +22,7 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
     let k = Kubectl::for_box();
     let mut c = Cleanup::new(&k);
     setup(&k, &mut c, 2);
+    let _dump = DumpOnPanic(k.clone());
     let (active, standby) = settled(&k, READY);
     let (an, sn) = (
         node::of_pod(&k, GW_NS, &active),
@@ -81,30 +82,19 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
         );
     }
 
-    // 20 crashes of the active agent, each failover timed from the kill to
-    // the first answer through the other replica.
-    let mut times = Vec::new();
-    let mut current = active.clone();
-    for i in 0..20 {
-        let killed_at = unix_ms();
-        kill_agent(&k, &current);
-        let first = first_answer_after(&pings, killed_at + 1, Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("failover {i}: no answer through the EIP within 20 s"));
-        let took = (first - killed_at) as f64 / 1000.0;
-        let (now_active, _) = settled(&k, Duration::from_secs(60));
-        assert_eq!(now_active, other(&current), "failover {i}: the other replica took over");
-        eprintln!("failover {i}: {current} killed, {now_active} answered after {took:.3} s; neighbour {}", neighbour(DNAT_EIP));
-        times.push(took);
-        current = now_active;
+    // Crashes of the active agent (SIGKILL), each failover timed from the
+    // kill to the first answer through the other replica (the benchmark
+    // `gateway_failover` does 20 and prints percentiles).
+    for i in 0..3 {
+        let f = fail_over(&k, &pings, |a| kill_agent(&k, a));
+        eprintln!(
+            "failover {i} (SIGKILL): first answer through the new active after {:.3} s, longest silence {:.3} s; neighbour {}",
+            f.takeover_s,
+            f.silence_s,
+            neighbour(DNAT_EIP)
+        );
+        assert!(f.takeover_s < 2.0, "failover {i}: {f:?}");
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&sorted, 0.5), percentile(&sorted, 0.99));
-    eprintln!(
-        "failover after SIGKILL of the active agent, 20 runs: p50 {p50:.3} s, p99 {p99:.3} s, max {:.3} s (target < 2 s)",
-        sorted[sorted.len() - 1]
-    );
-    assert!(p99 < 2.0, "p99 {p99:.3} s: {times:?}");
 
     // The active's node dies (frozen daemons, links cut). The pod is on the
     // other node: make that the standby first with a handover, if needed.
@@ -117,23 +107,21 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
     let doomed = node::of_pod(&k, GW_NS, &active);
     assert_ne!(doomed, sn);
     let mut recover = Recover(None);
-    let killed_at = unix_ms();
-    node_ctl(&["fail", &doomed]);
-    recover.0 = Some(doomed.clone());
-    let first = first_answer_after(&pings, killed_at + 1, Duration::from_secs(20))
-        .expect("an answer through the EIP after the node died");
+    let f = fail_over(&k, &pings, |_| {
+        node_ctl(&["fail", &doomed]);
+        recover.0 = Some(doomed.clone());
+    });
     eprintln!(
-        "node {doomed} died under the active replica: first answer through the other after {:.3} s; neighbour {}",
-        (first - killed_at) as f64 / 1000.0,
+        "node {doomed} died under the active replica: first answer through the other after {:.3} s, longest silence {:.3} s; neighbour {}",
+        f.takeover_s,
+        f.silence_s,
         neighbour(DNAT_EIP)
     );
-    k.eventually(Duration::from_secs(30), "the survivor holds the Lease", || {
-        holder(&k) == other(&active)
-    });
+    assert!(f.takeover_s < 2.0, "node failure: {f:?}");
     std::thread::sleep(Duration::from_secs(2));
     node_ctl(&["recover", &doomed]);
     recover.0 = None;
-    let (_, _) = settled(&k, Duration::from_secs(120));
+    settled(&k, Duration::from_secs(120));
 
     // 50 planned handovers back and forth.
     let flaps_from = unix_ms();

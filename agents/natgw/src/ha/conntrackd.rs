@@ -149,44 +149,89 @@ impl Conntrackd {
     /// into the kernel, `-f` flushes the caches, `-R` resyncs the internal
     /// cache with the kernel, `-B` sends a bulk update, `-n` asks the peer
     /// for one.
+    /// Bounded by [`CONTROL_LIMIT`]: a conntrackd waiting on a peer that
+    /// is gone must not hold up a failover.
     pub fn control(&self, flag: &str) -> Result<(), String> {
         if self.child.is_none() {
             return Err("conntrackd is not running".into());
         }
-        let out = Command::new("conntrackd")
-            .arg("-C")
-            .arg(&self.conf)
-            .arg(flag)
-            .output()
-            .map_err(|e| format!("conntrackd {flag}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "conntrackd {flag}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        control(&self.conf, flag)
     }
 
-    /// On takeover: the active's connections into this kernel, then this
-    /// replica's caches start over from the kernel and the peer gets them.
-    pub fn take_over(&self) -> Vec<String> {
+    /// The configuration file (for commands run elsewhere).
+    pub fn conf(&self) -> &Path {
+        &self.conf
+    }
+
+    /// On takeover: the active's connections into this kernel (before the
+    /// addresses come up, so the first packet finds its mapping).
+    pub fn commit(&self) -> Vec<String> {
         if self.child.is_none() {
             return vec!["no connection state to commit: conntrackd is not running (no peer yet)".into()];
         }
-        ["-c", "-f", "-R", "-B"]
-            .iter()
-            .filter_map(|f| self.control(f).err())
-            .collect()
+        self.control("-c").err().into_iter().collect()
+    }
+
+    /// After takeover, off the election's path: this replica's caches
+    /// start over from its kernel and the peer gets them.
+    pub fn after_takeover(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let conf = self.conf.clone();
+        std::thread::spawn(move || {
+            for f in ["-f", "-R", "-B"] {
+                if let Err(e) = control(&conf, f) {
+                    tracing::debug!("{e}");
+                }
+            }
+        });
     }
 
     /// On becoming the standby: ask the active for its connections.
-    pub fn stand_by(&self) -> Vec<String> {
+    pub fn stand_by(&self) {
         if self.child.is_none() {
-            return Vec::new();
+            return;
         }
-        self.control("-n").err().into_iter().collect()
+        let conf = self.conf.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = control(&conf, "-n") {
+                tracing::debug!("{e}");
+            }
+        });
+    }
+}
+
+/// How long a control command may take.
+pub const CONTROL_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `conntrackd -C <conf> <flag>`, killed (by its PID) after [`CONTROL_LIMIT`].
+fn control(conf: &Path, flag: &str) -> Result<(), String> {
+    let mut c = Command::new("conntrackd")
+        .arg("-C")
+        .arg(conf)
+        .arg(flag)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("conntrackd {flag}: {e}"))?;
+    let t0 = std::time::Instant::now();
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(()),
+            Ok(Some(st)) => return Err(format!("conntrackd {flag}: {st}")),
+            Ok(None) if t0.elapsed() >= CONTROL_LIMIT => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return Err(format!(
+                    "conntrackd {flag}: no answer within {} ms",
+                    CONTROL_LIMIT.as_millis()
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return Err(format!("conntrackd {flag}: {e}")),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ pub mod elector;
 pub mod lease;
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -55,8 +55,10 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
     let mut el = Elector::new(&cfg.me, timing);
     let leases = lease::Leases::new(client.clone(), &cfg.namespace, &cfg.lease);
     let pods: Api<Pod> = Api::namespaced(client, &cfg.namespace);
-    let mut sync = conntrackd::Conntrackd::default();
-    let mut next_peer_check = Instant::now();
+    let sync = Arc::new(Mutex::new(conntrackd::Conntrackd::default()));
+    // Its own task: an API server that does not answer must not hold up
+    // the election.
+    tokio::spawn(keep_sync(pods, cfg.clone(), sync.clone()));
     set_role(&shared, false);
     let mut suspended = false;
     let mut tick = tokio::time::interval(timing.retry);
@@ -89,10 +91,6 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
             set_role(&shared, false);
             tracing::info!(removed = ?rep.removed, "addresses down");
             suspended = true;
-        }
-        if now >= next_peer_check {
-            next_peer_check = now + Duration::from_secs(3);
-            keep_sync(&pods, &cfg, &mut sync).await;
         }
         let Some((seen, l)) = leases.read(timing.retry * 2).await else {
             continue;
@@ -162,13 +160,14 @@ fn set_role(shared: &Shared, active: bool) {
 async fn take_over(
     worker: &Worker,
     shared: &Shared,
-    sync: &conntrackd::Conntrackd,
+    sync: &Mutex<conntrackd::Conntrackd>,
     cause: &str,
     previous: Option<&str>,
 ) {
     let t0 = Instant::now();
-    let committed = tokio::task::block_in_place(|| sync.take_over());
+    let committed = tokio::task::block_in_place(|| lock(sync).commit());
     let rep = worker.call(|a| a.set_role(true)).await;
+    lock(sync).after_takeover();
     set_role(shared, true);
     shared.metrics.takeovers.inc();
     tracing::info!(
@@ -184,20 +183,30 @@ async fn take_over(
 }
 
 /// Becomes the standby: the addresses go first.
-async fn stand_by(worker: &Worker, shared: &Shared, sync: &conntrackd::Conntrackd, why: &str) {
+async fn stand_by(worker: &Worker, shared: &Shared, sync: &Mutex<conntrackd::Conntrackd>, why: &str) {
     let rep = worker.call(|a| a.set_role(false)).await;
     set_role(shared, false);
     tracing::info!(why, removed = ?rep.removed, "standby: gave up the addresses");
     for w in rep.warnings {
         tracing::warn!("{w}");
     }
-    for w in tokio::task::block_in_place(|| sync.stand_by()) {
-        tracing::debug!("{w}");
+    lock(sync).stand_by();
+}
+
+fn lock(m: &Mutex<conntrackd::Conntrackd>) -> std::sync::MutexGuard<'_, conntrackd::Conntrackd> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps conntrackd syncing with the peer's current LAN address, looking
+/// every 3 s.
+async fn keep_sync(pods: Api<Pod>, cfg: HaConfig, sync: Arc<Mutex<conntrackd::Conntrackd>>) {
+    loop {
+        sync_once(&pods, &cfg, &sync).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
 
-/// Keeps conntrackd syncing with the peer's current LAN address.
-async fn keep_sync(pods: &Api<Pod>, cfg: &HaConfig, sync: &mut conntrackd::Conntrackd) {
+async fn sync_once(pods: &Api<Pod>, cfg: &HaConfig, sync: &Mutex<conntrackd::Conntrackd>) {
     let Some(peer) = &cfg.peer else { return };
     // Its LAN address as the operator allocated it (`status.podIP` is the
     // address the kubelet probes, not the LAN leg's).
@@ -210,7 +219,8 @@ async fn keep_sync(pods: &Api<Pod>, cfg: &HaConfig, sync: &mut conntrackd::Connt
         _ => return,
     };
     let Some(ip) = ip else { return };
-    match sync.ensure(&cfg.lan_iface, cfg.lan_ip, ip, &[cfg.lan_ip]) {
+    let ensured = lock(sync).ensure(&cfg.lan_iface, cfg.lan_ip, ip, &[cfg.lan_ip]);
+    match ensured {
         Ok(true) => tracing::info!(peer = %ip, "conntrackd syncs with the other replica"),
         Ok(false) => {}
         Err(e) => tracing::warn!("connection state sync: {e}"),

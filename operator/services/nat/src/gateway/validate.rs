@@ -252,6 +252,7 @@ mod tests {
             ],
             external_subnet: "ext".into(),
             nad_exists: Some(true),
+            nad_config: Some(r#"{"type":"macvlan","ipam":{"type":"static"}}"#.into()),
             api_endpoint: None,
         }
     }

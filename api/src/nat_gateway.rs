@@ -85,9 +85,12 @@ pub struct VpcNatGatewaySpec {
     /// With 2 replicas: how long the active may go without renewing its
     /// Lease before the standby takes over, in milliseconds. Failover takes
     /// about this long after the active dies; shorter reacts faster but an
-    /// API server slower than two thirds of it makes the active step down.
+    /// API server slower than two thirds of it takes the active's addresses
+    /// down. At least 1500: the active's addresses live whole seconds (the
+    /// kernel's unit) past its last renewal and must be gone before the
+    /// standby may take over.
     #[serde(default = "default_lease_duration_ms")]
-    #[schemars(range(min = 500, max = 60000))]
+    #[schemars(range(min = 1500, max = 60000))]
     pub lease_duration_ms: i32,
 }
 

@@ -131,7 +131,11 @@ pub fn holder(k: &Kubectl) -> String {
 /// What a replica's agent says it is: active, standby, or "" (unreachable).
 pub fn role(k: &Kubectl, pod: &str) -> String {
     let out = k.exec(GW_NS, pod, &["vpcnet-natgw", "probe", "/role"]);
-    if out.ok { out.stdout.trim().to_string() } else { String::new() }
+    if out.ok {
+        out.stdout.trim().to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// The IPv4 addresses in a replica's network namespace.
@@ -169,7 +173,11 @@ pub fn kill_agent(k: &Kubectl, pod: &str) {
 }
 
 pub fn other(pod: &str) -> String {
-    if pod == replica(0) { replica(1) } else { replica(0) }
+    if pod == replica(0) {
+        replica(1)
+    } else {
+        replica(0)
+    }
 }
 
 /// Both replicas up and one active: (active, standby).
@@ -274,7 +282,6 @@ pub fn setup(k: &Kubectl, c: &mut Cleanup, replicas: u32) {
     }
 }
 
-
 /// When the Lease was last taken (unix ms), from its `acquireTime`.
 pub fn acquired_ms(k: &Kubectl) -> Option<u64> {
     let t = k.field(
@@ -303,9 +310,11 @@ pub fn fail_over(k: &Kubectl, pings: &Probe, disrupt: impl FnOnce(&str)) -> Fail
     let before = acquired_ms(k);
     let at = unix_ms();
     disrupt(&active);
-    k.eventually(Duration::from_secs(30), "the other replica took the Lease", || {
-        holder(k) == standby && acquired_ms(k) != before
-    });
+    k.eventually(
+        Duration::from_secs(30),
+        "the other replica took the Lease",
+        || holder(k) == standby && acquired_ms(k) != before,
+    );
     let took = acquired_ms(k).expect("acquireTime");
     let first = first_answer_after(pings, took, Duration::from_secs(10))
         .expect("an answer through the new active");
@@ -329,9 +338,7 @@ impl Drop for DumpOnPanic {
             return;
         }
         for i in 0..2 {
-            let out = self
-                .0
-                .run(&["-n", GW_NS, "logs", &replica(i), "--tail=40"]);
+            let out = self.0.run(&["-n", GW_NS, "logs", &replica(i), "--tail=40"]);
             eprintln!("--- {} ---\n{}{}", replica(i), out.stdout, out.stderr);
         }
         let l = self.0.run(&[

@@ -33,13 +33,18 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
     assert!(addresses(&k, &active).contains(&format!(" {LAN_IP}/")));
     assert!(!addresses(&k, &standby).contains(&format!(" {LAN_IP}/")));
     let st = k.field("vpc-nat-gw", None, T, "{.status.active.pod}");
-    k.eventually(Duration::from_secs(30), "status names the active replica", || {
-        k.field("vpc-nat-gw", None, T, "{.status.active.pod}") == format!("{GW_NS}/{active}")
-    });
+    k.eventually(
+        Duration::from_secs(30),
+        "status names the active replica",
+        || k.field("vpc-nat-gw", None, T, "{.status.active.pod}") == format!("{GW_NS}/{active}"),
+    );
     eprintln!("active {active} on {an}, standby {standby} on {sn} (status: {st})");
 
-    // The tenant's pod on the standby's node: the active's node dies below.
-    k.must_apply(&on_node(&testapp_pod(T, "web", Some(WEB_IP)), &sn));
+    // The tenant's pod on node-1, which survives: the external network
+    // reaches the API server through node-1 (e2e/box/external.sh), so the
+    // node that dies below is the other.
+    let keep = nodes[0].clone();
+    k.must_apply(&on_node(&testapp_pod(T, "web", Some(WEB_IP)), &keep));
     k.wait_ready(T, &["web"], READY);
 
     // Long streams: DNAT from outside, SNAT from the pod; UDP pings time
@@ -96,16 +101,21 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
         assert!(f.takeover_s < 2.0, "failover {i}: {f:?}");
     }
 
-    // The active's node dies (frozen daemons, links cut). The pod is on the
-    // other node: make that the standby first with a handover, if needed.
+    // The active's node dies (frozen daemons, links cut). The pod is on
+    // node-1: make the replica there the standby first, if needed.
     let (mut active, _) = settled(&k, Duration::from_secs(30));
-    if node::of_pod(&k, GW_NS, &active) == sn {
-        assert!(k.exec(GW_NS, &active, &["vpcnet-natgw", "probe", "/handover"]).ok);
-        k.eventually(Duration::from_secs(10), "handed over", || holder(&k) == other(&active));
+    if node::of_pod(&k, GW_NS, &active) == keep {
+        assert!(
+            k.exec(GW_NS, &active, &["vpcnet-natgw", "probe", "/handover"])
+                .ok
+        );
+        k.eventually(Duration::from_secs(10), "handed over", || {
+            holder(&k) == other(&active)
+        });
         active = other(&active);
     }
     let doomed = node::of_pod(&k, GW_NS, &active);
-    assert_ne!(doomed, sn);
+    assert_ne!(doomed, keep);
     let mut recover = Recover(None);
     let f = fail_over(&k, &pings, |_| {
         node_ctl(&["fail", &doomed]);
@@ -129,19 +139,30 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
         let (a, b) = settled(&k, Duration::from_secs(30));
         let out = k.exec(GW_NS, &a, &["vpcnet-natgw", "probe", "/handover"]);
         assert!(out.ok, "handover {i}: {}", out.stderr);
-        k.eventually(Duration::from_secs(10), "the other replica took over", || {
-            holder(&k) == b
-        });
+        k.eventually(
+            Duration::from_secs(10),
+            "the other replica took over",
+            || holder(&k) == b,
+        );
     }
     let (a, b) = settled(&k, Duration::from_secs(30));
-    assert!(holds_eip(&k, &a) && !holds_eip(&k, &b), "one replica holds the EIPs");
+    assert!(
+        holds_eip(&k, &a) && !holds_eip(&k, &b),
+        "one replica holds the EIPs"
+    );
     for pod in [&a, &b] {
         let t = k.exec(GW_NS, pod, &["iptables-save", "-t", "nat"]);
         for rule in ["web", "ping"] {
-            assert!(t.stdout.contains(&dnat_comment(T, rule)), "{pod} lost {rule}");
+            assert!(
+                t.stdout.contains(&dnat_comment(T, rule)),
+                "{pod} lost {rule}"
+            );
         }
     }
-    let flap_answers = ok_times(&pings.lines()).into_iter().filter(|t| *t >= flaps_from).count();
+    let flap_answers = ok_times(&pings.lines())
+        .into_iter()
+        .filter(|t| *t >= flaps_from)
+        .count();
     eprintln!("50 handovers: {flap_answers} UDP answers meanwhile");
 
     // Every stream survived; no ARP request had two answers.

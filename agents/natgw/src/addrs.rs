@@ -193,7 +193,11 @@ pub async fn reconcile_with(
 /// Gives `iface` the address `net` as its primary if it has no IPv4
 /// address (a replica of two gets none from its network attachment); true
 /// if it added it.
-pub async fn ensure_primary(h: &Handle, iface: &str, net: ipnet::Ipv4Net) -> Result<bool, AddrError> {
+pub async fn ensure_primary(
+    h: &Handle,
+    iface: &str,
+    net: ipnet::Ipv4Net,
+) -> Result<bool, AddrError> {
     let info = link_info(h, iface).await?;
     if info.primary().is_some() {
         return Ok(false);

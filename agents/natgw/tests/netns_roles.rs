@@ -18,7 +18,14 @@ fn inputs() -> Inputs {
         eips: vec![eip("t", "e2", GW, Some("172.16.3.11"))],
         snats: vec![],
         dnats: vec![dnat(
-            "t", "web", "e2", "8888", "10.0.1.2", Some("80"), false, false,
+            "t",
+            "web",
+            "e2",
+            "8888",
+            "10.0.1.2",
+            Some("80"),
+            false,
+            false,
         )],
         fips: vec![],
     }
@@ -30,7 +37,10 @@ fn addrs(t: &Topo) -> String {
 
 fn holds(t: &Topo) -> (bool, bool) {
     let a = addrs(t);
-    (a.contains("172.16.3.11/24"), a.contains(&format!("{VIP}/24")))
+    (
+        a.contains("172.16.3.11/24"),
+        a.contains(&format!("{VIP}/24")),
+    )
 }
 
 #[test]
@@ -55,13 +65,19 @@ fn the_standby_has_the_rules_and_the_active_addresses_die_with_its_agent() {
     );
     assert_eq!(holds(&t), (false, false), "{}", addrs(&t));
     let _web = Listener::start(&t.pod, "10.0.1.2", 80, 1);
-    assert!(connect(&t.ext, "172.16.3.11", 8888, None).is_err(), "nobody answers for the EIP");
+    assert!(
+        connect(&t.ext, "172.16.3.11", 8888, None).is_err(),
+        "nobody answers for the EIP"
+    );
 
     // Active: both addresses, and traffic through the EIP.
     let r = w.call_blocking(|a| a.set_role(true));
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(holds(&t), (true, true), "{}", addrs(&t));
-    assert_eq!(connect(&t.ext, "172.16.3.11", 8888, None).as_deref(), Ok("hi"));
+    assert_eq!(
+        connect(&t.ext, "172.16.3.11", 8888, None).as_deref(),
+        Ok("hi")
+    );
 
     // Refreshed, they stay past their lifetime ...
     let t0 = Instant::now();
@@ -73,11 +89,18 @@ fn the_standby_has_the_rules_and_the_active_addresses_die_with_its_agent() {
     // ... and without a refresh (a dead agent) the kernel takes them away.
     let t1 = Instant::now();
     while holds(&t) != (false, false) {
-        assert!(t1.elapsed() < Duration::from_secs(4), "still there: {}", addrs(&t));
+        assert!(
+            t1.elapsed() < Duration::from_secs(4),
+            "still there: {}",
+            addrs(&t)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let gone_after = t1.elapsed();
-    println!("unrefreshed addresses gone after {} ms", gone_after.as_millis());
+    println!(
+        "unrefreshed addresses gone after {} ms",
+        gone_after.as_millis()
+    );
     assert!(gone_after <= Duration::from_millis(1600), "{gone_after:?}");
 
     // Stepping down removes them at once; the rules stay.
@@ -85,7 +108,11 @@ fn the_standby_has_the_rules_and_the_active_addresses_die_with_its_agent() {
     assert_eq!(holds(&t), (true, true));
     let r = w.call_blocking(|a| a.set_role(false));
     assert_eq!(holds(&t), (false, false), "{}", addrs(&t));
-    assert!(r.removed.iter().any(|a| a.to_string() == "172.16.3.11"), "{:?}", r.removed);
+    assert!(
+        r.removed.iter().any(|a| a.to_string() == "172.16.3.11"),
+        "{:?}",
+        r.removed
+    );
     let again = w.call_blocking(|a| a.iptables().owned_snapshot().unwrap());
     assert_eq!(again, rules, "the rules are untouched by the roles");
     // A drift check on the standby adds nothing back.

@@ -167,7 +167,9 @@ impl Conntrackd {
     /// addresses come up, so the first packet finds its mapping).
     pub fn commit(&self) -> Vec<String> {
         if self.child.is_none() {
-            return vec!["no connection state to commit: conntrackd is not running (no peer yet)".into()];
+            return vec![
+                "no connection state to commit: conntrackd is not running (no peer yet)".into(),
+            ];
         }
         self.control("-c").err().into_iter().collect()
     }

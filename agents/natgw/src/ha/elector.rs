@@ -58,19 +58,32 @@ pub struct Timing {
     pub duration: Duration,
     /// How long the active goes without a renewal before it steps down.
     pub renew_deadline: Duration,
-    /// How often each replica reads (and the active renews) the Lease.
+    /// How often the active renews the Lease.
     pub retry: Duration,
+    /// How often each replica reads it (the standby sees a renewal at most
+    /// this late, and takes an expired Lease at most this late).
+    pub poll: Duration,
 }
 
 impl Timing {
-    /// From the Lease duration: the active steps down after 2/3 of it and
-    /// both look every 1/6 (at least 50 ms).
+    /// From the Lease duration: the active renews every 1/6 of it and
+    /// steps down after 2/3; both read it every 1/15 (50 ms to 1 s).
     pub fn from_duration(duration: Duration) -> Timing {
         Timing {
             duration,
             renew_deadline: duration * 2 / 3,
             retry: (duration / 6).max(Duration::from_millis(50)),
+            poll: (duration / 15).clamp(Duration::from_millis(50), Duration::from_secs(1)),
         }
+    }
+
+    /// Whether a refresh of the addresses' lifetime may still follow a
+    /// renewal sent `since_sent` ago: they must expire (lifetime, plus up
+    /// to 0.25 s of the kernel's timer slack) before the Lease can.
+    pub fn may_refresh(&self, since_sent: Duration) -> bool {
+        let expiry =
+            Duration::from_secs(u64::from(self.addr_lifetime_secs())) + Duration::from_millis(300);
+        since_sent + expiry < self.duration
     }
 
     /// Lifetime of the active's addresses in whole seconds (the kernel's
@@ -177,6 +190,12 @@ impl Elector {
         self.last_renew_sent = Some(sent);
     }
 
+    /// Active and the renewal interval has passed since the last one.
+    pub fn renew_due(&self, now: Instant) -> bool {
+        self.last_renew_sent
+            .is_none_or(|t| now.duration_since(t) >= self.timing.retry)
+    }
+
     /// Active and not renewed for the renew deadline: must step down.
     pub fn overdue(&self, now: Instant) -> bool {
         self.active
@@ -268,12 +287,11 @@ mod tests {
             .find(|t| a.overdue(*t))
             .unwrap();
         assert!(first_take.duration_since(stepped_down) >= Duration::from_millis(500));
-        // Addresses expire on their own before the standby may take over.
-        assert!(
-            Duration::from_secs(u64::from(tm.addr_lifetime_secs())) <= tm.duration,
-            "lifetime {} s",
-            tm.addr_lifetime_secs()
-        );
+        // Addresses expire on their own before the standby may take over,
+        // if refreshed promptly after a renewal.
+        assert!(tm.may_refresh(Duration::from_millis(150)));
+        assert!(!tm.may_refresh(Duration::from_millis(250)));
+        assert_eq!(tm.poll, Duration::from_millis(100));
     }
 
     #[test]

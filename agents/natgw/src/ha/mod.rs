@@ -61,7 +61,7 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
     tokio::spawn(keep_sync(pods, cfg.clone(), sync.clone()));
     set_role(&shared, false);
     let mut suspended = false;
-    let mut tick = tokio::time::interval(timing.retry);
+    let mut tick = tokio::time::interval(timing.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let handover = tokio::select! {
@@ -96,14 +96,15 @@ pub async fn run(client: kube::Client, cfg: HaConfig, worker: Arc<Worker>, share
             continue;
         };
         match el.step(&seen, now) {
+            Step::Renew if !el.renew_due(now) => {}
             Step::Renew => {
                 let sent = Instant::now();
-                match leases.renew(l, timing.renew_deadline).await {
+                match leases.renew(l, timing.duration / 4).await {
                     Ok(()) => {
                         el.confirmed(sent);
                         // Only right after the renewal: a lifetime started
                         // later could outlast the Lease (see `elector`).
-                        if sent.elapsed() > timing.renew_deadline / 2 {
+                        if !timing.may_refresh(sent.elapsed()) {
                             tracing::warn!(
                                 took_ms = sent.elapsed().as_millis() as u64,
                                 "renewal too slow to refresh the addresses on"
@@ -183,7 +184,12 @@ async fn take_over(
 }
 
 /// Becomes the standby: the addresses go first.
-async fn stand_by(worker: &Worker, shared: &Shared, sync: &Mutex<conntrackd::Conntrackd>, why: &str) {
+async fn stand_by(
+    worker: &Worker,
+    shared: &Shared,
+    sync: &Mutex<conntrackd::Conntrackd>,
+    why: &str,
+) {
     let rep = worker.call(|a| a.set_role(false)).await;
     set_role(shared, false);
     tracing::info!(why, removed = ?rep.removed, "standby: gave up the addresses");
@@ -214,7 +220,10 @@ async fn sync_once(pods: &Api<Pod>, cfg: &HaConfig, sync: &Mutex<conntrackd::Con
         Ok(Ok(Some(p))) => p
             .metadata
             .annotations
-            .and_then(|a| a.get(vpcnet_api::contract::annotations::IP_ADDRESS).cloned())
+            .and_then(|a| {
+                a.get(vpcnet_api::contract::annotations::IP_ADDRESS)
+                    .cloned()
+            })
             .and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
         _ => return,
     };

@@ -100,7 +100,10 @@ pub fn allocate_second(
         )),
         Err(e) => Err(Refusal::new(
             GatewayReason::ExternalIpUnavailable,
-            format!("external subnet {} (second replica): {e}", v.external_subnet),
+            format!(
+                "external subnet {} (second replica): {e}",
+                v.external_subnet
+            ),
         )
         .into()),
     }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Multus' NetworkAttachmentDefinition (only its CNI configuration).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema,
+)]
 #[kube(
     group = "k8s.cni.cncf.io",
     version = "v1",

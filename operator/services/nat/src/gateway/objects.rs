@@ -502,7 +502,10 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
-        assert!(nets[0].get("ips").is_none(), "each agent adds its own: {nets}");
+        assert!(
+            nets[0].get("ips").is_none(),
+            "each agent adds its own: {nets}"
+        );
         assert_eq!(nets[0]["name"], "vpc-nat-gw-natgw-ext");
         let nad = value(ha.attachment.as_ref().unwrap());
         assert_eq!(nad["metadata"]["name"], "vpc-nat-gw-natgw-ext");

@@ -353,3 +353,36 @@ impl Drop for DumpOnPanic {
         eprintln!("--- lease ---\n{}", l.stdout);
     }
 }
+
+/// The longest time without an answer among the pings between `from` and
+/// `to` (unix ms), counted from the last answer before `from`.
+pub fn silence_s(pings: &Probe, from: u64, to: u64) -> f64 {
+    let oks = ok_times(&pings.lines());
+    let start = oks.iter().rev().find(|t| **t < from).copied().unwrap_or(from);
+    let inside: Vec<u64> = std::iter::once(start)
+        .chain(oks.into_iter().filter(|t| *t >= from && *t <= to))
+        .collect();
+    let mut longest = inside.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    // Still silent at the end.
+    if let Some(last) = inside.last() {
+        longest = longest.max(to.saturating_sub(*last));
+    }
+    longest as f64 / 1000.0
+}
+
+/// Waits until the pings are answered again for `steady` after `since`.
+pub fn answered_again(pings: &Probe, since: u64, steady: Duration, limit: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let now = unix_ms();
+        let recent = ok_times(&pings.lines())
+            .into_iter()
+            .filter(|t| *t >= since && *t + steady.as_millis() as u64 >= now)
+            .count();
+        if now > since + steady.as_millis() as u64 && recent * 20 >= steady.as_millis() as usize / 2 {
+            return;
+        }
+        assert!(t0.elapsed() < limit, "no steady answers within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -19,7 +19,7 @@ use std::time::Instant;
 use crate::shell;
 
 /// Suites that disturb every other one while they run.
-const ALONE: &[&str] = &["node_failure", "ovn_raft", "olm_install"];
+const ALONE: &[&str] = &["node_failure", "gateway_ha", "ovn_raft", "olm_install"];
 /// Suites that run beside the rest.
 const BESIDE: &[&str] = &["admission", "tenant_rbac", "gitops"];
 

@@ -115,7 +115,8 @@ fn main() {
     let at = unix_ms();
     replicas(&k, 1);
     k.eventually(READY, "one gateway pod", || {
-        k.field("pod", Some(GW_NS), &replica(1), "{.metadata.name}").is_empty()
+        k.field("pod", Some(GW_NS), &replica(1), "{.metadata.name}")
+            .is_empty()
     });
     answered_again(&pings, at, Duration::from_secs(3), READY);
     rows.push(Row {

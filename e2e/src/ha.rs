@@ -358,7 +358,12 @@ impl Drop for DumpOnPanic {
 /// `to` (unix ms), counted from the last answer before `from`.
 pub fn silence_s(pings: &Probe, from: u64, to: u64) -> f64 {
     let oks = ok_times(&pings.lines());
-    let start = oks.iter().rev().find(|t| **t < from).copied().unwrap_or(from);
+    let start = oks
+        .iter()
+        .rev()
+        .find(|t| **t < from)
+        .copied()
+        .unwrap_or(from);
     let inside: Vec<u64> = std::iter::once(start)
         .chain(oks.into_iter().filter(|t| *t >= from && *t <= to))
         .collect();
@@ -379,7 +384,8 @@ pub fn answered_again(pings: &Probe, since: u64, steady: Duration, limit: Durati
             .into_iter()
             .filter(|t| *t >= since && *t + steady.as_millis() as u64 >= now)
             .count();
-        if now > since + steady.as_millis() as u64 && recent * 20 >= steady.as_millis() as usize / 2 {
+        if now > since + steady.as_millis() as u64 && recent * 20 >= steady.as_millis() as usize / 2
+        {
             return;
         }
         assert!(t0.elapsed() < limit, "no steady answers within {limit:?}");

@@ -81,6 +81,34 @@ impl GatewayPlan {
     pub fn is_ha(&self) -> bool {
         self.replicas == 2
     }
+
+    /// With two replicas, their own LAN addresses: the two host addresses
+    /// nearest below `lanIp` (above, if there are none below), the pods'
+    /// `ip_pool`. Fixed, so a pod recreated under the same name (which
+    /// keeps its address otherwise, even `lanIp` from one replica) moves to
+    /// one of them.
+    pub fn replica_lan_ips(&self) -> Vec<Ipv4Addr> {
+        let net = Ipv4Net::new(self.lan_ip, self.lan_prefix)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| Ipv4Net::from(self.lan_ip));
+        let lan = u32::from(self.lan_ip);
+        let usable = |a: u32| {
+            let ip = Ipv4Addr::from(a);
+            net.contains(&ip)
+                && ip != net.network()
+                && ip != net.broadcast()
+                && ip != self.lan_gateway
+                && ip != self.lan_ip
+        };
+        let below = (1..=4).filter_map(|d| lan.checked_sub(d));
+        let above = (1..=4).filter_map(|d| lan.checked_add(d));
+        below
+            .chain(above)
+            .filter(|a| usable(*a))
+            .take(2)
+            .map(Ipv4Addr::from)
+            .collect()
+    }
 }
 
 /// The objects that run one gateway.
@@ -249,6 +277,8 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             }),
             ..Default::default()
         });
+        let own: Vec<String> = plan.replica_lan_ips().iter().map(|a| a.to_string()).collect();
+        annotations.insert(ann::IP_POOL.to_string(), own.join(","));
     } else {
         annotations.insert(ann::IP_ADDRESS.to_string(), plan.lan_ip.to_string());
     }
@@ -478,7 +508,21 @@ mod tests {
             tpl["metadata"]["annotations"]
                 .get(ann::IP_ADDRESS)
                 .is_none(),
-            "each replica's own address comes from the pool"
+            "each replica has its own address"
+        );
+        assert_eq!(
+            tpl["metadata"]["annotations"][ann::IP_POOL],
+            "10.0.1.253,10.0.1.252"
+        );
+        let low = GatewayPlan {
+            replicas: 2,
+            lan_ip: "10.0.1.2".parse().unwrap(),
+            ..plan()
+        };
+        assert_eq!(
+            low.replica_lan_ips(),
+            vec!["10.0.1.3".parse::<Ipv4Addr>().unwrap(), "10.0.1.4".parse().unwrap()],
+            "neither the network address nor the router's"
         );
         let env = tpl["spec"]["containers"][0]["env"].as_array().unwrap();
         let get = |n: &str| {

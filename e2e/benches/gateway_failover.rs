@@ -115,8 +115,7 @@ fn main() {
     let at = unix_ms();
     replicas(&k, 1);
     k.eventually(READY, "one gateway pod", || {
-        k.field("pod", Some(GW_NS), &replica(1), "{.metadata.name}")
-            .is_empty()
+        !k.run(&["-n", GW_NS, "get", "pod", &replica(1)]).ok
     });
     answered_again(&pings, at, Duration::from_secs(3), READY);
     rows.push(Row {

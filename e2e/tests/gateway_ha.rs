@@ -39,6 +39,22 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
         || k.field("vpc-nat-gw", None, T, "{.status.active.pod}") == format!("{GW_NS}/{active}"),
     );
     eprintln!("active {active} on {an}, standby {standby} on {sn} (status: {st})");
+    // Only the other replica may feed connection state into each one.
+    for (me, peer) in [(&active, &standby), (&standby, &active)] {
+        let peer_ip = k.field(
+            "pod",
+            Some(GW_NS),
+            peer,
+            &format!(
+                "{{.metadata.annotations.{}}}",
+                vpcnet_e2e::cluster::jsonpath_key(vpcnet_api::contract::annotations::IP_ADDRESS)
+            ),
+        );
+        k.eventually(Duration::from_secs(20), "the sync port's guard", || {
+            let g = k.exec(GW_NS, me, &["iptables", "-S", "NATGWSYNC"]);
+            g.stdout.contains(&format!("-s {peer_ip}/32 -j RETURN")) && g.stdout.contains("-j DROP")
+        });
+    }
 
     // The tenant's pod on node-1, which survives: the external network
     // reaches the API server through node-1 (e2e/box/external.sh), so the

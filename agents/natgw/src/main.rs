@@ -312,6 +312,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                 duration: ha_timing.duration,
                 lan_iface: args.lan_iface.clone(),
                 lan_ip: facts.lan_ip,
+                iptables: args.iptables.clone(),
             };
             let _ = ha_slot.set((client.clone(), cfg.clone()));
             tokio::spawn(vpcnet_natgw::ha::run(

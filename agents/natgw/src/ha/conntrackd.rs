@@ -72,6 +72,75 @@ General {{
     )
 }
 
+/// The filter chain that lets only the other replica reach the sync port:
+/// pods of the VPC share the LAN and must not feed connection state into
+/// the standby. Not `VPCNAT-`: the NAT rules' drift check leaves it alone.
+pub const GUARD_CHAIN: &str = "NATGWSYNC";
+
+/// `iptables-restore --noflush` input of the guard chain (pure): the peer
+/// passes, everyone else is dropped.
+pub fn guard_rules(peer: Ipv4Addr) -> String {
+    format!(
+        "*filter\n:{GUARD_CHAIN} - [0:0]\n-A {GUARD_CHAIN} -s {peer}/32 -j RETURN\n-A {GUARD_CHAIN} -j DROP\nCOMMIT\n"
+    )
+}
+
+/// Installs the guard for `peer`: the chain, and the jump from INPUT for
+/// the sync port on `lan_iface` (`iptables` is the flavour's base name).
+pub fn guard(iptables: &str, lan_iface: &str, peer: Ipv4Addr) -> Result<(), String> {
+    use std::io::Write;
+    let mut c = Command::new(format!("{iptables}-restore"))
+        .args(["-w", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{iptables}-restore: {e}"))?;
+    c.stdin
+        .take()
+        .expect("piped")
+        .write_all(guard_rules(peer).as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = c.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{iptables}-restore (sync guard): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let port = SYNC_PORT.to_string();
+    let rule = [
+        "INPUT",
+        "-i",
+        lan_iface,
+        "-p",
+        "udp",
+        "--dport",
+        &port,
+        "-j",
+        GUARD_CHAIN,
+    ];
+    let present = Command::new(iptables)
+        .args(["-w", "-C"])
+        .args(rule)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        let out = Command::new(iptables)
+            .args(["-w", "-I"])
+            .args(rule)
+            .output()
+            .map_err(|e| format!("{iptables}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{iptables} -I INPUT (sync guard): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A running conntrackd and the peer it syncs with.
 pub struct Conntrackd {
     dir: PathBuf,
@@ -262,6 +331,9 @@ mod tests {
         assert!(c.contains("DisableExternalCache Off"));
         assert!(c.contains("      IPv4_address 172.16.3.101\n"));
         assert!(c.contains("Path /run/x/ctl"));
+        let g = guard_rules("10.0.1.6".parse().unwrap());
+        assert!(g.contains("-A NATGWSYNC -s 10.0.1.6/32 -j RETURN\n-A NATGWSYNC -j DROP\n"));
+        assert!(!GUARD_CHAIN.starts_with(crate::model::CHAIN_PREFIX));
         let opens = c.matches('{').count();
         assert_eq!(opens, c.matches('}').count(), "balanced:\n{c}");
     }

@@ -37,6 +37,8 @@ pub struct HaConfig {
     pub lan_iface: String,
     /// This replica's own LAN address.
     pub lan_ip: Ipv4Addr,
+    /// The iptables flavour (for the sync port's guard).
+    pub iptables: String,
 }
 
 /// The other replica of StatefulSet pod `me` (`<name>-0` <-> `<name>-1`).
@@ -230,7 +232,12 @@ async fn sync_once(pods: &Api<Pod>, cfg: &HaConfig, sync: &Mutex<conntrackd::Con
     let Some(ip) = ip else { return };
     let ensured = lock(sync).ensure(&cfg.lan_iface, cfg.lan_ip, ip, &[cfg.lan_ip]);
     match ensured {
-        Ok(true) => tracing::info!(peer = %ip, "conntrackd syncs with the other replica"),
+        Ok(true) => {
+            tracing::info!(peer = %ip, "conntrackd syncs with the other replica");
+            if let Err(e) = conntrackd::guard(&cfg.iptables, &cfg.lan_iface, ip) {
+                tracing::warn!("{e}");
+            }
+        }
         Ok(false) => {}
         Err(e) => tracing::warn!("connection state sync: {e}"),
     }

@@ -277,7 +277,11 @@ pub fn build(plan: &GatewayPlan) -> GatewayObjects {
             }),
             ..Default::default()
         });
-        let own: Vec<String> = plan.replica_lan_ips().iter().map(|a| a.to_string()).collect();
+        let own: Vec<String> = plan
+            .replica_lan_ips()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         annotations.insert(ann::IP_POOL.to_string(), own.join(","));
     } else {
         annotations.insert(ann::IP_ADDRESS.to_string(), plan.lan_ip.to_string());
@@ -521,7 +525,10 @@ mod tests {
         };
         assert_eq!(
             low.replica_lan_ips(),
-            vec!["10.0.1.3".parse::<Ipv4Addr>().unwrap(), "10.0.1.4".parse().unwrap()],
+            vec![
+                "10.0.1.3".parse::<Ipv4Addr>().unwrap(),
+                "10.0.1.4".parse().unwrap()
+            ],
             "neither the network address nor the router's"
         );
         let env = tpl["spec"]["containers"][0]["env"].as_array().unwrap();

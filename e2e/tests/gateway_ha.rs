@@ -15,6 +15,28 @@ use vpcnet_e2e::kubectl::Kubectl;
 use vpcnet_e2e::natgw::{GW_NS, dnat_comment};
 use vpcnet_e2e::node;
 
+/// Right after a failover, a new connection through DNAT (from outside)
+/// and one through SNAT (from the pod) are answered.
+fn new_connections_work(k: &Kubectl) {
+    let url = format!("http://{DNAT_EIP}:8888/");
+    let got = external::from_outside(&url, Duration::from_secs(2));
+    assert!(
+        got.as_deref().is_ok_and(|a| a.contains("server=web")),
+        "a new DNAT connection: {got:?}"
+    );
+    let out = k.exec(
+        T,
+        "web",
+        &["curl", "-s", "--max-time", "2", &external::host_url()],
+    );
+    assert!(
+        out.ok && out.stdout.contains(&format!("client={SNAT_EIP}:")),
+        "a new SNAT connection: {} {}",
+        out.stdout,
+        out.stderr
+    );
+}
+
 #[test]
 fn two_replicas_fail_over_in_seconds_and_connections_survive() {
     let nodes = node::all();
@@ -115,6 +137,7 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
             neighbour(DNAT_EIP)
         );
         assert!(f.takeover_s < 2.0, "failover {i}: {f:?}");
+        new_connections_work(&k);
     }
 
     // The active's node dies (frozen daemons, links cut). The pod is on
@@ -144,6 +167,7 @@ fn two_replicas_fail_over_in_seconds_and_connections_survive() {
         neighbour(DNAT_EIP)
     );
     assert!(f.takeover_s < 2.0, "node failure: {f:?}");
+    new_connections_work(&k);
     std::thread::sleep(Duration::from_secs(2));
     node_ctl(&["recover", &doomed]);
     recover.0 = None;

@@ -41,6 +41,10 @@ net_up() {
   ip -n "$NODE_NETNS" link set "$NODE_VETH" up
   ip -n "$NODE_NETNS" link set "$UNDERLAY_IF" up
   ip -n "$NODE_NETNS" route add default via "$HOST_IP"
+  # A node forwards, as every Kubernetes node does (pods with host egress
+  # need it). A new netns copies the host's setting, which is 0 on a fresh
+  # machine: say it.
+  ip netns exec "$NODE_NETNS" sysctl -qw net.ipv4.ip_forward=1
   # The box plays kube-proxy for the one Service hostNetwork pods need: the API.
   ip netns exec "$NODE_NETNS" iptables -w -t nat -A OUTPUT -d "$SERVICE_API_IP/32" -p tcp --dport 443 \
     -m comment --comment "vpcnet-box: kubernetes Service" -j DNAT --to-destination "$HOST_IP:$APISERVER_PORT"

@@ -319,12 +319,7 @@ impl Applier {
 
         // Addresses, announcements.
         let want = self.wanted_eips(state);
-        let addr_err = match self.rt.block_on(addrs::reconcile_with(
-            &self.nl,
-            &self.cfg.ext_iface,
-            &want,
-            self.cfg.addr_lifetime,
-        )) {
+        let addr_err = match self.reconcile_eips(&want) {
             Ok(ch) => {
                 self.announce(&ch.added, &mut rep.warnings);
                 rep.added_addrs = ch.added;
@@ -581,20 +576,26 @@ impl Applier {
             return Ok(Vec::new());
         };
         let want = self.wanted_eips(&last.state);
-        let ch = self
-            .rt
-            .block_on(addrs::reconcile_with(
-                &self.nl,
-                &self.cfg.ext_iface,
-                &want,
-                self.cfg.addr_lifetime,
-            ))
-            .map_err(|e| e.to_string())?;
+        let ch = self.reconcile_eips(&want).map_err(|e| e.to_string())?;
         let mut w = Vec::new();
         self.announce(&ch.added, &mut w);
         let mut added = ch.added;
         added.extend(self.reconcile_lan_vip(&mut w));
         Ok(added)
+    }
+
+    /// Makes the external interface hold exactly `want` of the EIPs (with
+    /// the configured lifetime).
+    fn reconcile_eips(
+        &self,
+        want: &BTreeSet<Ipv4Addr>,
+    ) -> Result<addrs::AddrChanges, addrs::AddrError> {
+        self.rt.block_on(addrs::reconcile_with(
+            &self.nl,
+            &self.cfg.ext_iface,
+            want,
+            self.cfg.addr_lifetime,
+        ))
     }
 
     /// The EIPs this replica should hold now: all of `state`'s, or none
@@ -656,12 +657,7 @@ impl Applier {
             .as_ref()
             .map(|l| self.wanted_eips(&l.state))
             .unwrap_or_default();
-        match self.rt.block_on(addrs::reconcile_with(
-            &self.nl,
-            &self.cfg.ext_iface,
-            &want,
-            self.cfg.addr_lifetime,
-        )) {
+        match self.reconcile_eips(&want) {
             Ok(ch) => {
                 self.announce(&ch.added, &mut rep.warnings);
                 rep.added = ch.added;
